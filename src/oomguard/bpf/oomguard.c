@@ -1,0 +1,158 @@
+// oomguard kernel side: sampled per-process allocation accounting and OOM kill events.
+//
+// Compiled by bcc at load time (see loader.py). It reads only tracepoint
+// arguments and BPF helpers, never a kernel struct, so it is correct whatever
+// header tree compiles it: tracepoint layouts come from tracefs.
+//
+// The user-space mirror of every struct below lives in events.py; a test
+// compares their sizes with the types bcc generates from this file.
+//
+// Built with -DMAX_PIDS=<n> (the size of the per-PID maps).
+
+#include <linux/sched.h>
+
+#define SOURCE_KMALLOC 0
+#define SOURCE_PAGE 1
+#define NSOURCES 2
+
+#define RSS_MEMBERS 4 // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES
+
+// Per-CPU sampling state, one slot per source.
+struct sampler {
+    u64 seen;      // events that reached the program
+    u64 sampled;   // events recorded in `allocs`
+    u32 countdown; // events left until the next sample, this one included
+    u32 weight;    // the N in force when the current gap was drawn
+};
+
+// Per-process sampled totals; each sample adds bytes * weight, so `bytes`
+// is an unbiased estimate of all bytes allocated, even while N changes.
+struct alloc_stats {
+    u64 bytes[NSOURCES];
+    u64 samples[NSOURCES];
+};
+
+// Latest RSS counters of a process, in bytes, as rss_stat reported them.
+struct rss_stats {
+    s64 bytes[RSS_MEMBERS];
+};
+
+// One OOM kill, as oom:mark_victim saw it.
+struct oom_event {
+    u64 timestamp_ns;     // bpf_ktime_get_ns(): CLOCK_MONOTONIC
+    u64 cgroup_id;        // trigger's cgroup (v2 hierarchy id)
+    u64 total_vm_kb;
+    u64 anon_rss_kb;
+    u64 file_rss_kb;
+    u64 shmem_rss_kb;
+    u32 victim_pid;
+    u32 victim_uid;
+    u32 trigger_pid;
+    s32 oom_score_adj;
+    char victim_comm[TASK_COMM_LEN];
+    char trigger_comm[TASK_COMM_LEN];
+};
+
+BPF_ARRAY(sample_rate, u32, NSOURCES);                  // N per source, written by the daemon
+BPF_PERCPU_ARRAY(sampler, struct sampler, NSOURCES);
+BPF_PERCPU_ARRAY(ringbuf_drops, u64, 1);                // OOM events lost to a full ring buffer
+// LRU: when more than MAX_PIDS processes allocate, the least recently active
+// entry is evicted instead of the insert failing, so the map can never wedge.
+BPF_TABLE("lru_percpu_hash", u32, struct alloc_stats, allocs, MAX_PIDS);
+BPF_TABLE("lru_hash", u32, struct rss_stats, rss, MAX_PIDS);
+BPF_RINGBUF_OUTPUT(oom_events, 8);                      // 8 pages: kills are rare
+
+// Count one event of `source` and, one time in N, charge `bytes` to the
+// current process. Inlined with a constant `source`, so indexing is bounded.
+static __always_inline void account(u32 source, u64 bytes)
+{
+    u32 key = source; // a copy for the map key: `source` itself stays a known constant
+    struct sampler *s = sampler.lookup(&key);
+    if (!s)
+        return;
+    s->seen++;
+    // Hot path: not the sampled event. Per-CPU state, so no atomics; BPF
+    // programs do not nest on one CPU, so no lost update either.
+    if (s->countdown > 1) {
+        s->countdown--;
+        return;
+    }
+
+    // This event ends a gap. It stands for the `weight` events of that gap.
+    u32 weight = s->weight;
+    u32 *rate = sample_rate.lookup(&key);
+    u32 n = (rate && *rate) ? *rate : 1;
+    // Next gap uniform on 1..2N-1: mean exactly N, one random draw per
+    // *sample* (not per event), no floating point in the kernel.
+    s->countdown = 1 + bpf_get_prandom_u32() % (2 * n - 1);
+    s->weight = n;
+    if (weight == 0)
+        return; // first event on this CPU: no gap was drawn before it
+
+    s->sampled++;
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    struct alloc_stats zero = {};
+    struct alloc_stats *a = allocs.lookup_or_try_init(&pid, &zero);
+    if (!a)
+        return;
+    a->bytes[source] += bytes * weight;
+    a->samples[source]++;
+}
+
+// kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node)
+RAW_TRACEPOINT_PROBE(kmalloc)
+{
+    account(SOURCE_KMALLOC, ctx->args[3]); // bytes_alloc: what the slab really handed out
+    return 0;
+}
+
+// mm_page_alloc(page, order, gfp_flags, migratetype): user heap growth shows here
+RAW_TRACEPOINT_PROBE(mm_page_alloc)
+{
+    account(SOURCE_PAGE, (u64)PAGE_SIZE << (u32)ctx->args[1]);
+    return 0;
+}
+
+// rss_stat fires on every RSS counter change of any mm; keep only the
+// current process's own (curr == 1), last value wins.
+TRACEPOINT_PROBE(kmem, rss_stat)
+{
+    if (!args->curr)
+        return 0;
+    u32 member = args->member;
+    if (member >= RSS_MEMBERS) // bounds the array index for the verifier
+        return 0;
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    struct rss_stats zero = {};
+    struct rss_stats *r = rss.lookup_or_try_init(&pid, &zero);
+    if (r)
+        r->bytes[member] = args->size;
+    return 0;
+}
+
+// mark_victim runs in the task whose allocation triggered the kill.
+TRACEPOINT_PROBE(oom, mark_victim)
+{
+    struct oom_event *e = oom_events.ringbuf_reserve(sizeof(*e));
+    if (!e) {
+        u32 zero = 0;
+        u64 *drops = ringbuf_drops.lookup(&zero);
+        if (drops)
+            (*drops)++;
+        return 0;
+    }
+    e->timestamp_ns = bpf_ktime_get_ns();
+    e->cgroup_id = bpf_get_current_cgroup_id();
+    e->total_vm_kb = args->total_vm;
+    e->anon_rss_kb = args->anon_rss;
+    e->file_rss_kb = args->file_rss;
+    e->shmem_rss_kb = args->shmem_rss;
+    e->victim_pid = args->pid;
+    e->victim_uid = args->uid;
+    e->trigger_pid = bpf_get_current_pid_tgid() >> 32;
+    e->oom_score_adj = args->oom_score_adj;
+    TP_DATA_LOC_READ_STR(e->victim_comm, comm, sizeof(e->victim_comm));
+    bpf_get_current_comm(e->trigger_comm, sizeof(e->trigger_comm));
+    oom_events.ringbuf_submit(e, 0);
+    return 0;
+}

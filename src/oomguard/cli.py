@@ -1,0 +1,87 @@
+"""The `oomguard` command line.
+
+Exit codes: 0 success; 1 a runtime failure or a failed doctor check;
+2 bad usage or an invalid policy file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_PATH, load, load_or_defaults
+from .errors import OomguardError
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+def _config_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", type=Path, default=None,
+                        help=f"policy file (default {DEFAULT_PATH}; built-in defaults if that is absent)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oomguard", description=(
+        "Memory watchdog: traces kernel memory allocation with eBPF and reports per-process allocation rates and OOM kills."),
+        epilog="Exit codes: 0 ok, 1 runtime failure or failed check, 2 bad usage or invalid policy.")
+    parser.add_argument("--version", action="version", version=f"oomguard {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser("run", help="trace and report in the foreground until SIGTERM/SIGINT",
+                              description="Load the BPF programs and print per-process allocation rates "
+                                          "each interval and every OOM kill as it happens, until SIGTERM or Ctrl-C.")
+    _config_argument(run)
+
+    check = commands.add_parser("check-config", help="validate a policy file and exit",
+                                description="Exit 0 if the policy file is valid, else print what is wrong and exit 2.")
+    check.add_argument("-c", "--config", type=Path, default=DEFAULT_PATH, help=f"policy file (default {DEFAULT_PATH})")
+
+    commands.add_parser("doctor", help="check kernel, tracepoints, privileges, bcc and headers",
+                        description="Print one pass/fail line per prerequisite, with the fix for each failure.")
+    return parser
+
+
+def cmd_run(args) -> int:
+    from .daemon import run
+
+    return run(load_or_defaults(args.config))
+
+
+def cmd_check_config(args) -> int:
+    config = load(args.config)
+    print(f"{config.source}: valid")
+    return EXIT_OK
+
+
+def cmd_doctor(_args) -> int:
+    from .preflight import all_checks
+
+    checks = all_checks()
+    for check in checks:
+        mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
+        print(f"[{mark}] {check.name}: {check.detail}" + ("" if check.ok else f"\n       fix: {check.fix}"))
+    return EXIT_OK if all(c.ok or not c.required for c in checks) else EXIT_FAILURE
+
+
+COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "doctor": cmd_doctor}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return COMMANDS[args.command](args)
+    except OomguardError as exc:
+        from .config import ConfigError
+
+        print(f"oomguard: error: {exc.cause}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

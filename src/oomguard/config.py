@@ -1,0 +1,198 @@
+"""The TOML policy: parsed, validated against one schema, turned into typed dataclasses.
+
+Every key, its default and its check live in SCHEMA below; config.example.toml
+documents the same keys and a test keeps the two in step. An error names the
+file, the key and what is wrong; an unknown key names the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import OomguardError
+from .units import parse_duration
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+DEFAULT_PATH = Path("/etc/oomguard/config.toml")
+
+
+class ConfigError(OomguardError):
+    pass
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {type(value).__name__} {value!r}")
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}, got {value}")
+        return value
+    return check
+
+
+def _duration_in(low: float, high: float) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        seconds = parse_duration(value)
+        if not low <= seconds <= high:
+            raise ValueError(f"must be between {low}s and {high}s, got {seconds}s")
+        return seconds
+    return check
+
+
+def _absolute_path(value: Any) -> Path:
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise ValueError(f"expected an absolute path string, got {value!r}")
+    return Path(value)
+
+
+def _url_list(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(url, str) and "://" in url for url in value):
+        raise ValueError('expected a list of apprise URLs such as ["mailto://user:pass@example.com"]')
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class Key:
+    check: Callable[[Any], Any]
+    default: Any
+
+
+# section -> key -> (check, default). Defaults are the parsed values.
+SCHEMA: dict[str, dict[str, Key]] = {
+    "sampling": {
+        "interval": Key(_duration_in(0.1, 60), 1.0),
+        "target_events_per_sec": Key(_int_in(100, 10_000_000), 20_000),
+        "initial_rate": Key(_int_in(1, 1 << 24), 64),
+        "max_pids": Key(_int_in(1024, 1 << 20), 16384),
+    },
+    "alerts": {
+        "urls": Key(_url_list, ()),
+    },
+    "attribution": {
+        "pods_log_dir": Key(_absolute_path, Path("/var/log/pods")),
+    },
+    "state": {
+        "dir": Key(_absolute_path, Path("/var/lib/oomguard")),
+    },
+    "output": {
+        "top_pids": Key(_int_in(0, 1000), 10),
+    },
+}
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    interval: float
+    target_events_per_sec: int
+    initial_rate: int
+    max_pids: int
+
+
+@dataclass(frozen=True)
+class AlertsConfig:
+    urls: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    pods_log_dir: Path
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    dir: Path
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    top_pids: int
+
+
+@dataclass(frozen=True)
+class Config:
+    sampling: SamplingConfig
+    alerts: AlertsConfig
+    attribution: AttributionConfig
+    state: StateConfig
+    output: OutputConfig
+    source: str  # the file it came from, or "built-in defaults"
+
+
+_SECTION_TYPES = {
+    "sampling": SamplingConfig, "alerts": AlertsConfig, "attribution": AttributionConfig,
+    "state": StateConfig, "output": OutputConfig,
+}
+
+
+def _nearest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
+
+
+def from_mapping(data: dict[str, Any], source: str) -> Config:
+    """Validate a parsed TOML document; missing keys take their defaults."""
+    for section, body in data.items():
+        if section not in SCHEMA:
+            raise ConfigError(f"{source}: unknown section [{section}]{_nearest(section, SCHEMA)}",
+                              "remove it or fix its name")
+        if not isinstance(body, dict):
+            raise ConfigError(f"{source}: {section} must be a table ([{section}]), got {type(body).__name__}",
+                              f"write it as a [{section}] section")
+        for key in body:
+            if key not in SCHEMA[section]:
+                raise ConfigError(f"{source}: unknown key [{section}] {key}{_nearest(key, SCHEMA[section])}",
+                                  "remove it or fix its name")
+    sections = {}
+    for section, keys in SCHEMA.items():
+        body = data.get(section, {})
+        values = {}
+        for key, spec in keys.items():
+            if key not in body:
+                values[key] = spec.default
+                continue
+            try:
+                values[key] = spec.check(body[key])
+            except ValueError as exc:
+                raise ConfigError(f"{source}: [{section}] {key}: {exc}", "fix the value; see config.example.toml") from None
+        sections[section] = _SECTION_TYPES[section](**values)
+    return Config(source=source, **sections)
+
+
+def defaults() -> Config:
+    return from_mapping({}, "built-in defaults")
+
+
+def load(path: Path) -> Config:
+    """Read and validate a policy file."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file", "give an existing file with -c, or copy config.example.toml there") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied", "run as root or make the file readable by this user") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory", "give the policy file itself") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", "fix the syntax; see config.example.toml") from None
+    return from_mapping(data, str(path))
+
+
+def load_or_defaults(path: Path | None) -> Config:
+    """The given file; else /etc/oomguard/config.toml if present; else the built-in defaults."""
+    if path is not None:
+        return load(path)
+    if DEFAULT_PATH.exists():
+        return load(DEFAULT_PATH)
+    return defaults()

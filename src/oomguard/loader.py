@@ -1,0 +1,205 @@
+"""Loads oomguard's BPF programs, sets the sample rate, and reads their maps and ring buffer.
+
+The tracer knows nothing of containers, policy or alerts: kernel facts in,
+typed values out (see events.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .errors import OomguardError
+from .events import (
+    SOURCE_KMALLOC,
+    SOURCE_PAGE,
+    SOURCES,
+    AllocSnapshot,
+    COomEvent,
+    Counters,
+    CSampler,
+    OomKill,
+    SourceCounters,
+)
+from .preflight import all_checks, failed_required
+from .rates import values_for
+
+BPF_SOURCE = Path(__file__).with_name("bpf") / "oomguard.c"
+DEFAULT_MAX_PIDS = 16384
+MAX_SAMPLE_RATE = 1 << 24  # 2N-1 must fit in u32 with room to spare
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Path]:
+    """Send fd 2 (where bcc and the verifier write) to a file while loading."""
+    with tempfile.NamedTemporaryFile(prefix="oomguard-bcc-", suffix=".log") as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield Path(log.name)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    text = path.read_text(errors="replace").strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+class Tracer:
+    """The loaded BPF programs. Close it (or use `with`) to detach them all."""
+
+    def __init__(self, max_pids: int = DEFAULT_MAX_PIDS, sample_rates: tuple[int, int] = (1, 1)):
+        failures = failed_required(all_checks())
+        if failures:
+            first = failures[0]
+            more = "".join(f"\n  also: {c.name}: {c.detail}: {c.fix}" for c in failures[1:])
+            raise OomguardError(f"{first.name}: {first.detail}", first.fix + more)
+        from bcc import BPF  # after the checks: its absence is one of them
+
+        self.max_pids = max_pids
+        with _stderr_captured() as log:
+            try:
+                self._bpf = BPF(src_file=str(BPF_SOURCE).encode(),
+                                cflags=[f"-DMAX_PIDS={max_pids}", "-Wno-macro-redefined"])
+            except Exception as exc:  # bcc raises bare Exception for compile and load failures
+                raise OomguardError(
+                    f"loading the BPF programs failed ({exc}); compiler/verifier said:\n{_tail(log)}",
+                    "run `oomguard doctor`; if every check passes, report this output as a bug",
+                ) from exc
+        self._ncpus = self._bpf[b"sampler"].total_cpu
+        self._allocs_fd = self._bpf[b"allocs"].map_fd
+        self._rss_fd = self._bpf[b"rss"].map_fd
+        self._pending: list[OomKill] = []
+        self._bpf[b"oom_events"].open_ring_buffer(self._on_oom_event)
+        for source, n in enumerate(sample_rates):
+            self.set_sample_rate(source, n)
+
+    # -- control ---------------------------------------------------------
+
+    def set_sample_rate(self, source: int, n: int) -> None:
+        """Sample 1 in `n` events of `source` from the next gap on."""
+        if source not in (SOURCE_KMALLOC, SOURCE_PAGE):
+            raise ValueError(f"unknown source {source}")
+        if not 1 <= n <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample rate must be in 1..{MAX_SAMPLE_RATE}, got {n}")
+        table = self._bpf[b"sample_rate"]
+        table[table.Key(source)] = table.Leaf(n)
+
+    def sample_rate(self, source: int) -> int:
+        table = self._bpf[b"sample_rate"]
+        return table[table.Key(source)].value
+
+    # -- reading ---------------------------------------------------------
+
+    def counters(self) -> Counters:
+        sampler = self._bpf[b"sampler"]
+        per_source = []
+        for source in range(len(SOURCES)):
+            cpus = sampler.getvalue(sampler.Key(source))
+            per_source.append(SourceCounters(seen=sum(c.seen for c in cpus),
+                                             sampled=sum(c.sampled for c in cpus)))
+        drops_table = self._bpf[b"ringbuf_drops"]
+        drops = sum(drops_table.getvalue(drops_table.Key(0)))
+        return Counters(kmalloc=per_source[0], page=per_source[1], ringbuf_drops=drops)
+
+    def snapshot(self) -> AllocSnapshot:
+        """Cumulative per-process totals (summed over CPUs) and latest RSS, sorted by pid."""
+        now = time.monotonic()
+        pids, stats = _lookup_batch(self._allocs_fd, self.max_pids, (self._ncpus, 2 * len(SOURCES)), np.uint64)
+        stats = stats.sum(axis=1)  # over CPUs -> columns: bytes[kmalloc, page], samples[kmalloc, page]
+        rss_pids, rss = _lookup_batch(self._rss_fd, self.max_pids, (4,), np.int64)
+        resident = rss[:, 0] + rss[:, 1] + rss[:, 3]  # file + anon + shmem; swap entries are not resident
+        order = np.argsort(pids)
+        pids, stats = pids[order], stats[order]
+        return AllocSnapshot(
+            monotonic_s=now,
+            pid=pids,
+            kmalloc_bytes=stats[:, 0].copy(),
+            page_bytes=stats[:, 1].copy(),
+            kmalloc_samples=stats[:, 2].copy(),
+            page_samples=stats[:, 3].copy(),
+            rss_bytes=values_for(rss_pids, resident, pids),
+        )
+
+    def forget_pids(self, pids: np.ndarray) -> None:
+        """Delete exited processes from the per-PID maps."""
+        from bcc.libbcc import lib
+
+        for fd in (self._allocs_fd, self._rss_fd):
+            for pid in pids:
+                key = ctypes.c_uint32(int(pid))
+                lib.bpf_delete_elem(fd, ctypes.byref(key))
+
+    def poll_oom_kills(self, timeout_ms: int = 0) -> list[OomKill]:
+        """OOM kills the kernel reported since the last call; waits up to timeout_ms for one."""
+        self._bpf.ring_buffer_poll(timeout_ms)
+        kills, self._pending = self._pending, []
+        return kills
+
+    def _on_oom_event(self, _ctx, data, _size) -> None:
+        raw = ctypes.cast(data, ctypes.POINTER(COomEvent)).contents
+        self._pending.append(OomKill.from_c(raw))
+
+    # -- lifetime --------------------------------------------------------
+
+    def program_ids(self) -> list[int]:
+        """Kernel IDs of our loaded programs (for tests and `status`)."""
+        ids = []
+        for fn in self._bpf.funcs.values():
+            info = Path(f"/proc/self/fdinfo/{fn.fd}").read_text()
+            ids += [int(line.split()[1]) for line in info.splitlines() if line.startswith("prog_id:")]
+        return ids
+
+    def close(self) -> None:
+        """Detach every program and free the maps; safe to call twice."""
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+    def __enter__(self) -> "Tracer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _lookup_batch(map_fd: int, max_entries: int, value_shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """Read a whole hash map with u32 keys in a few BPF_MAP_LOOKUP_BATCH calls, into numpy."""
+    from bcc.libbcc import lib
+
+    keys = np.empty(max_entries, dtype=np.uint32)
+    values = np.empty((max_entries,) + value_shape, dtype=dtype)
+    value_bytes = values.itemsize * int(np.prod(value_shape))
+    in_batch, out_batch, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
+    total = 0
+    while total < max_entries:
+        count.value = max_entries - total
+        res = lib.bpf_lookup_batch(
+            map_fd,
+            ctypes.byref(in_batch) if total else None,
+            ctypes.byref(out_batch),
+            keys.ctypes.data + 4 * total,
+            values.ctypes.data + value_bytes * total,
+            ctypes.byref(count),
+        )
+        err = ctypes.get_errno()
+        total += count.value
+        if res != 0:
+            if err == errno.ENOENT:  # walked past the last bucket: done
+                break
+            raise OomguardError(f"reading a BPF map failed: {os.strerror(err)}",
+                                "needs Linux >= 5.6 for batched map reads; run `oomguard doctor`")
+        if count.value == 0:
+            break
+        in_batch.value = out_batch.value
+    return keys[:total], values[:total]

@@ -1,0 +1,113 @@
+"""Policy parsing: defaults, the example file, and every invalid form giving a clear message."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oomguard.cli import main
+from oomguard.config import SCHEMA, ConfigError, defaults, from_mapping, load
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+def test_example_file_documents_exactly_the_defaults():
+    example = load(EXAMPLE)
+    assert {k: v for k, v in vars(example).items() if k != "source"} == \
+        {k: v for k, v in vars(defaults()).items() if k != "source"}
+    text = EXAMPLE.read_text()
+    for section, keys in SCHEMA.items():
+        assert f"[{section}]" in text
+        for key in keys:
+            assert f"\n{key} = " in text, f"config.example.toml lacks [{section}] {key}"
+
+
+def test_contract_keys_and_defaults():
+    config = defaults()
+    assert config.alerts.urls == ()
+    assert config.sampling.interval == 1.0
+    assert config.sampling.target_events_per_sec == 20_000
+    assert config.attribution.pods_log_dir == Path("/var/log/pods")
+    assert config.state.dir == Path("/var/lib/oomguard")
+
+
+def test_values_are_parsed_with_units():
+    config = from_mapping({"sampling": {"interval": "250ms"}, "alerts": {"urls": ["json://127.0.0.1:9/x"]}}, "t")
+    assert config.sampling.interval == 0.25
+    assert config.alerts.urls == ("json://127.0.0.1:9/x",)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[sampling]\nintervall = 1\n", "unknown key [sampling] intervall (did you mean 'interval'?)"),
+    ("[samplng]\n", "unknown section [samplng] (did you mean 'sampling'?)"),
+    ("[sampling]\ninterval = \"soon\"\n", "[sampling] interval: 'soon' is not a duration"),
+    ("[sampling]\ninterval = \"5h\"\n", "[sampling] interval: must be between 0.1s and 60s"),
+    ("[sampling]\ninterval = true\n", "[sampling] interval: expected a duration"),
+    ("[sampling]\ntarget_events_per_sec = \"many\"\n", "[sampling] target_events_per_sec: expected an integer, got str"),
+    ("[sampling]\ntarget_events_per_sec = 1.5\n", "expected an integer, got float"),
+    ("[sampling]\ninitial_rate = 0\n", "[sampling] initial_rate: must be between 1 and"),
+    ("[alerts]\nurls = \"slack://a/b/c\"\n", "[alerts] urls: expected a list of apprise URLs"),
+    ("[alerts]\nurls = [\"not a url\"]\n", "[alerts] urls: expected a list of apprise URLs"),
+    ("[state]\ndir = \"relative/dir\"\n", "[state] dir: expected an absolute path"),
+    ("sampling = 3\n", "sampling must be a table"),
+    ("[sampling\n", "not valid TOML"),
+    ("interval = 1\n", "unknown section [interval]"),
+])
+def test_invalid_policies_name_the_key_and_the_problem(tmp_path, text, message):
+    path = tmp_path / "policy.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load(path)
+    assert message in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_empty_file_is_all_defaults(tmp_path):
+    path = tmp_path / "empty.toml"
+    path.write_text("")
+    assert load(path).sampling == defaults().sampling
+
+
+def test_missing_binary_and_directory_files(tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        load(tmp_path / "absent.toml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load(tmp_path)
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load(binary)
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "secret.toml"
+    path.write_text("")
+    path.chmod(0)
+    if os.geteuid() != 0:
+        with pytest.raises(ConfigError, match="permission denied"):
+            load(path)
+        return
+    # root reads anything: read it as user nobody instead
+    tmp_path.chmod(0o755)
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         sys.executable, "-m", "oomguard.cli", "check-config", "-c", str(path)],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2
+    assert "permission denied" in result.stderr
+
+
+def test_check_config_exit_codes(tmp_path, capsys):
+    good = tmp_path / "good.toml"
+    good.write_text("[sampling]\ninterval = \"2s\"\n")
+    assert main(["check-config", "-c", str(good)]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sampling]\ninterval = -1\n")
+    assert main(["check-config", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "[sampling] interval" in err and "fix:" in err

@@ -1,0 +1,67 @@
+"""Rate maths on hand-made snapshots: joins, new PIDs, evicted entries, bad intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oomguard.events import AllocSnapshot
+from oomguard.rates import interval_rates, values_for
+
+
+def snapshot(t: float, rows: dict[int, tuple[int, int]]) -> AllocSnapshot:
+    """rows: pid -> (kmalloc_bytes, page_bytes); samples = bytes // 100, rss = pid * 1000."""
+    pids = np.array(sorted(rows), dtype=np.uint32)
+    kmalloc = np.array([rows[p][0] for p in pids], dtype=np.uint64)
+    page = np.array([rows[p][1] for p in pids], dtype=np.uint64)
+    return AllocSnapshot(monotonic_s=t, pid=pids, kmalloc_bytes=kmalloc, kmalloc_samples=kmalloc // 100,
+                         page_bytes=page, page_samples=page // 100, rss_bytes=pids.astype(np.int64) * 1000)
+
+
+def test_values_for_joins_on_keys_in_any_order():
+    keys = np.array([30, 10, 20], dtype=np.uint32)
+    values = np.array([3, 1, 2])
+    assert values_for(keys, values, np.array([10, 20, 40, 30], dtype=np.uint32)).tolist() == [1, 2, 0, 3]
+    assert values_for(keys[:0], values[:0], np.array([1], dtype=np.uint32)).tolist() == [0]
+    assert values_for(keys, values, np.array([], dtype=np.uint32)).tolist() == []
+
+
+def test_first_snapshot_has_no_rates():
+    assert interval_rates(None, snapshot(1.0, {1: (100, 100)})) is None
+
+
+def test_rates_over_two_seconds():
+    before = snapshot(10.0, {1: (1000, 4096), 2: (0, 0)})
+    after = snapshot(12.0, {1: (3000, 12288), 2: (500, 0)})
+    rates = interval_rates(before, after)
+    assert rates.interval_s == 2.0
+    assert rates.pid.tolist() == [1, 2]
+    assert rates.kmalloc_bytes_per_s.tolist() == [1000.0, 250.0]
+    assert rates.page_bytes_per_s.tolist() == [4096.0, 0.0]
+    assert rates.kmalloc_samples.tolist() == [20, 5]
+    assert rates.rss_bytes.tolist() == [1000, 2000]
+
+
+def test_new_pid_counts_from_zero_and_exited_pid_drops_out():
+    before = snapshot(0.0, {1: (100, 0), 2: (100, 0)})
+    after = snapshot(1.0, {2: (300, 0), 3: (700, 0)})
+    rates = interval_rates(before, after)
+    assert rates.pid.tolist() == [2, 3]
+    assert rates.kmalloc_bytes_per_s.tolist() == [200.0, 700.0]
+
+
+def test_counter_that_went_down_was_evicted_and_recreated():
+    # The LRU map evicted pid 5 and it came back with a fresh entry: its
+    # current value is everything it allocated since, not a negative rate.
+    rates = interval_rates(snapshot(0.0, {5: (10_000, 0)}), snapshot(1.0, {5: (300, 0)}))
+    assert rates.kmalloc_bytes_per_s.tolist() == [300.0]
+
+
+def test_non_increasing_clock_gives_no_rates():
+    same = snapshot(5.0, {1: (1, 1)})
+    assert interval_rates(same, same) is None
+
+
+def test_top_orders_by_rate():
+    rates = interval_rates(snapshot(0.0, {1: (0, 0), 2: (0, 0), 3: (0, 0)}),
+                           snapshot(1.0, {1: (0, 10), 2: (0, 30), 3: (0, 20)}))
+    assert rates.pid[rates.top(2)].tolist() == [2, 3]

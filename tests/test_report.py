@@ -1,0 +1,44 @@
+"""The foreground daemon's text: rate table and OOM kill line."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oomguard.events import Counters, OomKill, SourceCounters
+from oomguard.rates import Rates
+from oomguard.report import oom_line, process_name, rate_table, sampling_line
+
+
+def test_rate_table_lists_the_busiest_first_and_skips_idle():
+    rates = Rates(interval_s=1.0, pid=np.array([7, 8, 9], dtype=np.uint32),
+                  kmalloc_bytes_per_s=np.array([0.0, 2048.0, 0.0]), page_bytes_per_s=np.array([1 << 20, 0.0, 0.0]),
+                  kmalloc_samples=np.array([0, 2, 0]), page_samples=np.array([256, 0, 0]),
+                  rss_bytes=np.array([64 << 20, 1 << 20, 0]))
+    lines = rate_table(rates, top=10, name_of=lambda pid: f"proc{pid}")
+    assert len(lines) == 3
+    assert lines[1].split() == ["7", "proc7", "0B", "1.0MiB", "64.0MiB"]
+    assert lines[2].split() == ["8", "proc8", "2.0KiB", "0B", "1.0MiB"]
+
+
+def test_oom_line_names_victim_trigger_and_sizes():
+    kill = OomKill(timestamp_ns=1, victim_pid=42, victim_comm="leaky", victim_uid=1000, total_vm_kb=200_000,
+                   anon_rss_kb=65_536, file_rss_kb=0, shmem_rss_kb=0, oom_score_adj=0, trigger_pid=43,
+                   trigger_comm="other", cgroup_id=9)
+    line = oom_line(kill)
+    assert "pid 42 (leaky)" in line and "rss 64.0MiB" in line and "pid 43 (other)" in line and "cgroup id 9" in line
+
+
+def test_sampling_line_gives_per_second_figures():
+    before = Counters(SourceCounters(1000, 10), SourceCounters(100, 1), 0)
+    after = Counters(SourceCounters(3000, 30), SourceCounters(300, 3), 2)
+    line = sampling_line(after, before, 2.0, (100, 100))
+    assert "kmalloc 1-in-100: 1.0k events/s, 10 sampled/s" in line
+    assert "page 1-in-100: 100 events/s, 1 sampled/s" in line
+    assert "ring-buffer drops 2" in line
+
+
+def test_process_name_of_self_and_of_gone_pid(tmp_path):
+    (tmp_path / "12").mkdir()
+    (tmp_path / "12" / "comm").write_text("bash\n")
+    assert process_name(12, proc=tmp_path) == "bash"
+    assert process_name(13, proc=tmp_path) == "-"

@@ -1,0 +1,95 @@
+// Workloads with known memory behaviour, for tests and benchmarks.
+//   workload poll CALLS      poll() on 64 fds CALLS times: one kmalloc per call
+//                            (the kernel keeps ~30 pollfds on its stack and
+//                            kmallocs the rest), nothing else in the loop
+//   workload poll-for SECS   same, for SECS seconds; prints calls/s
+//   workload leak MIB SECS   grow the heap by MIB MiB spread over SECS seconds,
+//                            touching every page, then sleep until killed
+//   workload hog MIB         allocate and touch MIB MiB as fast as possible
+// Its comm is "ogworkload" so tests can recognise it in events.
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#define NFDS 64
+#define MIB (1024L * 1024L)
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void setup_pollfds(struct pollfd *fds)
+{
+    int pipefd[2];
+    if (pipe(pipefd)) { perror("pipe"); exit(2); }
+    for (int i = 0; i < NFDS; i++) {
+        fds[i].fd = pipefd[0]; // same empty pipe: poll returns at once
+        fds[i].events = POLLIN;
+    }
+}
+
+static void touch(volatile char *p, long bytes) // volatile: the stores must happen
+{
+    for (long off = 0; off < bytes; off += 4096)
+        p[off] = 1;
+}
+
+int main(int argc, char **argv)
+{
+    prctl(PR_SET_NAME, "ogworkload");
+    if (argc == 3 && !strcmp(argv[1], "poll")) {
+        struct pollfd fds[NFDS];
+        setup_pollfds(fds);
+        long calls = atol(argv[2]);
+        for (long i = 0; i < calls; i++)
+            poll(fds, NFDS, 0);
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "poll-for")) {
+        struct pollfd fds[NFDS];
+        setup_pollfds(fds);
+        double end = now() + atof(argv[2]), start = now();
+        long calls = 0;
+        while (now() < end) {
+            for (int i = 0; i < 1000; i++)
+                poll(fds, NFDS, 0);
+            calls += 1000;
+        }
+        printf("%.0f\n", calls / (now() - start));
+        return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "leak")) {
+        long total = atol(argv[2]) * MIB;
+        double secs = atof(argv[3]);
+        long step = MIB;
+        long steps = total / step;
+        for (long i = 0; i < steps; i++) {
+            char *p = malloc(step);
+            if (!p) return 3;
+            touch(p, step);
+            usleep((useconds_t)(secs * 1e6 / steps));
+        }
+        printf("leaked\n");
+        fflush(stdout);
+        pause();
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "hog")) {
+        long total = atol(argv[2]) * MIB;
+        for (long done = 0; done < total; done += MIB) {
+            char *p = malloc(MIB);
+            if (!p) return 3;
+            touch(p, MIB);
+        }
+        return 0;
+    }
+    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | leak MIB SECS | hog MIB\n");
+    return 2;
+}
