@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from oomguard.events import AllocSnapshot
-from oomguard.rates import interval_rates, values_for
+from oomguard.rates import RateTracker, interval_rates, values_for
 
 
 def snapshot(t: float, rows: dict[int, tuple[int, int]]) -> AllocSnapshot:
@@ -65,3 +65,39 @@ def test_top_orders_by_rate():
     rates = interval_rates(snapshot(0.0, {1: (0, 0), 2: (0, 0), 3: (0, 0)}),
                            snapshot(1.0, {1: (0, 10), 2: (0, 30), 3: (0, 20)}))
     assert rates.pid[rates.top(2)].tolist() == [2, 3]
+
+
+def test_rss_slope_and_relative_error():
+    before = snapshot(0.0, {1: (0, 0)})
+    after = snapshot(2.0, {1: (0, 0), 2: (0, 0)})
+    after = AllocSnapshot(monotonic_s=2.0, pid=after.pid, kmalloc_bytes=after.kmalloc_bytes,
+                          kmalloc_samples=np.array([100, 0], dtype=np.uint64), page_bytes=after.page_bytes,
+                          page_samples=after.page_samples, rss_bytes=np.array([5000, 9000], dtype=np.int64))
+    rates = interval_rates(before, after)
+    assert rates.rss_bytes_per_s.tolist() == [2000.0, 0.0]  # (5000-1000)/2; new pid: no slope yet
+    assert rates.relative_error(rates.kmalloc_samples).tolist() == [0.1, float("inf")]
+
+
+def test_rate_change_mid_interval_gives_the_interval_average():
+    # 1 s at 1000 B/s then 1 s at 3000 B/s, read once at the end: 2000 B/s
+    rates = interval_rates(snapshot(0.0, {1: (0, 0)}), snapshot(2.0, {1: (4000, 0)}))
+    assert rates.kmalloc_bytes_per_s.tolist() == [2000.0]
+
+
+def test_late_tick_is_averaged_over_its_real_length():
+    rates = interval_rates(snapshot(0.0, {1: (0, 0)}), snapshot(3.5, {1: (7000, 0)}))
+    assert rates.interval_s == 3.5
+    assert rates.kmalloc_bytes_per_s.tolist() == [2000.0]
+
+
+def test_tracker_reports_exited_pids_and_keeps_only_one_snapshot():
+    tracker = RateTracker()
+    rates, exited = tracker.update(snapshot(0.0, {1: (0, 0), 2: (0, 0)}), live=np.array([1, 2], dtype=np.uint32))
+    assert rates is None and exited.tolist() == []
+    rates, exited = tracker.update(snapshot(1.0, {1: (10, 0), 2: (20, 0)}), live=np.array([1], dtype=np.uint32))
+    assert exited.tolist() == [2]
+    assert rates.kmalloc_bytes_per_s.tolist() == [10.0, 20.0]  # its last interval still counts
+    # the caller deleted pid 2 from the maps; a new process reusing pid 2 starts from zero
+    rates, exited = tracker.update(snapshot(2.0, {1: (10, 0), 2: (30, 0)}), live=np.array([1, 2], dtype=np.uint32))
+    assert rates.kmalloc_bytes_per_s.tolist() == [0.0, 30.0]
+    assert exited.tolist() == []

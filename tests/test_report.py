@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from oomguard.events import Counters, OomKill, SourceCounters
 from oomguard.rates import Rates
-from oomguard.report import oom_line, process_name, rate_table, sampling_line
+from oomguard.procfs import live_pids, process_name
+from oomguard.report import oom_line, rate_table, sampling_line
 
 
 def test_rate_table_lists_the_busiest_first_and_skips_idle():
     rates = Rates(interval_s=1.0, pid=np.array([7, 8, 9], dtype=np.uint32),
                   kmalloc_bytes_per_s=np.array([0.0, 2048.0, 0.0]), page_bytes_per_s=np.array([1 << 20, 0.0, 0.0]),
                   kmalloc_samples=np.array([0, 2, 0]), page_samples=np.array([256, 0, 0]),
+                  rss_bytes_per_s=np.zeros(3),
                   rss_bytes=np.array([64 << 20, 1 << 20, 0]))
     lines = rate_table(rates, top=10, name_of=lambda pid: f"proc{pid}")
     assert len(lines) == 3
@@ -42,3 +46,10 @@ def test_process_name_of_self_and_of_gone_pid(tmp_path):
     (tmp_path / "12" / "comm").write_text("bash\n")
     assert process_name(12, proc=tmp_path) == "bash"
     assert process_name(13, proc=tmp_path) == "-"
+
+
+def test_live_pids_lists_numeric_entries_sorted(tmp_path):
+    for name in ("12", "3", "self", "sys", "100"):
+        (tmp_path / name).mkdir()
+    assert live_pids(tmp_path).tolist() == [3, 12, 100]
+    assert os.getpid() in live_pids().tolist()

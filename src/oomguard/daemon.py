@@ -6,13 +6,16 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import TextIO
 
 from .config import Config
-from .events import SOURCE_KMALLOC, SOURCE_PAGE
+from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters, OomKill
 from .loader import Tracer
-from .rates import interval_rates
+from .procfs import live_pids
+from .rates import RateTracker, Rates
 from .report import oom_line, rate_table, sampling_line
+from .sampling import SampleRateController
 
 log = logging.getLogger("oomguard")
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
@@ -29,29 +32,91 @@ class Stop:
         self.requested = True
 
 
+@dataclass(frozen=True)
+class Tick:
+    """What one tick learnt."""
+
+    rates: Rates | None
+    counters: Counters
+    sample_rates: tuple[int, int]  # N in force during the interval
+    exited: int  # processes pruned from the maps
+
+
+class Watchdog:
+    """One tick: read the maps, compute rates, adapt N, prune exited processes."""
+
+    def __init__(self, tracer: Tracer, config: Config):
+        self.tracer = tracer
+        self.config = config
+        n = config.sampling.initial_rate
+        self.controllers = [SampleRateController(config.sampling.target_events_per_sec, initial_n=n)
+                            for _ in SOURCES]
+        for source, controller in enumerate(self.controllers):
+            tracer.set_sample_rate(source, controller.n)
+        self.rates = RateTracker()
+        self._previous_counters: Counters | None = None
+        self._previous_time: float | None = None
+        self._warned_full = False
+
+    def tick(self) -> Tick:
+        snapshot = self.tracer.snapshot()
+        counters = self.tracer.counters()
+        in_force = (self.controllers[SOURCE_KMALLOC].n, self.controllers[SOURCE_PAGE].n)
+        rates, exited = self.rates.update(snapshot, live_pids())
+        if len(exited):
+            self.tracer.forget_pids(exited)
+        if len(snapshot) >= self.tracer.max_pids and not self._warned_full:
+            log.warning("per-process map full (%d entries): least active processes are being evicted; "
+                        "raise [sampling] max_pids", self.tracer.max_pids)
+            self._warned_full = True
+        self._adapt(counters, snapshot.monotonic_s)
+        return Tick(rates=rates, counters=counters, sample_rates=in_force, exited=len(exited))
+
+    def _adapt(self, counters: Counters, now: float) -> None:
+        previous, self._previous_counters = self._previous_counters, counters
+        last, self._previous_time = self._previous_time, now
+        if previous is None:
+            return
+        for source, (name, before, after) in enumerate(
+                (("kmalloc", previous.kmalloc, counters.kmalloc), ("page", previous.page, counters.page))):
+            decision = self.controllers[source].update(after.seen - before.seen, now - last)
+            if decision.changed:
+                self.tracer.set_sample_rate(source, decision.n)
+                log.info("sample rate %s: %s", name, decision.reason)
+
+
+def print_tick(tick: Tick, previous: Counters | None, config: Config, out: TextIO) -> None:
+    if tick.rates is None:
+        return
+    lines = [time.strftime("%H:%M:%S ") + sampling_line(tick.counters, previous, tick.rates.interval_s,
+                                                       tick.sample_rates)]
+    if config.output.top_pids:
+        lines += rate_table(tick.rates, config.output.top_pids)
+    print("\n".join(lines) + "\n", file=out, flush=True)
+
+
+def print_kill(kill: OomKill, out: TextIO) -> None:
+    print(oom_line(kill), file=out, flush=True)
+
+
 def run(config: Config, out: TextIO = sys.stdout) -> int:
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    n = config.sampling.initial_rate
-    with Tracer(max_pids=config.sampling.max_pids, sample_rates=(n, n)) as tracer:
+    with Tracer(max_pids=config.sampling.max_pids) as tracer:
+        watchdog = Watchdog(tracer, config)
         log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", config.source)
-        previous_snapshot = previous_counters = None
+        previous_counters = None
         next_tick = time.monotonic() + config.sampling.interval
         while not stop.requested:
             wait_ms = int(max(0.0, min(next_tick - time.monotonic(), POLL_SLICE_MS / 1000)) * 1000)
             for kill in tracer.poll_oom_kills(wait_ms):
-                print(oom_line(kill), file=out, flush=True)
+                print_kill(kill, out)
             if time.monotonic() < next_tick:
                 continue
-            snapshot, counters = tracer.snapshot(), tracer.counters()
-            rates = interval_rates(previous_snapshot, snapshot)
-            if rates is not None:
-                in_force = (tracer.sample_rate(SOURCE_KMALLOC), tracer.sample_rate(SOURCE_PAGE))
-                lines = [time.strftime("%H:%M:%S ") + sampling_line(counters, previous_counters, rates.interval_s, in_force)]
-                lines += rate_table(rates, config.output.top_pids) if config.output.top_pids else []
-                print("\n".join(lines) + "\n", file=out, flush=True)
-            previous_snapshot, previous_counters = snapshot, counters
+            tick = watchdog.tick()
+            print_tick(tick, previous_counters, config, out)
+            previous_counters = tick.counters
             # A late tick (a stalled machine) starts a fresh schedule rather than firing a burst.
             next_tick = max(next_tick + config.sampling.interval, time.monotonic())
     log.info("stopped; BPF programs detached")

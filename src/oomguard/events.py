@@ -7,7 +7,7 @@ tests/test_events.py checks the sizes against the types bcc generates.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -129,3 +129,7 @@ class AllocSnapshot:
 
     def __len__(self) -> int:
         return len(self.pid)
+
+    def select(self, keep: np.ndarray) -> "AllocSnapshot":
+        """The rows where `keep` (a boolean mask) is true."""
+        return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "monotonic_s"})

@@ -132,13 +132,10 @@ class Tracer:
         )
 
     def forget_pids(self, pids: np.ndarray) -> None:
-        """Delete exited processes from the per-PID maps."""
-        from bcc.libbcc import lib
-
+        """Delete exited processes from the per-PID maps, in batches."""
+        keys = np.ascontiguousarray(pids, dtype=np.uint32)
         for fd in (self._allocs_fd, self._rss_fd):
-            for pid in pids:
-                key = ctypes.c_uint32(int(pid))
-                lib.bpf_delete_elem(fd, ctypes.byref(key))
+            _delete_batch(fd, keys)
 
     def poll_oom_kills(self, timeout_ms: int = 0) -> list[OomKill]:
         """OOM kills the kernel reported since the last call; waits up to timeout_ms for one."""
@@ -203,3 +200,21 @@ def _lookup_batch(map_fd: int, max_entries: int, value_shape: tuple[int, ...], d
             break
         in_batch.value = out_batch.value
     return keys[:total], values[:total]
+
+
+def _delete_batch(map_fd: int, keys: np.ndarray) -> None:
+    """BPF_MAP_DELETE_BATCH over u32 `keys`; keys already absent are skipped."""
+    from bcc.libbcc import lib
+
+    count = ctypes.c_uint32(0)
+    done = 0
+    while done < len(keys):
+        count.value = len(keys) - done
+        res = lib.bpf_delete_batch(map_fd, keys.ctypes.data + 4 * done, ctypes.byref(count))
+        err = ctypes.get_errno()
+        done += count.value
+        if res != 0:
+            if err != errno.ENOENT:
+                raise OomguardError(f"deleting from a BPF map failed: {os.strerror(err)}",
+                                    "needs Linux >= 5.6 for batched map operations; run `oomguard doctor`")
+            done += 1  # the kernel stopped at a key that is not there: skip it

@@ -33,16 +33,29 @@ class Rates:
     kmalloc_samples: np.ndarray  # samples behind each estimate in this interval
     page_samples: np.ndarray
     rss_bytes: np.ndarray
+    rss_bytes_per_s: np.ndarray  # RSS slope over the interval (0 for a process new this interval)
 
     def top(self, n: int, by: str = "page_bytes_per_s") -> np.ndarray:
         """Indices of the n processes with the highest value of `by`, highest first."""
         key = getattr(self, by)
         return np.argsort(-key, kind="stable")[:n]
 
+    @staticmethod
+    def relative_error(samples: np.ndarray) -> np.ndarray:
+        """One standard error of a rate estimate, relative to it, from its sample count.
+
+        Sampling 1 in N, an estimate from k samples has relative standard
+        deviation sqrt((N-1)/events) <= 1/sqrt(k); inf where nothing was sampled.
+        """
+        with np.errstate(divide="ignore"):
+            return 1.0 / np.sqrt(samples.astype(np.float64))
+
 
 def interval_rates(previous: AllocSnapshot | None, current: AllocSnapshot) -> Rates | None:
     """Rates from the change between two snapshots; None on the first one.
 
+    The interval is the real time between the two reads, so a late tick
+    gives the average rate over its longer interval, not a spike.
     A pid absent from `previous` (new, or evicted and re-inserted by the LRU
     map) counts from zero. A counter that went down means the map entry was
     evicted and re-created in between: its delta is taken from zero too.
@@ -58,6 +71,8 @@ def interval_rates(previous: AllocSnapshot | None, current: AllocSnapshot) -> Ra
         before = values_for(previous.pid, getattr(previous, field).astype(np.int64), current.pid)
         return np.where(now >= before, now - before, now)
 
+    rss_before = values_for(previous.pid, previous.rss_bytes, current.pid, missing=-1)
+    rss_slope = np.where(rss_before >= 0, current.rss_bytes - rss_before, 0) / interval
     return Rates(
         interval_s=interval,
         pid=current.pid,
@@ -66,4 +81,25 @@ def interval_rates(previous: AllocSnapshot | None, current: AllocSnapshot) -> Ra
         kmalloc_samples=delta("kmalloc_samples"),
         page_samples=delta("page_samples"),
         rss_bytes=current.rss_bytes,
+        rss_bytes_per_s=rss_slope,
     )
+
+
+class RateTracker:
+    """Turns successive snapshots into Rates and says which processes have exited.
+
+    Exited processes (in the snapshot, not alive) still get their last
+    interval's rates; the caller deletes them from the BPF maps so neither
+    the maps nor this state grow without bound. The previous snapshot is
+    the only state kept.
+    """
+
+    def __init__(self) -> None:
+        self._previous: AllocSnapshot | None = None
+
+    def update(self, snapshot: AllocSnapshot, live: np.ndarray) -> tuple[Rates | None, np.ndarray]:
+        rates = interval_rates(self._previous, snapshot)
+        gone = ~np.isin(snapshot.pid, live, assume_unique=True)
+        # Forget the exited now: a new process that reuses the pid starts from zero.
+        self._previous = snapshot.select(~gone)
+        return rates, snapshot.pid[gone]

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from .events import Counters, OomKill
+from .procfs import process_name
 from .rates import Rates
 from .units import format_bytes, format_count
-
-
-def process_name(pid: int, proc: Path = Path("/proc")) -> str:
-    """The process's comm, or "-" once it has exited."""
-    try:
-        return (proc / str(pid) / "comm").read_text().strip() or "-"
-    except OSError:
-        return "-"
 
 
 def sampling_line(counters: Counters, previous: Counters | None, interval_s: float, rates: tuple[int, int]) -> str:
