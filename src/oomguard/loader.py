@@ -34,7 +34,11 @@ from .rates import values_for
 
 BPF_SOURCE = Path(__file__).with_name("bpf") / "oomguard.c"
 DEFAULT_MAX_PIDS = 16384
-MAX_SAMPLE_RATE = 1 << 24  # 2N-1 must fit in u32 with room to spare
+MAX_SAMPLE_RATE = 1 << 24
+# Entries per BPF_MAP_LOOKUP_BATCH call. The kernel allocates a bounce buffer
+# of this many keys and values on every call; past ~64 KiB that becomes a
+# vmalloc and costs more than the extra system calls (bench/tick_cost.py).
+BATCH_CHUNK = 512  # 2N-1 must fit in u32 with room to spare
 
 
 @contextlib.contextmanager
@@ -77,8 +81,10 @@ class Tracer:
                     "run `oomguard doctor`; if every check passes, report this output as a bug",
                 ) from exc
         self._ncpus = self._bpf[b"sampler"].total_cpu
-        self._allocs_fd = self._bpf[b"allocs"].map_fd
-        self._rss_fd = self._bpf[b"rss"].map_fd
+        # Buffers for batched reads, allocated once: a fresh 4 MiB per tick costs page faults.
+        self._allocs = _BatchBuffer(self._bpf[b"allocs"].map_fd, max_pids, (self._ncpus, 2 * len(SOURCES)), np.uint64)
+        self._rss = _BatchBuffer(self._bpf[b"rss"].map_fd, max_pids, (4,), np.int64)
+        self._allocs_fd, self._rss_fd = self._allocs.map_fd, self._rss.map_fd
         self._pending: list[OomKill] = []
         self._bpf[b"oom_events"].open_ring_buffer(self._on_oom_event)
         for source, n in enumerate(sample_rates):
@@ -115,9 +121,9 @@ class Tracer:
     def snapshot(self) -> AllocSnapshot:
         """Cumulative per-process totals (summed over CPUs) and latest RSS, sorted by pid."""
         now = time.monotonic()
-        pids, stats = _lookup_batch(self._allocs_fd, self.max_pids, (self._ncpus, 2 * len(SOURCES)), np.uint64)
+        pids, stats = self._allocs.read()
         stats = stats.sum(axis=1)  # over CPUs -> columns: bytes[kmalloc, page], samples[kmalloc, page]
-        rss_pids, rss = _lookup_batch(self._rss_fd, self.max_pids, (4,), np.int64)
+        rss_pids, rss = self._rss.read()
         resident = rss[:, 0] + rss[:, 1] + rss[:, 3]  # file + anon + shmem; swap entries are not resident
         order = np.argsort(pids)
         pids, stats = pids[order], stats[order]
@@ -170,36 +176,43 @@ class Tracer:
         self.close()
 
 
-def _lookup_batch(map_fd: int, max_entries: int, value_shape: tuple[int, ...], dtype) -> tuple[np.ndarray, np.ndarray]:
-    """Read a whole hash map with u32 keys in a few BPF_MAP_LOOKUP_BATCH calls, into numpy."""
-    from bcc.libbcc import lib
+class _BatchBuffer:
+    """Reads a whole hash map with u32 keys by BPF_MAP_LOOKUP_BATCH into reused numpy buffers."""
 
-    keys = np.empty(max_entries, dtype=np.uint32)
-    values = np.empty((max_entries,) + value_shape, dtype=dtype)
-    value_bytes = values.itemsize * int(np.prod(value_shape))
-    in_batch, out_batch, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
-    total = 0
-    while total < max_entries:
-        count.value = max_entries - total
-        res = lib.bpf_lookup_batch(
-            map_fd,
-            ctypes.byref(in_batch) if total else None,
-            ctypes.byref(out_batch),
-            keys.ctypes.data + 4 * total,
-            values.ctypes.data + value_bytes * total,
-            ctypes.byref(count),
-        )
-        err = ctypes.get_errno()
-        total += count.value
-        if res != 0:
-            if err == errno.ENOENT:  # walked past the last bucket: done
+    def __init__(self, map_fd: int, max_entries: int, value_shape: tuple[int, ...], dtype):
+        self.map_fd = map_fd
+        self.keys = np.empty(max_entries, dtype=np.uint32)
+        self.values = np.empty((max_entries,) + value_shape, dtype=dtype)
+        self.value_bytes = self.values[0].nbytes
+        self.chunk = BATCH_CHUNK
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (keys, values) for every entry."""
+        from bcc.libbcc import lib
+
+        in_batch, out_batch, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
+        total, capacity = 0, len(self.keys)
+        while total < capacity:
+            count.value = min(capacity - total, self.chunk)
+            res = lib.bpf_lookup_batch(
+                self.map_fd,
+                ctypes.byref(in_batch) if total else None,
+                ctypes.byref(out_batch),
+                self.keys.ctypes.data + 4 * total,
+                self.values.ctypes.data + self.value_bytes * total,
+                ctypes.byref(count),
+            )
+            err = ctypes.get_errno()
+            total += count.value
+            if res != 0:
+                if err == errno.ENOENT:  # walked past the last bucket: done
+                    break
+                raise OomguardError(f"reading a BPF map failed: {os.strerror(err)}",
+                                    "needs Linux >= 5.6 for batched map reads; run `oomguard doctor`")
+            if count.value == 0:
                 break
-            raise OomguardError(f"reading a BPF map failed: {os.strerror(err)}",
-                                "needs Linux >= 5.6 for batched map reads; run `oomguard doctor`")
-        if count.value == 0:
-            break
-        in_batch.value = out_batch.value
-    return keys[:total], values[:total]
+            in_batch.value = out_batch.value
+        return self.keys[:total].copy(), self.values[:total].copy()
 
 
 def _delete_batch(map_fd: int, keys: np.ndarray) -> None:

@@ -9,15 +9,19 @@ import numpy as np
 from .events import AllocSnapshot
 
 
+def match(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each w in `wanted`: (index i with keys[i] == w, whether there is one). `keys` sorted, unique."""
+    if len(keys) == 0:
+        return np.zeros(len(wanted), dtype=np.intp), np.zeros(len(wanted), dtype=bool)
+    pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return pos, keys[pos] == wanted
+
+
 def values_for(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing=0) -> np.ndarray:
     """values[i] for the i with keys[i] == w, for each w in `wanted`; `missing` where absent."""
-    out = np.full(len(wanted), missing, dtype=values.dtype)
-    if len(keys) == 0 or len(wanted) == 0:
-        return out
     order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    pos = np.minimum(np.searchsorted(sorted_keys, wanted), len(keys) - 1)
-    found = sorted_keys[pos] == wanted
+    pos, found = match(keys[order], wanted)
+    out = np.full(len(wanted), missing, dtype=values.dtype)
     out[found] = values[order[pos[found]]]
     return out
 
@@ -66,13 +70,15 @@ def interval_rates(previous: AllocSnapshot | None, current: AllocSnapshot) -> Ra
     if interval <= 0:
         return None
 
+    pos, found = match(previous.pid, current.pid)  # snapshots are sorted by pid: one join for all fields
+
     def delta(field: str) -> np.ndarray:
         now = getattr(current, field).astype(np.int64)
-        before = values_for(previous.pid, getattr(previous, field).astype(np.int64), current.pid)
+        before = np.where(found, getattr(previous, field)[pos].astype(np.int64) if len(pos) else 0, 0)
         return np.where(now >= before, now - before, now)
 
-    rss_before = values_for(previous.pid, previous.rss_bytes, current.pid, missing=-1)
-    rss_slope = np.where(rss_before >= 0, current.rss_bytes - rss_before, 0) / interval
+    rss_before = previous.rss_bytes[pos] if len(previous.pid) else current.rss_bytes
+    rss_slope = np.where(found, current.rss_bytes - rss_before, 0) / interval
     return Rates(
         interval_s=interval,
         pid=current.pid,
