@@ -37,8 +37,12 @@ test: setup
 unit: venv
 	$(PY) -m pytest -m 'not kernel'
 
+# Each prints its table with the same-run baseline; see README "Performance".
 bench: setup
 	$(PY) bench/kmalloc_cost.py
+	$(PY) bench/tick_cost.py
+	$(PY) bench/controller.py
+	$(PY) bench/accuracy.py
 
 doctor: setup
 	$(VENV)/bin/oomguard doctor

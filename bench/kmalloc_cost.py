@@ -17,20 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+from common import build_workload  # noqa: F401  (also puts src/ on the import path)
 
 from oomguard.events import SOURCE_KMALLOC  # noqa: E402
 from oomguard.loader import Tracer  # noqa: E402
 
 BASELINES = Path(__file__).with_name("baselines")
 TARGET_RATIO = 1.3
-
-
-def build_workload(directory: Path) -> Path:
-    binary = directory / "workload"
-    subprocess.run(["gcc", "-O2", "-o", str(binary), str(ROOT / "tests/workloads/workload.c")], check=True)
-    return binary
 
 
 def calls_per_second(workload: Path, seconds: float) -> float:

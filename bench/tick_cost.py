@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "src"))
+import common  # noqa: F401  (puts src/ on the import path)
 
 from oomguard.loader import Tracer  # noqa: E402
 from oomguard.procfs import live_pids  # noqa: E402

@@ -61,7 +61,13 @@ class SampleRateController:
         return int(min(self.max_n, max(self.min_n, n)))
 
     def _ideal(self, events_per_s: float) -> int:
-        return self._clamp(math.ceil(events_per_s / self.target_per_s)) if events_per_s > 0 else self.min_n
+        """The whole N whose sampled rate lands closest to the target."""
+        exact = events_per_s / self.target_per_s
+        if exact <= 1:
+            return self.min_n
+        low, high = math.floor(exact), math.ceil(exact)
+        best = low if abs(events_per_s / low / self.target_per_s - 1) <= abs(events_per_s / high / self.target_per_s - 1) else high
+        return self._clamp(best)
 
     def update(self, seen: int, interval_s: float) -> Decision:
         """`seen` events reached the program in the last `interval_s` seconds, sampled at self.n."""
@@ -78,21 +84,23 @@ class SampleRateController:
             self._smoothed = raw
         else:
             self._smoothed += self.smoothing * (raw - self._smoothed)
-        rate = self._smoothed
-        sampled = rate / self.n  # what N gives; the kernel's count differs only by noise
-        why = f"{sampled:,.0f} sampled/s vs target {self.target_per_s:,.0f} at {rate:,.0f} events/s"
+        # Whether to move is judged on the smoothed rate; where to move, on
+        # the latest one (the smoothed one lags a step change).
+        sampled = self._smoothed / self.n  # what N gives; the kernel's count differs only by noise
+        why = f"{raw / self.n:,.0f} sampled/s vs target {self.target_per_s:,.0f} at {raw:,.0f} events/s"
 
-        if sampled > high and self._ideal(rate) > self.n:
+        if sampled > high and self._ideal(raw) > self.n:
             self._low_intervals = 0
-            return self._set(self._ideal(rate), why)
-        if sampled < low and self.n > self._ideal(rate):
+            return self._set(self._ideal(raw), why, raw)
+        if sampled < low and self.n > self._ideal(raw):
             self._low_intervals += 1
             if self._low_intervals < self.patience:
                 return Decision(self.n, False, f"below target for {self._low_intervals} interval(s), waiting")
-            return self._set(max(self._ideal(rate), math.ceil(self.n / self.max_step_down)), why)
+            return self._set(max(self._ideal(raw), math.ceil(self.n / self.max_step_down)), why, raw)
         self._low_intervals = 0
         return Decision(self.n, False, "within target band" if low <= sampled <= high else "at bound")
 
-    def _set(self, n: int, reason: str) -> Decision:
+    def _set(self, n: int, reason: str, raw: float) -> Decision:
+        self._smoothed = raw  # the new N starts from what was just measured
         old, self.n = self.n, self._clamp(n)
         return Decision(self.n, self.n != old, f"N {old} -> {self.n}: {reason}")

@@ -3,6 +3,7 @@
 //                            (the kernel keeps ~30 pollfds on its stack and
 //                            kmallocs the rest), nothing else in the loop
 //   workload poll-for SECS   same, for SECS seconds; prints calls/s
+//   workload poll-paced RATE SECS  same, at RATE calls/s for SECS seconds; prints the calls made
 //   workload leak MIB SECS   grow the heap by MIB MiB spread over SECS seconds,
 //                            touching every page, then sleep until killed
 //   workload hog MIB         allocate and touch MIB MiB as fast as possible
@@ -65,6 +66,23 @@ int main(int argc, char **argv)
         printf("%.0f\n", calls / (now() - start));
         return 0;
     }
+    if (argc == 4 && !strcmp(argv[1], "poll-paced")) {
+        struct pollfd fds[NFDS];
+        setup_pollfds(fds);
+        double rate = atof(argv[2]), start = now(), end = start + atof(argv[3]);
+        long calls = 0;
+        while (now() < end) {
+            double due = start + calls / rate; // when call number `calls` is due
+            double ahead = due - now();
+            if (ahead > 0.0005)
+                usleep((useconds_t)(ahead * 1e6));
+            for (int i = 0; i < 100; i++)
+                poll(fds, NFDS, 0);
+            calls += 100;
+        }
+        printf("%ld\n", calls);
+        return 0;
+    }
     if (argc == 4 && !strcmp(argv[1], "leak")) {
         long total = atol(argv[2]) * MIB;
         double secs = atof(argv[3]);
@@ -90,6 +108,6 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | leak MIB SECS | hog MIB\n");
+    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS | hog MIB\n");
     return 2;
 }
