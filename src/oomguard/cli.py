@@ -40,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Exit 0 if the policy file is valid, else print what is wrong and exit 2.")
     check.add_argument("-c", "--config", type=Path, default=DEFAULT_PATH, help=f"policy file (default {DEFAULT_PATH})")
 
+    top = commands.add_parser("top", help="live table of the processes allocating most",
+                              description="Load the BPF programs and show, each interval, the processes with the "
+                                          "highest allocation rates, with their memory cgroup, RSS, RSS slope and "
+                                          "the cgroup's headroom. Ctrl-C to quit.")
+    _config_argument(top)
+    top.add_argument("-n", "--iterations", type=int, default=None, help="stop after this many refreshes")
+    top.add_argument("--count", type=int, default=20, help="rows to show (default 20)")
+
     commands.add_parser("doctor", help="check kernel, tracepoints, privileges, bcc and headers",
                         description="Print one pass/fail line per prerequisite, with the fix for each failure.")
     return parser
@@ -49,6 +57,12 @@ def cmd_run(args) -> int:
     from .daemon import run
 
     return run(load_or_defaults(args.config))
+
+
+def cmd_top(args) -> int:
+    from .top import run_top
+
+    return run_top(load_or_defaults(args.config), iterations=args.iterations, count=args.count)
 
 
 def cmd_check_config(args) -> int:
@@ -67,7 +81,7 @@ def cmd_doctor(_args) -> int:
     return EXIT_OK if all(c.ok or not c.required for c in checks) else EXIT_FAILURE
 
 
-COMMANDS = {"run": cmd_run, "check-config": cmd_check_config, "doctor": cmd_doctor}
+COMMANDS = {"run": cmd_run, "top": cmd_top, "check-config": cmd_check_config, "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ import time
 from dataclasses import dataclass
 from typing import TextIO
 
+import numpy as np
+
 from .config import Config
 from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters, OomKill
 from .loader import Tracer
@@ -39,7 +41,7 @@ class Tick:
     rates: Rates | None
     counters: Counters
     sample_rates: tuple[int, int]  # N in force during the interval
-    exited: int  # processes pruned from the maps
+    exited_pids: np.ndarray  # processes pruned from the maps this tick
 
 
 class Watchdog:
@@ -70,7 +72,7 @@ class Watchdog:
                         "raise [sampling] max_pids", self.tracer.max_pids)
             self._warned_full = True
         self._adapt(counters, snapshot.monotonic_s)
-        return Tick(rates=rates, counters=counters, sample_rates=in_force, exited=len(exited))
+        return Tick(rates=rates, counters=counters, sample_rates=in_force, exited_pids=exited)
 
     def _adapt(self, counters: Counters, now: float) -> None:
         previous, self._previous_counters = self._previous_counters, counters

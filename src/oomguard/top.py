@@ -1,0 +1,127 @@
+"""`oomguard top`: a live table of the processes allocating most, with their cgroup, RSS and headroom."""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from .cgroup import Headroom, MemoryCgroup, headroom, memory_cgroup_of
+from .config import Config
+from .daemon import Stop, Tick, Watchdog
+from .loader import Tracer
+from .procfs import process_name
+from .rates import Rates
+from .report import sampling_line
+from .units import format_bytes
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What is looked up once per process, when it is first seen."""
+
+    command: str
+    cgroup: MemoryCgroup | None
+
+
+class ProcessDirectory:
+    """Identity per pid, cached: looked up once, not every tick; forgotten when the process exits."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, Identity] = {}
+
+    def identity(self, pid: int) -> Identity:
+        if pid not in self._known:
+            self._known[pid] = Identity(process_name(pid), memory_cgroup_of(pid))
+        return self._known[pid]
+
+    def forget(self, pids) -> None:
+        for pid in pids:
+            self._known.pop(int(pid), None)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+
+@dataclass(frozen=True)
+class TopRow:
+    pid: int
+    command: str
+    cgroup: str
+    kmalloc_per_s: float
+    page_per_s: float
+    rss: int
+    rss_per_s: float
+    error: float  # relative 1-sigma of the larger of the two rates
+    room: Headroom | None
+
+
+def top_rows(rates: Rates, count: int, directory: ProcessDirectory, read_headroom=headroom) -> list[TopRow]:
+    """The `count` processes with the highest kmalloc + page rate (idle ones left out)."""
+    total = rates.kmalloc_bytes_per_s + rates.page_bytes_per_s
+    page_dominant = rates.page_bytes_per_s >= rates.kmalloc_bytes_per_s
+    samples = np.where(page_dominant, rates.page_samples, rates.kmalloc_samples)
+    error = Rates.relative_error(samples)
+    rows = []
+    for i in np.argsort(-total, kind="stable")[:count]:
+        if total[i] <= 0:
+            break
+        who = directory.identity(int(rates.pid[i]))
+        rows.append(TopRow(
+            pid=int(rates.pid[i]), command=who.command, cgroup=who.cgroup.path if who.cgroup else "-",
+            kmalloc_per_s=float(rates.kmalloc_bytes_per_s[i]), page_per_s=float(rates.page_bytes_per_s[i]),
+            rss=int(rates.rss_bytes[i]), rss_per_s=float(rates.rss_bytes_per_s[i]), error=float(error[i]),
+            room=read_headroom(who.cgroup) if who.cgroup else None,
+        ))
+    return rows
+
+
+def _room_text(room: Headroom | None) -> str:
+    if room is None:
+        return "-"
+    if room.limit_bytes is None:
+        return f"no limit ({format_bytes(room.usage_bytes)} used)"
+    return f"{format_bytes(room.free_bytes)} of {format_bytes(room.limit_bytes)}"
+
+
+def render(rows: list[TopRow], title: str) -> Table:
+    table = Table(title=title, title_justify="left", expand=False)
+    for name, justify in (("PID", "right"), ("COMMAND", "left"), ("CGROUP", "left"), ("KMALLOC/s", "right"),
+                          ("PAGES/s", "right"), ("±", "right"), ("RSS", "right"), ("RSS/s", "right"),
+                          ("HEADROOM", "right")):
+        table.add_column(name, justify=justify, overflow="fold" if name == "CGROUP" else "ellipsis")
+    for row in rows:
+        table.add_row(str(row.pid), row.command, row.cgroup, format_bytes(row.kmalloc_per_s),
+                      format_bytes(row.page_per_s), "-" if row.error == float("inf") else f"{row.error:.0%}",
+                      format_bytes(row.rss), format_bytes(row.rss_per_s), _room_text(row.room))
+    return table
+
+
+def run_top(config: Config, iterations: int | None = None, count: int = 20, console: Console | None = None) -> int:
+    """Refresh each interval until Ctrl-C, or for `iterations` ticks."""
+    console = console or Console()
+    stop = Stop()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    directory = ProcessDirectory()
+    with Tracer(max_pids=config.sampling.max_pids) as tracer:
+        watchdog = Watchdog(tracer, config)
+        previous: Tick | None = None
+        shown = 0
+        with Live(console=console, auto_refresh=False, transient=False) as live:
+            while not stop.requested and (iterations is None or shown < iterations):
+                time.sleep(config.sampling.interval)
+                tick = watchdog.tick()
+                directory.forget(tick.exited_pids)
+                if tick.rates is not None:
+                    title = sampling_line(tick.counters, previous.counters if previous else None,
+                                          tick.rates.interval_s, tick.sample_rates)
+                    live.update(render(top_rows(tick.rates, count, directory), title), refresh=True)
+                    shown += 1
+                previous = tick
+    return 0
