@@ -13,7 +13,8 @@ from rich.console import Console
 from cgroups import memory_cgroup, procs_file
 from oomguard.cgroup import Headroom, MemoryCgroup
 from oomguard.rates import Rates
-from oomguard.top import Identity, ProcessDirectory, render, top_rows
+from oomguard.procfs import Identity, ProcessDirectory
+from oomguard.top import render, top_rows
 
 MIB = 1 << 20
 

@@ -59,6 +59,15 @@ def _url_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _string_list(must_start_with: str = "") -> Callable[[Any], tuple[str, ...]]:
+    def check(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith(must_start_with) for v in value):
+            kind = "cgroup paths starting with /" if must_start_with else "strings"
+            raise ValueError(f"expected a list of {kind}, got {value!r}")
+        return tuple(value)
+    return check
+
+
 @dataclass(frozen=True)
 class Key:
     check: Callable[[Any], Any]
@@ -72,6 +81,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "target_events_per_sec": Key(_int_in(100, 10_000_000), 20_000),
         "initial_rate": Key(_int_in(1, 1 << 24), 64),
         "max_pids": Key(_int_in(1024, 1 << 20), 16384),
+    },
+    "selection": {
+        "include_cgroups": Key(_string_list("/"), ()),
+        "exclude_cgroups": Key(_string_list("/"), ()),
+        "include_commands": Key(_string_list(), ()),
+        "exclude_commands": Key(_string_list(), ()),
     },
     "alerts": {
         "urls": Key(_url_list, ()),
@@ -97,6 +112,14 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    include_cgroups: tuple[str, ...]
+    exclude_cgroups: tuple[str, ...]
+    include_commands: tuple[str, ...]
+    exclude_commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class AlertsConfig:
     urls: tuple[str, ...]
 
@@ -119,6 +142,7 @@ class OutputConfig:
 @dataclass(frozen=True)
 class Config:
     sampling: SamplingConfig
+    selection: SelectionConfig
     alerts: AlertsConfig
     attribution: AttributionConfig
     state: StateConfig
@@ -127,7 +151,7 @@ class Config:
 
 
 _SECTION_TYPES = {
-    "sampling": SamplingConfig, "alerts": AlertsConfig, "attribution": AttributionConfig,
+    "sampling": SamplingConfig, "selection": SelectionConfig, "alerts": AlertsConfig, "attribution": AttributionConfig,
     "state": StateConfig, "output": OutputConfig,
 }
 

@@ -7,6 +7,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TextIO
 
 import numpy as np
@@ -14,10 +15,11 @@ import numpy as np
 from .config import Config
 from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters, OomKill
 from .loader import Tracer
-from .procfs import live_pids
+from .procfs import ProcessDirectory, live_pids
 from .rates import RateTracker, Rates
 from .report import oom_line, rate_table, sampling_line
 from .sampling import SampleRateController
+from .selection import MODE_OFF, ProcessFilter, cgroup2_mount, kernel_cgroup_filter
 
 log = logging.getLogger("oomguard")
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
@@ -56,6 +58,16 @@ class Watchdog:
         for source, controller in enumerate(self.controllers):
             tracer.set_sample_rate(source, controller.n)
         self.rates = RateTracker()
+        self.directory = ProcessDirectory()
+        self.selection = ProcessFilter(*(getattr(config.selection, k) for k in (
+            "include_cgroups", "exclude_cgroups", "include_commands", "exclude_commands")))
+        mode, directories = kernel_cgroup_filter(self.selection, cgroup2_mount(Path("/proc/self/mounts").read_text()))
+        tracer.set_cgroup_filter(mode, directories)
+        if self.selection.active:
+            log.info("process selection: %s; in the kernel: %s", self.selection,
+                     "off (filtering in user space)" if mode == MODE_OFF else ", ".join(map(str, directories)))
+        self._judged = np.zeros(0, dtype=np.uint32)  # pids the filter has seen, sorted
+        self._excluded = np.zeros(0, dtype=np.uint32)
         self._previous_counters: Counters | None = None
         self._previous_time: float | None = None
         self._warned_full = False
@@ -65,14 +77,28 @@ class Watchdog:
         counters = self.tracer.counters()
         in_force = (self.controllers[SOURCE_KMALLOC].n, self.controllers[SOURCE_PAGE].n)
         rates, exited = self.rates.update(snapshot, live_pids())
+        if rates is not None and self.selection.active:
+            rates = rates.select(self._selected(rates.pid))
         if len(exited):
             self.tracer.forget_pids(exited)
+            self.directory.forget(exited)
+            self._judged = np.setdiff1d(self._judged, exited)
+            self._excluded = np.setdiff1d(self._excluded, exited)
         if len(snapshot) >= self.tracer.max_pids and not self._warned_full:
             log.warning("per-process map full (%d entries): least active processes are being evicted; "
                         "raise [sampling] max_pids", self.tracer.max_pids)
             self._warned_full = True
         self._adapt(counters, snapshot.monotonic_s)
         return Tick(rates=rates, counters=counters, sample_rates=in_force, exited_pids=exited)
+
+    def _selected(self, pids: np.ndarray) -> np.ndarray:
+        """Mask of `pids` the policy selects; each pid is judged once, when first seen."""
+        new = pids[~np.isin(pids, self._judged)]
+        if len(new):
+            rejected = [pid for pid in new.tolist() if not self.selection.allows(self.directory.identity(pid))]
+            self._judged = np.union1d(self._judged, new)
+            self._excluded = np.union1d(self._excluded, np.array(rejected, dtype=np.uint32))
+        return ~np.isin(pids, self._excluded)
 
     def _adapt(self, counters: Counters, now: float) -> None:
         previous, self._previous_counters = self._previous_counters, counters

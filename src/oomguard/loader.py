@@ -101,6 +101,15 @@ class Tracer:
         table = self._bpf[b"sample_rate"]
         table[table.Key(source)] = table.Leaf(n)
 
+    def set_cgroup_filter(self, mode: int, directories: list[Path]) -> None:
+        """Kernel-side cgroup filter (selection.MODE_*) over v2 cgroup directories, checked per sample."""
+        table, config = self._bpf[b"cgroup_filter"], self._bpf[b"filter_config"]
+        config[config.Key(0)] = config.Leaf(0)  # off while the slots change
+        for slot, directory in enumerate(directories):
+            table[slot] = str(directory)
+        config[config.Key(1)] = config.Leaf(len(directories))
+        config[config.Key(0)] = config.Leaf(mode)
+
     def sample_rate(self, source: int) -> int:
         table = self._bpf[b"sample_rate"]
         return table[table.Key(source)].value

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from .cgroup import MemoryCgroup, memory_cgroup_of
 
 PROC = Path("/proc")
 
@@ -21,3 +24,30 @@ def process_name(pid: int, proc: Path = PROC) -> str:
         return (proc / str(pid) / "comm").read_text().strip() or "-"
     except OSError:
         return "-"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What is looked up once per process, when it is first seen."""
+
+    command: str
+    cgroup: MemoryCgroup | None
+
+
+class ProcessDirectory:
+    """Identity per pid, cached: looked up once, not every tick; forgotten when the process exits."""
+
+    def __init__(self) -> None:
+        self._known: dict[int, Identity] = {}
+
+    def identity(self, pid: int) -> Identity:
+        if pid not in self._known:
+            self._known[pid] = Identity(process_name(pid), memory_cgroup_of(pid))
+        return self._known[pid]
+
+    def forget(self, pids) -> None:
+        for pid in pids:
+            self._known.pop(int(pid), None)
+
+    def __len__(self) -> int:
+        return len(self._known)

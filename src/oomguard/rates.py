@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
@@ -38,6 +38,10 @@ class Rates:
     page_samples: np.ndarray
     rss_bytes: np.ndarray
     rss_bytes_per_s: np.ndarray  # RSS slope over the interval (0 for a process new this interval)
+
+    def select(self, keep: np.ndarray) -> "Rates":
+        """The rows where `keep` (a boolean mask) is true."""
+        return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "interval_s"})
 
     def top(self, n: int, by: str = "page_bytes_per_s") -> np.ndarray:
         """Indices of the n processes with the highest value of `by`, highest first."""

@@ -11,41 +11,14 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from .cgroup import Headroom, MemoryCgroup, headroom, memory_cgroup_of
+from .cgroup import Headroom, headroom
 from .config import Config
 from .daemon import Stop, Tick, Watchdog
 from .loader import Tracer
-from .procfs import process_name
+from .procfs import ProcessDirectory
 from .rates import Rates
 from .report import sampling_line
 from .units import format_bytes
-
-
-@dataclass(frozen=True)
-class Identity:
-    """What is looked up once per process, when it is first seen."""
-
-    command: str
-    cgroup: MemoryCgroup | None
-
-
-class ProcessDirectory:
-    """Identity per pid, cached: looked up once, not every tick; forgotten when the process exits."""
-
-    def __init__(self) -> None:
-        self._known: dict[int, Identity] = {}
-
-    def identity(self, pid: int) -> Identity:
-        if pid not in self._known:
-            self._known[pid] = Identity(process_name(pid), memory_cgroup_of(pid))
-        return self._known[pid]
-
-    def forget(self, pids) -> None:
-        for pid in pids:
-            self._known.pop(int(pid), None)
-
-    def __len__(self) -> int:
-        return len(self._known)
 
 
 @dataclass(frozen=True)
@@ -108,7 +81,6 @@ def run_top(config: Config, iterations: int | None = None, count: int = 20, cons
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    directory = ProcessDirectory()
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)
         previous: Tick | None = None
@@ -117,11 +89,10 @@ def run_top(config: Config, iterations: int | None = None, count: int = 20, cons
             while not stop.requested and (iterations is None or shown < iterations):
                 time.sleep(config.sampling.interval)
                 tick = watchdog.tick()
-                directory.forget(tick.exited_pids)
                 if tick.rates is not None:
                     title = sampling_line(tick.counters, previous.counters if previous else None,
                                           tick.rates.interval_s, tick.sample_rates)
-                    live.update(render(top_rows(tick.rates, count, directory), title), refresh=True)
+                    live.update(render(top_rows(tick.rates, count, watchdog.directory), title), refresh=True)
                     shown += 1
                 previous = tick
     return 0

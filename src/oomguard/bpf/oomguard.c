@@ -17,10 +17,15 @@
 
 #define RSS_MEMBERS 4 // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES
 
+#define MAX_CGROUP_FILTERS 16 // selection.KERNEL_FILTER_SLOTS
+#define FILTER_OFF 0
+#define FILTER_INCLUDE 1 // record only tasks under one of the listed cgroups
+#define FILTER_EXCLUDE 2 // record all but tasks under the listed cgroups
+
 // Per-CPU sampling state, one slot per source.
 struct sampler {
     u64 seen;      // events that reached the program
-    u64 sampled;   // events recorded in `allocs`
+    u64 sampled;   // events recorded in `allocs` (after the cgroup filter)
     u32 countdown; // events left until the next sample, this one included
     u32 weight;    // the N in force when the current gap was drawn
 };
@@ -61,6 +66,29 @@ BPF_PERCPU_ARRAY(ringbuf_drops, u64, 1);                // OOM events lost to a 
 BPF_TABLE("lru_percpu_hash", u32, struct alloc_stats, allocs, MAX_PIDS);
 BPF_TABLE("lru_hash", u32, struct rss_stats, rss, MAX_PIDS);
 BPF_RINGBUF_OUTPUT(oom_events, 8);                      // 8 pages: kills are rare
+BPF_CGROUP_ARRAY(cgroup_filter, MAX_CGROUP_FILTERS);    // v2 cgroups named by the policy
+BPF_ARRAY(filter_config, u32, 2);                       // [0] mode, [1] slots in use
+
+// Whether the current task passes the policy's cgroup filter. Runs only on
+// sampled events (1 in N), never on the hot path.
+static __always_inline bool cgroup_allowed(void)
+{
+    u32 mode_key = 0, count_key = 1;
+    u32 *mode = filter_config.lookup(&mode_key);
+    u32 *count = filter_config.lookup(&count_key);
+    if (!mode || *mode == FILTER_OFF || !count)
+        return true;
+    bool listed = false;
+    for (int i = 0; i < MAX_CGROUP_FILTERS; i++) { // bounded: the verifier needs a constant
+        if (i >= *count)
+            break;
+        if (cgroup_filter.check_current_task(i) == 1) { // current task under cgroup i (or below)
+            listed = true;
+            break;
+        }
+    }
+    return *mode == FILTER_INCLUDE ? listed : !listed;
+}
 
 // Count one event of `source` and, one time in N, charge `bytes` to the
 // current process. Inlined with a constant `source`, so indexing is bounded.
@@ -88,6 +116,8 @@ static __always_inline void account(u32 source, u64 bytes)
     s->weight = n;
     if (weight == 0)
         return; // first event on this CPU: no gap was drawn before it
+    if (!cgroup_allowed())
+        return;
 
     s->sampled++;
     u32 pid = bpf_get_current_pid_tgid() >> 32;
