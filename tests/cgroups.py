@@ -52,6 +52,17 @@ def memory_cgroup(limit_bytes: int, *, relative: str | None = None) -> Iterator[
         _remove_tree(top)
 
 
+@contextlib.contextmanager
+def unified_cgroup(mount: Path) -> Iterator[Path]:
+    """A new cgroup in the v2 hierarchy at `mount` (no controllers needed); removed, with its processes, on exit."""
+    path = mount / f"oomguard-test-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        _remove_tree(path)
+
+
 def procs_file(path: Path) -> Path:
     return path / "cgroup.procs"
 

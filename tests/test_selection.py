@@ -6,11 +6,11 @@ import contextlib
 import os
 import subprocess
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
+from cgroups import unified_cgroup
 from conftest import require
 from oomguard.cgroup import MemoryCgroup
 from oomguard.config import from_mapping
@@ -68,23 +68,8 @@ def test_cgroup2_mount_and_kernel_mode(tmp_path):
 def v2_cgroup():
     mount = cgroup2_mount(Path("/proc/self/mounts").read_text())
     require(mount is not None, "no cgroup2 hierarchy mounted: mount -t cgroup2 none /sys/fs/cgroup/unified")
-    path = mount / f"oomguard-test-{uuid.uuid4().hex[:8]}"
-    path.mkdir()
-    try:
+    with unified_cgroup(mount) as path:
         yield path
-    finally:
-        deadline = time.monotonic() + 10
-        while True:
-            for pid in (path / "cgroup.procs").read_text().split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), 9)
-            try:
-                path.rmdir()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
 
 
 def poll_child(workload, cgroup: Path | None) -> int:
