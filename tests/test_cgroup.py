@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from oomguard.cgroup import Headroom, MemoryCgroup, headroom, memory_cgroup_of, parse_proc_cgroup
+from oomguard.cgroup import (Headroom, MemoryCgroup, headroom, host_available_bytes, memory_cgroup_of,
+                             parse_proc_cgroup)
 
 V1 = """12:pids:/
 4:memory:/kubepods/burstable/pod1/abc
@@ -39,8 +40,11 @@ def test_v2_headroom_takes_the_smallest_limit_up_the_tree(tmp_path):
     (tmp_path / "kubepods.slice" / "pod.slice" / "memory.max").write_text("1048576\n")
     (leaf / "memory.max").write_text("4194304\n")
     (leaf / "memory.current").write_text("524288\n")
+    (leaf / "memory.events").write_text("low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\n")
+    (leaf / "memory.pressure").write_text("some avg10=1.50 avg60=0.20 avg300=0.00 total=123\n"
+                                          "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n")
     room = headroom(MemoryCgroup(2, "/kubepods.slice/pod.slice/ctr.scope"), root=tmp_path)
-    assert room == Headroom(524288, 1048576, "/kubepods.slice/pod.slice")
+    assert room == Headroom(524288, 1048576, "/kubepods.slice/pod.slice", oom_kills=2, pressure_avg10=1.5)
     assert room.free_bytes == 524288
 
 
@@ -49,9 +53,18 @@ def test_v1_unlimited_and_unreadable(tmp_path):
     leaf.mkdir(parents=True)
     (leaf / "memory.usage_in_bytes").write_text("100\n")
     (leaf / "memory.limit_in_bytes").write_text("9223372036854771712\n")
+    (leaf / "memory.oom_control").write_text("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
     room = headroom(MemoryCgroup(1, "/a"), root=tmp_path)
-    assert room == Headroom(100, None, None) and room.free_bytes is None
+    assert room == Headroom(100, None, None, oom_kills=3) and room.free_bytes is None
     assert headroom(MemoryCgroup(1, "/missing"), root=tmp_path) is None
+
+
+def test_host_available(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemAvailable:   20000000 kB\n")
+    assert host_available_bytes(meminfo) == 20000000 * 1024
+    assert host_available_bytes(tmp_path / "absent") is None
+    assert host_available_bytes() > 0
 
 
 def test_this_process_has_a_readable_memory_cgroup():

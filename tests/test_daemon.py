@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -42,43 +43,87 @@ def wait_for(lines: queue.Queue, predicate, seconds: float, seen: list[str]) -> 
     raise AssertionError(f"not seen within {seconds}s; output was:\n" + "\n".join(seen[-40:]))
 
 
+class Daemon:
+    """`oomguard run` as a child process, its output read line by line; SIGTERM on exit."""
+
+    def __init__(self, policy: Path):
+        self.process = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "run", "-c", str(policy)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=read_lines, args=(self.process.stdout, self.lines), daemon=True).start()
+
+    def wait_for(self, predicate, seconds: float) -> str:
+        return wait_for(self.lines, predicate, seconds, self.seen)
+
+    def stop(self) -> tuple[int, float]:
+        """(exit code, seconds SIGTERM took)."""
+        self.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            return self.process.wait(timeout=10), time.monotonic() - started
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+def test_a_kill_in_a_kubernetes_container_is_fully_attributed(tmp_path, workload):
+    uid = "4d6c8e2a-1b3f-4a5c-9d7e-0f1a2b3c4d5e"
+    container_id = "9f8e7d6c5b4a" + "0" * 52
+    pods = tmp_path / "log" / "pods"
+    (pods / f"shop_cart-7d9f_{uid}" / "app").mkdir(parents=True)
+    (tmp_path / "log" / "containers").mkdir()
+    (tmp_path / "log" / "containers" / f"cart-7d9f_shop_app-{container_id}.log").symlink_to(
+        pods / f"shop_cart-7d9f_{uid}" / "app")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n'
+                      f'[attribution]\npods_log_dir = "{pods}"\ncontainers_log_dir = "{tmp_path / "log" / "containers"}"\n')
+    daemon = Daemon(policy)
+    try:
+        daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
+        # named as a kubelet with the cgroupfs driver names them, under the test's own memory cgroup
+        with memory_cgroup(64 * MIB, relative=f"kubepods/burstable/pod{uid}/{container_id}") as cgroup:
+            procs = procs_file(cgroup)
+            hog = subprocess.Popen([str(workload), "hog", "500"],
+                                   preexec_fn=lambda: procs.write_text(str(os.getpid())))
+            assert hog.wait(timeout=30) == -9
+            line = daemon.wait_for(lambda l: l.startswith("OOM KILL"), 5)
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0
+    for part in (f"pid {hog.pid} (ogworkload)", "pod shop/cart-7d9f container app",
+                 f"container {container_id[:12]}, pod {uid}", f"/kubepods/burstable/pod{uid}/{container_id}",
+                 "CONSTRAINT_MEMCG, limit 64.0MiB of ", f"pod{uid}/{container_id};"):
+        assert part in line, (part, line)
+    assert "DISAGREE" not in line and "no kernel log line" not in line
+
+
 def test_run_shows_rates_and_a_real_oom_kill_then_stops_clean(tmp_path, workload):
     policy = tmp_path / "policy.toml"
     policy.write_text('[sampling]\ninterval = "500ms"\ninitial_rate = 1\n[output]\ntop_pids = 5\n')
-    daemon = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "run", "-c", str(policy)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=read_lines, args=(daemon.stdout, lines), daemon=True).start()
-    seen: list[str] = []
+    daemon = Daemon(policy)
     leaker = None
     try:
-        wait_for(lines, lambda l: "tracing kmalloc" in l, 30, seen)
+        daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
         leaker = subprocess.Popen([str(workload), "leak", "256", "20"], stdout=subprocess.DEVNULL)
         # the leaker's row: ~12.8 MiB/s of pages
-        row = wait_for(lines, lambda l: l.split()[:2] == [str(leaker.pid), "ogworkload"], 10, seen)
+        row = daemon.wait_for(lambda l: l.split()[:2] == [str(leaker.pid), "ogworkload"], 10)
         page_rate = row.split()[3]
         assert page_rate.endswith("MiB"), row
         assert 4 <= float(page_rate[:-3]) <= 40, row
-
         with memory_cgroup(64 * MIB) as cgroup:
             procs = procs_file(cgroup)
             hog = subprocess.Popen([str(workload), "hog", "500"],
                                    preexec_fn=lambda: procs.write_text(str(os.getpid())))
             assert hog.wait(timeout=30) == -9
-            kill = wait_for(lines, lambda l: l.startswith("OOM KILL"), 5, seen)
+            kill = daemon.wait_for(lambda l: l.startswith("OOM KILL"), 5)
         assert f"pid {hog.pid} (ogworkload)" in kill
     finally:
         if leaker:
             leaker.kill()
             leaker.wait()
-        daemon.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        try:
-            code = daemon.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            raise
+        code, took = daemon.stop()
     assert code == 0
-    assert time.monotonic() - started < 2.0
+    assert took < 2.0
     time.sleep(0.2)  # detached raw-tracepoint programs are freed after an RCU grace period
     assert not {"kmalloc", "mm_page_alloc"} & our_program_names()

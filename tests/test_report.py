@@ -6,7 +6,10 @@ import os
 
 import numpy as np
 
+from oomguard.attribution import PodNames, attribute
 from oomguard.events import Counters, OomKill, SourceCounters
+from oomguard.kills import KillReport
+from oomguard.kmsg import KernelOomRecord
 from oomguard.rates import Rates
 from oomguard.procfs import live_pids, process_name
 from oomguard.report import oom_line, rate_table, sampling_line
@@ -18,18 +21,39 @@ def test_rate_table_lists_the_busiest_first_and_skips_idle():
                   kmalloc_samples=np.array([0, 2, 0]), page_samples=np.array([256, 0, 0]),
                   rss_bytes_per_s=np.zeros(3),
                   rss_bytes=np.array([64 << 20, 1 << 20, 0]))
-    lines = rate_table(rates, top=10, name_of=lambda pid: f"proc{pid}")
+    lines = rate_table(rates, top=10, describe=lambda pid: (f"proc{pid}", f"owner{pid}"))
     assert len(lines) == 3
-    assert lines[1].split() == ["7", "proc7", "0B", "1.0MiB", "64.0MiB"]
-    assert lines[2].split() == ["8", "proc8", "2.0KiB", "0B", "1.0MiB"]
+    assert lines[1].split() == ["7", "proc7", "0B", "1.0MiB", "64.0MiB", "owner7"]
+    assert lines[2].split() == ["8", "proc8", "2.0KiB", "0B", "1.0MiB", "owner8"]
 
 
-def test_oom_line_names_victim_trigger_and_sizes():
-    kill = OomKill(timestamp_ns=1, victim_pid=42, victim_comm="leaky", victim_uid=1000, total_vm_kb=200_000,
-                   anon_rss_kb=65_536, file_rss_kb=0, shmem_rss_kb=0, oom_score_adj=0, trigger_pid=43,
-                   trigger_comm="other", cgroup_id=9)
-    line = oom_line(kill)
-    assert "pid 42 (leaky)" in line and "rss 64.0MiB" in line and "pid 43 (other)" in line and "cgroup id 9" in line
+KILL = OomKill(timestamp_ns=1, victim_pid=42, victim_comm="leaky", victim_uid=1000, total_vm_kb=200_000,
+               anon_rss_kb=65_536, file_rss_kb=0, shmem_rss_kb=0, oom_score_adj=0, trigger_pid=43,
+               trigger_comm="other", cgroup_id=9)
+UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+CGROUP = f"/kubepods/burstable/pod{UID}/" + "ab" * 32
+RECORD = KernelOomRecord(monotonic_us=5, constraint="CONSTRAINT_MEMCG", oom_memcg=f"/kubepods/burstable/pod{UID}",
+                         task_memcg=CGROUP, task="leaky", pid=42, uid=1000)
+
+
+def test_oom_line_names_victim_owner_limit_and_trigger():
+    report = KillReport(kill=KILL, record=RECORD, attribution=attribute(CGROUP),
+                        pod=PodNames("shop", "cart", "app"), limit_bytes=64 << 20, mismatch=None)
+    line = oom_line(report)
+    for part in ("pid 42 (leaky)", "pod shop/cart container app (container abababababab, pod " + UID + ")",
+                 f"cgroup {CGROUP}", f"CONSTRAINT_MEMCG, limit 64.0MiB of /kubepods/burstable/pod{UID}",
+                 "rss 64.0MiB", "triggered by pid 43 (other)"):
+        assert part in line, (part, line)
+    assert "DISAGREE" not in line
+
+
+def test_oom_line_for_half_reports():
+    only_ring = oom_line(KillReport(KILL, None, None, None, None, None))
+    assert "owner unknown" in only_ring and "no kernel log line" in only_ring
+    only_log = oom_line(KillReport(None, RECORD, attribute(CGROUP), None, None, None))
+    assert "pid 42 (leaky)" in only_log and "kernel log only" in only_log and "limit unknown" in only_log
+    disagree = oom_line(KillReport(KILL, RECORD, None, None, None, "ring buffer says comm 'a'"))
+    assert "SOURCES DISAGREE: ring buffer says comm 'a'" in disagree
 
 
 def test_sampling_line_gives_per_second_figures():

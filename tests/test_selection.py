@@ -22,7 +22,7 @@ from oomguard.selection import (MODE_EXCLUDE, MODE_INCLUDE, MODE_OFF, ProcessFil
 
 
 def who(command: str, path: str | None) -> Identity:
-    return Identity(command, MemoryCgroup(1, path) if path else None)
+    return Identity(command, MemoryCgroup(1, path) if path else None, None)
 
 
 def test_prefix_is_by_whole_components():

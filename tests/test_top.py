@@ -19,9 +19,8 @@ from oomguard.top import render, top_rows
 MIB = 1 << 20
 
 
-class FakeDirectory(ProcessDirectory):
-    def identity(self, pid):
-        return Identity(f"proc{pid}", MemoryCgroup(2, f"/pods/{pid}"))
+def FakeDirectory() -> ProcessDirectory:
+    return ProcessDirectory(identify=lambda pid: Identity(f"proc{pid}", MemoryCgroup(2, f"/pods/{pid}"), None))
 
 
 def rates() -> Rates:
@@ -45,17 +44,22 @@ def test_render_shows_every_column():
     console.print(render(rows, "title"))
     text = console.export_text()
     line = next(l for l in text.splitlines() if "proc6" in l)
-    for cell in ("6", "proc6", "/pods/6", "0B", "8.0MiB", "10%", "32.0MiB", "4.0MiB", "32.0MiB of 64.0MiB"):
+    for cell in ("6", "proc6", "owner unknown", "/pods/6", "0B", "8.0MiB", "10%", "32.0MiB", "4.0MiB", "32.0MiB of 64.0MiB"):
         assert cell in line, (cell, line)
 
 
 def test_directory_looks_up_once_and_forgets():
     directory = ProcessDirectory()
     me = directory.identity(os.getpid())
-    assert me.cgroup is not None
+    assert me.cgroup is not None and me.attribution is not None
+    assert me.attribution.cgroup_path == me.cgroup.path
     assert directory.identity(os.getpid()) is me
-    directory.forget(np.array([os.getpid()]))
-    assert len(directory) == 0
+    new = directory.learn(np.array([1, os.getpid()], dtype=np.uint32))
+    assert new.tolist() == [1]  # only pid 1 was new
+    assert directory.known(1).command != "-"
+    directory.forget(np.array([os.getpid(), 1]))
+    assert len(directory) == 0 and directory.known(1) is None
+    assert directory.learn(np.array([1], dtype=np.uint32)).tolist() == [1]  # forgotten: learnt anew
 
 
 @pytest.mark.kernel

@@ -27,6 +27,8 @@ class Headroom:
     usage_bytes: int
     limit_bytes: int | None  # the smallest limit on the way to the root; None: no limit
     limited_at: str | None  # the cgroup path that sets it
+    oom_kills: int | None = None  # OOM kills in this cgroup so far (v2 memory.events, v1 memory.oom_control)
+    pressure_avg10: float | None = None  # v2 memory.pressure "some avg10": % of time stalled on memory
 
     @property
     def free_bytes(self) -> int | None:
@@ -86,4 +88,49 @@ def headroom(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Headroom | None:
         if path == path.parent:
             break
         path = path.parent
-    return Headroom(usage, limit, limited_at)
+    events = _keyed_ints(directory / ("memory.oom_control" if cgroup.version == 1 else "memory.events"))
+    return Headroom(usage, limit, limited_at, events.get("oom_kill"), _pressure_avg10(directory / "memory.pressure"))
+
+
+def _keyed_ints(path: Path) -> dict[str, int]:
+    """'key value' lines (memory.events, memory.oom_control) as a dict; {} if unreadable."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    pairs = (line.split() for line in lines)
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
+
+
+def _pressure_avg10(path: Path) -> float | None:
+    try:
+        first = path.read_text().splitlines()[0]  # "some avg10=0.00 avg60=0.00 avg300=0.00 total=0"
+    except (OSError, IndexError):
+        return None
+    fields = dict(f.split("=", 1) for f in first.split()[1:] if "=" in f)
+    try:
+        return float(fields["avg10"])
+    except (KeyError, ValueError):
+        return None
+
+
+def host_available_bytes(meminfo: Path = Path("/proc/meminfo")) -> int | None:
+    """MemAvailable: the headroom of a process no cgroup limits."""
+    try:
+        for line in meminfo.read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def cgroup_limit(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> int | None:
+    """The effective memory limit of a cgroup (smallest up the tree); None: no limit or unreadable."""
+    room = headroom(cgroup, root)
+    return room.limit_bytes if room else None
+
+
+def default_memory_version(root: Path = CGROUP_ROOT) -> int:
+    """1 where the v1 memory controller is mounted (v1 or hybrid host), else 2."""
+    return 1 if (root / "memory" / "memory.usage_in_bytes").exists() else 2

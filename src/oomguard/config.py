@@ -93,6 +93,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "attribution": {
         "pods_log_dir": Key(_absolute_path, Path("/var/log/pods")),
+        "containers_log_dir": Key(_absolute_path, Path("/var/log/containers")),
     },
     "state": {
         "dir": Key(_absolute_path, Path("/var/lib/oomguard")),
@@ -127,6 +128,7 @@ class AlertsConfig:
 @dataclass(frozen=True)
 class AttributionConfig:
     pods_log_dir: Path
+    containers_log_dir: Path
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,10 @@ from typing import TextIO
 import numpy as np
 
 from .config import Config
-from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters, OomKill
+from .attribution import PodDirectory
+from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters
+from .kills import KillAttributor, KillCorrelator, KillReport
+from .kmsg import KmsgReader
 from .loader import Tracer
 from .procfs import ProcessDirectory, live_pids
 from .rates import RateTracker, Rates
@@ -66,8 +69,7 @@ class Watchdog:
         if self.selection.active:
             log.info("process selection: %s; in the kernel: %s", self.selection,
                      "off (filtering in user space)" if mode == MODE_OFF else ", ".join(map(str, directories)))
-        self._judged = np.zeros(0, dtype=np.uint32)  # pids the filter has seen, sorted
-        self._excluded = np.zeros(0, dtype=np.uint32)
+        self._excluded = np.zeros(0, dtype=np.uint32)  # pids the selection rejected, sorted
         self._previous_counters: Counters | None = None
         self._previous_time: float | None = None
         self._warned_full = False
@@ -77,12 +79,12 @@ class Watchdog:
         counters = self.tracer.counters()
         in_force = (self.controllers[SOURCE_KMALLOC].n, self.controllers[SOURCE_PAGE].n)
         rates, exited = self.rates.update(snapshot, live_pids())
-        if rates is not None and self.selection.active:
-            rates = rates.select(self._selected(rates.pid))
+        self._judge(self.directory.learn(snapshot.pid))  # identity and attribution: once per process
+        if rates is not None and len(self._excluded):
+            rates = rates.select(~np.isin(rates.pid, self._excluded))
         if len(exited):
             self.tracer.forget_pids(exited)
             self.directory.forget(exited)
-            self._judged = np.setdiff1d(self._judged, exited)
             self._excluded = np.setdiff1d(self._excluded, exited)
         if len(snapshot) >= self.tracer.max_pids and not self._warned_full:
             log.warning("per-process map full (%d entries): least active processes are being evicted; "
@@ -91,14 +93,13 @@ class Watchdog:
         self._adapt(counters, snapshot.monotonic_s)
         return Tick(rates=rates, counters=counters, sample_rates=in_force, exited_pids=exited)
 
-    def _selected(self, pids: np.ndarray) -> np.ndarray:
-        """Mask of `pids` the policy selects; each pid is judged once, when first seen."""
-        new = pids[~np.isin(pids, self._judged)]
-        if len(new):
-            rejected = [pid for pid in new.tolist() if not self.selection.allows(self.directory.identity(pid))]
-            self._judged = np.union1d(self._judged, new)
+    def _judge(self, new_pids: np.ndarray) -> None:
+        """Apply the selection to processes seen for the first time."""
+        if not self.selection.active or not len(new_pids):
+            return
+        rejected = [pid for pid in new_pids.tolist() if not self.selection.allows(self.directory.identity(pid))]
+        if rejected:
             self._excluded = np.union1d(self._excluded, np.array(rejected, dtype=np.uint32))
-        return ~np.isin(pids, self._excluded)
 
     def _adapt(self, counters: Counters, now: float) -> None:
         previous, self._previous_counters = self._previous_counters, counters
@@ -113,39 +114,59 @@ class Watchdog:
                 log.info("sample rate %s: %s", name, decision.reason)
 
 
-def print_tick(tick: Tick, previous: Counters | None, config: Config, out: TextIO) -> None:
+def print_tick(tick: Tick, previous: Counters | None, config: Config, describe, out: TextIO) -> None:
     if tick.rates is None:
         return
     lines = [time.strftime("%H:%M:%S ") + sampling_line(tick.counters, previous, tick.rates.interval_s,
                                                        tick.sample_rates)]
     if config.output.top_pids:
-        lines += rate_table(tick.rates, config.output.top_pids)
+        lines += rate_table(tick.rates, config.output.top_pids, describe)
     print("\n".join(lines) + "\n", file=out, flush=True)
 
 
-def print_kill(kill: OomKill, out: TextIO) -> None:
-    print(oom_line(kill), file=out, flush=True)
+def print_kill(report: KillReport, out: TextIO) -> None:
+    print(oom_line(report), file=out, flush=True)
+
+
+def open_kmsg() -> KmsgReader | None:
+    try:
+        return KmsgReader()
+    except OSError as exc:
+        log.warning("cannot read /dev/kmsg (%s): kills are reported from the ring buffer alone, without the "
+                    "cgroup whose limit was hit; run as root or grant CAP_SYSLOG", exc.strerror)
+        return None
 
 
 def run(config: Config, out: TextIO = sys.stdout) -> int:
     stop = Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    kmsg = open_kmsg()
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)
+        correlator = KillCorrelator()
+        attributor = KillAttributor(watchdog.directory, PodDirectory(config.attribution.pods_log_dir,
+                                                                     config.attribution.containers_log_dir))
         log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", config.source)
         previous_counters = None
         next_tick = time.monotonic() + config.sampling.interval
         while not stop.requested:
             wait_ms = int(max(0.0, min(next_tick - time.monotonic(), POLL_SLICE_MS / 1000)) * 1000)
             for kill in tracer.poll_oom_kills(wait_ms):
-                print_kill(kill, out)
+                watchdog.directory.identity(kill.victim_pid)  # read /proc now, while the victim may still be there
+                correlator.add_kill(kill, time.monotonic())
+            for record in kmsg.read() if kmsg else ():
+                correlator.add_record(record, time.monotonic())
+            for kill, record in correlator.ready(time.monotonic()):
+                print_kill(attributor.report(kill, record), out)
             if time.monotonic() < next_tick:
                 continue
             tick = watchdog.tick()
-            print_tick(tick, previous_counters, config, out)
+            print_tick(tick, previous_counters, config, attributor.describe, out)
             previous_counters = tick.counters
             # A late tick (a stalled machine) starts a fresh schedule rather than firing a burst.
             next_tick = max(next_tick + config.sampling.interval, time.monotonic())
+    if kmsg:
+        kmsg.close()
     log.info("stopped; BPF programs detached")
     return 0

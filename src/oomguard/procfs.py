@@ -8,7 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .attribution import Attribution, attribute
 from .cgroup import MemoryCgroup, memory_cgroup_of
+from .rates import match
 
 PROC = Path("/proc")
 
@@ -32,22 +34,48 @@ class Identity:
 
     command: str
     cgroup: MemoryCgroup | None
+    attribution: Attribution | None  # None when the process was gone before it could be read
+
+
+def identify(pid: int, proc: Path = PROC) -> Identity:
+    cgroup = memory_cgroup_of(pid, proc)
+    return Identity(process_name(pid, proc), cgroup, attribute(cgroup.path) if cgroup else None)
 
 
 class ProcessDirectory:
-    """Identity per pid, cached: looked up once, not every tick; forgotten when the process exits."""
+    """Identity per pid, taken once when the pid is first seen and kept until it exits.
 
-    def __init__(self) -> None:
+    So a victim that is gone by the time its kill is reported is still
+    attributed, and nothing is read from /proc per tick per process.
+    """
+
+    def __init__(self, identify=identify) -> None:
+        self._identify = identify
         self._known: dict[int, Identity] = {}
+        self._pids = np.zeros(0, dtype=np.uint32)  # sorted keys of _known
+
+    def learn(self, pids: np.ndarray) -> np.ndarray:
+        """Identify the pids not seen before (sorted input); returns them."""
+        _, found = match(self._pids, pids)
+        new = pids[~found]
+        for pid in new.tolist():
+            self._known[pid] = self._identify(pid)
+        if len(new):
+            self._pids = np.union1d(self._pids, new)
+        return new
 
     def identity(self, pid: int) -> Identity:
         if pid not in self._known:
-            self._known[pid] = Identity(process_name(pid), memory_cgroup_of(pid))
+            self.learn(np.array([pid], dtype=np.uint32))
         return self._known[pid]
+
+    def known(self, pid: int) -> Identity | None:
+        return self._known.get(pid)
 
     def forget(self, pids) -> None:
         for pid in pids:
             self._known.pop(int(pid), None)
+        self._pids = np.setdiff1d(self._pids, np.asarray(pids, dtype=np.uint32))
 
     def __len__(self) -> int:
         return len(self._known)
