@@ -127,3 +127,39 @@ def test_run_shows_rates_and_a_real_oom_kill_then_stops_clean(tmp_path, workload
     assert took < 2.0
     time.sleep(0.2)  # detached raw-tracepoint programs are freed after an RCU grace period
     assert not {"kmalloc", "mm_page_alloc"} & our_program_names()
+
+
+def test_sighup_reloads_a_valid_policy_keeps_the_old_on_an_invalid_one_and_status_reads_the_state(tmp_path):
+    state = tmp_path / "state"
+    policy = tmp_path / "policy.toml"
+    good = f'[sampling]\ninterval = "300ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{state}"\n'
+    policy.write_text(good)
+    daemon = Daemon(policy)
+    try:
+        daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
+        deadline = time.monotonic() + 5
+        while not (state / "status.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status = subprocess.run([sys.executable, "-m", "oomguard.cli", "status", "-c", str(policy)],
+                                capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0, status.stderr
+        assert f"oomguard running: pid {daemon.process.pid}" in status.stdout
+        assert "sample rate: kmalloc 1-in-" in status.stdout
+
+        policy.write_text(good + '[selection]\nexclude_commands = ["ogworkload"]\n')
+        daemon.process.send_signal(signal.SIGHUP)
+        daemon.wait_for(lambda l: "process selection" in l and "ogworkload" in l, 5)
+        daemon.wait_for(lambda l: "policy reloaded" in l, 1)
+
+        policy.write_text(good + "[sampling]\ninterval = 'soon'\n")  # invalid (and a duplicate table)
+        daemon.process.send_signal(signal.SIGHUP)
+        line = daemon.wait_for(lambda l: "new policy rejected" in l, 5)
+        assert "keeping the old one" in line and str(policy) in line
+        assert daemon.process.poll() is None  # still running
+    finally:
+        code, took = daemon.stop()
+    assert code == 0 and took < 2.0
+    # stopped: `status` says so and fails
+    status = subprocess.run([sys.executable, "-m", "oomguard.cli", "status", "-c", str(policy.with_name("p2.toml"))],
+                            capture_output=True, text=True, timeout=30)
+    assert status.returncode != 0

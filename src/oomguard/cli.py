@@ -7,13 +7,13 @@ Exit codes: 0 success; 1 a runtime failure or a failed doctor check;
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from . import __version__
 from .config import DEFAULT_PATH, load, load_or_defaults
 from .errors import OomguardError
+from .systemd import configure_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -48,6 +48,12 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("-n", "--iterations", type=int, default=None, help="stop after this many refreshes")
     top.add_argument("--count", type=int, default=20, help="rows to show (default 20)")
 
+    status = commands.add_parser("status", help="the running daemon's figures: sample rates, rates, kills",
+                                 description="Read the running daemon's state file ([state] dir/status.json) and "
+                                             "print it. Exit 0 if the daemon is running, 1 if not.")
+    _config_argument(status)
+    status.add_argument("--json", action="store_true", help="print the raw state as JSON")
+
     commands.add_parser("doctor", help="check kernel, tracepoints, privileges, bcc and headers",
                         description="Print one pass/fail line per prerequisite, with the fix for each failure.")
     return parser
@@ -63,6 +69,16 @@ def cmd_top(args) -> int:
     from .top import run_top
 
     return run_top(load_or_defaults(args.config), iterations=args.iterations, count=args.count)
+
+
+def cmd_status(args) -> int:
+    import json
+
+    from .state import format_status, is_alive, read_status
+
+    state = read_status(load_or_defaults(args.config).state.dir)
+    print(json.dumps(state, indent=1) if args.json else format_status(state))
+    return EXIT_OK if is_alive(state) else EXIT_FAILURE
 
 
 def cmd_check_config(args) -> int:
@@ -81,13 +97,13 @@ def cmd_doctor(_args) -> int:
     return EXIT_OK if all(c.ok or not c.required for c in checks) else EXIT_FAILURE
 
 
-COMMANDS = {"run": cmd_run, "top": cmd_top, "check-config": cmd_check_config, "doctor": cmd_doctor}
+COMMANDS = {"run": cmd_run, "top": cmd_top, "status": cmd_status, "check-config": cmd_check_config,
+            "doctor": cmd_doctor}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(args.verbose)
     try:
         return COMMANDS[args.command](args)
     except OomguardError as exc:

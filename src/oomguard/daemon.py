@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -12,11 +13,13 @@ from typing import TextIO
 
 import numpy as np
 
-from .config import Config
+from . import systemd
+from .config import Config, ConfigError, load
 from .attribution import PodDirectory
 from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters
 from .kills import KillAttributor, KillCorrelator, KillReport
 from .kmsg import KmsgReader
+from .state import write_status
 from .loader import Tracer
 from .procfs import ProcessDirectory, live_pids
 from .rates import RateTracker, Rates
@@ -26,17 +29,6 @@ from .selection import MODE_OFF, ProcessFilter, cgroup2_mount, kernel_cgroup_fil
 
 log = logging.getLogger("oomguard")
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
-
-
-class Stop:
-    """Set by SIGTERM/SIGINT; the loop checks it between waits."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def __call__(self, signum, _frame) -> None:
-        log.info("received %s, stopping", signal.Signals(signum).name)
-        self.requested = True
 
 
 @dataclass(frozen=True)
@@ -54,7 +46,6 @@ class Watchdog:
 
     def __init__(self, tracer: Tracer, config: Config):
         self.tracer = tracer
-        self.config = config
         n = config.sampling.initial_rate
         self.controllers = [SampleRateController(config.sampling.target_events_per_sec, initial_n=n)
                             for _ in SOURCES]
@@ -62,17 +53,26 @@ class Watchdog:
             tracer.set_sample_rate(source, controller.n)
         self.rates = RateTracker()
         self.directory = ProcessDirectory()
-        self.selection = ProcessFilter(*(getattr(config.selection, k) for k in (
-            "include_cgroups", "exclude_cgroups", "include_commands", "exclude_commands")))
-        mode, directories = kernel_cgroup_filter(self.selection, cgroup2_mount(Path("/proc/self/mounts").read_text()))
-        tracer.set_cgroup_filter(mode, directories)
-        if self.selection.active:
-            log.info("process selection: %s; in the kernel: %s", self.selection,
-                     "off (filtering in user space)" if mode == MODE_OFF else ", ".join(map(str, directories)))
         self._excluded = np.zeros(0, dtype=np.uint32)  # pids the selection rejected, sorted
+        self.apply_policy(config)
         self._previous_counters: Counters | None = None
         self._previous_time: float | None = None
         self._warned_full = False
+
+    def apply_policy(self, config: Config) -> None:
+        """Take up a (new) policy: the sampling target and the process selection. max_pids needs a restart."""
+        self.config = config
+        for controller in self.controllers:
+            controller.target_per_s = float(config.sampling.target_events_per_sec)
+        self.selection = ProcessFilter(*(getattr(config.selection, k) for k in (
+            "include_cgroups", "exclude_cgroups", "include_commands", "exclude_commands")))
+        mode, directories = kernel_cgroup_filter(self.selection, cgroup2_mount(Path("/proc/self/mounts").read_text()))
+        self.tracer.set_cgroup_filter(mode, directories)
+        if self.selection.active:
+            log.info("process selection: %s; in the kernel: %s", self.selection,
+                     "off (filtering in user space)" if mode == MODE_OFF else ", ".join(map(str, directories)))
+        self._excluded = np.zeros(0, dtype=np.uint32)
+        self._judge(np.array(sorted(self.directory.pids()), dtype=np.uint32))  # everyone known, by the new rules
 
     def tick(self) -> Tick:
         snapshot = self.tracer.snapshot()
@@ -100,6 +100,10 @@ class Watchdog:
         rejected = [pid for pid in new_pids.tolist() if not self.selection.allows(self.directory.identity(pid))]
         if rejected:
             self._excluded = np.union1d(self._excluded, np.array(rejected, dtype=np.uint32))
+
+    def events_per_s(self, interval_s: float) -> list[float]:
+        """Events seen per source over the last interval."""
+        return [float(c.last_seen) / interval_s if interval_s > 0 else 0.0 for c in self.controllers]
 
     def _adapt(self, counters: Counters, now: float) -> None:
         previous, self._previous_counters = self._previous_counters, counters
@@ -137,20 +141,88 @@ def open_kmsg() -> KmsgReader | None:
         return None
 
 
+class Signals:
+    """SIGTERM/SIGINT ask to stop, SIGHUP to reload; the loop acts on them between waits."""
+
+    def __init__(self) -> None:
+        self.stop = self.reload = False
+        signal.signal(signal.SIGTERM, self._on_stop)
+        signal.signal(signal.SIGINT, self._on_stop)
+        signal.signal(signal.SIGHUP, self._on_reload)
+
+    def _on_stop(self, signum, _frame) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        self.stop = True
+
+    def _on_reload(self, _signum, _frame) -> None:
+        self.reload = True
+
+
+def reload_policy(current: Config, watchdog: Watchdog) -> Config:
+    """Re-read the policy file; keep the current policy if the new one is invalid."""
+    if current.source == "built-in defaults":
+        log.warning("SIGHUP: running on built-in defaults, there is no file to reload")
+        return current
+    systemd.notify("RELOADING=1")
+    try:
+        new = load(Path(current.source))
+    except ConfigError as exc:
+        log.error("SIGHUP: new policy rejected, keeping the old one: %s (fix: %s)", exc.cause, exc.fix)
+        systemd.notify("READY=1")
+        return current
+    if new.sampling.max_pids != current.sampling.max_pids:
+        log.warning("SIGHUP: [sampling] max_pids changes only on restart; keeping %d", current.sampling.max_pids)
+    watchdog.apply_policy(new)
+    log.info("SIGHUP: policy reloaded from %s", new.source)
+    systemd.notify("READY=1")
+    return new
+
+
+def status_of(tick: Tick, watchdog: Watchdog, config: Config, attributor: KillAttributor, started: float,
+              kills_seen: int) -> dict:
+    """The figures `oomguard status` shows, as plain JSON values."""
+    rates = tick.rates
+    top = []
+    if rates is not None:
+        total = rates.kmalloc_bytes_per_s + rates.page_bytes_per_s
+        for i in np.argsort(-total, kind="stable")[:10]:
+            if total[i] <= 0:
+                break
+            command, owner = attributor.describe(int(rates.pid[i]))
+            top.append({"pid": int(rates.pid[i]), "command": command, "owner": owner,
+                        "kmalloc_bytes_per_s": float(rates.kmalloc_bytes_per_s[i]),
+                        "page_bytes_per_s": float(rates.page_bytes_per_s[i]), "rss_bytes": int(rates.rss_bytes[i])})
+    interval = rates.interval_s if rates is not None else config.sampling.interval
+    return {
+        "pid": os.getpid(), "started": started, "updated": time.time(), "policy": config.source,
+        "interval_s": config.sampling.interval,
+        "sample_rates": [c.n for c in watchdog.controllers],
+        "events_per_s": watchdog.events_per_s(interval),
+        "ringbuf_drops": tick.counters.ringbuf_drops,
+        "processes": len(watchdog.directory), "kills_seen": kills_seen, "top": top,
+    }
+
+
 def run(config: Config, out: TextIO = sys.stdout) -> int:
-    stop = Stop()
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signals = Signals()
     kmsg = open_kmsg()
+    started = time.time()
+    kills_seen = 0
+    pinger = systemd.WatchdogPinger()
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)
         correlator = KillCorrelator()
         attributor = KillAttributor(watchdog.directory, PodDirectory(config.attribution.pods_log_dir,
                                                                      config.attribution.containers_log_dir))
         log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", config.source)
+        systemd.notify("READY=1")  # only now: every program is attached
         previous_counters = None
         next_tick = time.monotonic() + config.sampling.interval
-        while not stop.requested:
+        while not signals.stop:
+            pinger.ping()
+            if signals.reload:
+                signals.reload = False
+                config = reload_policy(config, watchdog)
             wait_ms = int(max(0.0, min(next_tick - time.monotonic(), POLL_SLICE_MS / 1000)) * 1000)
             for kill in tracer.poll_oom_kills(wait_ms):
                 watchdog.directory.identity(kill.victim_pid)  # read /proc now, while the victim may still be there
@@ -158,14 +230,20 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
             for record in kmsg.read() if kmsg else ():
                 correlator.add_record(record, time.monotonic())
             for kill, record in correlator.ready(time.monotonic()):
+                kills_seen += 1
                 print_kill(attributor.report(kill, record), out)
             if time.monotonic() < next_tick:
                 continue
             tick = watchdog.tick()
             print_tick(tick, previous_counters, config, attributor.describe, out)
             previous_counters = tick.counters
+            status = status_of(tick, watchdog, config, attributor, started, kills_seen)
+            write_status(config.state.dir, status)
+            systemd.notify(f"STATUS=kmalloc 1-in-{status['sample_rates'][0]}, page 1-in-{status['sample_rates'][1]}; "
+                           f"{status['processes']} processes; {kills_seen} OOM kills seen")
             # A late tick (a stalled machine) starts a fresh schedule rather than firing a burst.
             next_tick = max(next_tick + config.sampling.interval, time.monotonic())
+        systemd.notify("STOPPING=1")
     if kmsg:
         kmsg.close()
     log.info("stopped; BPF programs detached")

@@ -60,7 +60,7 @@ def check_privileges() -> Check:
     ok = has(CAP_SYS_ADMIN) or (has(CAP_BPF) and has(CAP_PERFMON))
     detail = f"euid {os.geteuid()}, CapEff {caps:#x}"
     return Check("privileges", ok, detail,
-                 "run as root (sudo) or grant CAP_BPF, CAP_PERFMON, CAP_SYS_RESOURCE and CAP_DAC_READ_SEARCH")
+                 "run as root (sudo), or grant CAP_BPF and CAP_PERFMON (and CAP_SYSLOG to read /dev/kmsg)")
 
 
 def check_bcc() -> Check:

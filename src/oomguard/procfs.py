@@ -69,6 +69,9 @@ class ProcessDirectory:
             self.learn(np.array([pid], dtype=np.uint32))
         return self._known[pid]
 
+    def pids(self) -> list[int]:
+        return list(self._known)
+
     def known(self, pid: int) -> Identity | None:
         return self._known.get(pid)
 

@@ -55,6 +55,7 @@ class SampleRateController:
         self.min_n, self.max_n = min_n, max_n
         self.n = self._clamp(initial_n)
         self._smoothed: float | None = None  # EWMA of events/s
+        self.last_seen = 0  # events in the last interval, for status
         self._low_intervals = 0
 
     def _clamp(self, n: float) -> int:
@@ -73,6 +74,7 @@ class SampleRateController:
         """`seen` events reached the program in the last `interval_s` seconds, sampled at self.n."""
         if interval_s <= 0:
             return Decision(self.n, False, "no time elapsed")
+        self.last_seen = seen
         raw = seen / interval_s
         high = self.target_per_s * (1 + self.tolerance)
         low = self.target_per_s * (1 - self.tolerance)

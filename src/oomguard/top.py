@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from dataclasses import dataclass
 
@@ -14,7 +13,7 @@ from rich.table import Table
 from .attribution import PodDirectory, owner_text
 from .cgroup import Headroom, headroom, host_available_bytes
 from .config import Config
-from .daemon import Stop, Tick, Watchdog
+from .daemon import Signals, Tick, Watchdog
 from .loader import Tracer
 from .procfs import ProcessDirectory
 from .rates import Rates
@@ -86,16 +85,14 @@ def render(rows: list[TopRow], title: str) -> Table:
 def run_top(config: Config, iterations: int | None = None, count: int = 20, console: Console | None = None) -> int:
     """Refresh each interval until Ctrl-C, or for `iterations` ticks."""
     console = console or Console()
-    stop = Stop()
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    signals = Signals()
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)
         pods = PodDirectory(config.attribution.pods_log_dir, config.attribution.containers_log_dir)
         previous: Tick | None = None
         shown = 0
         with Live(console=console, auto_refresh=False, transient=False) as live:
-            while not stop.requested and (iterations is None or shown < iterations):
+            while not signals.stop and (iterations is None or shown < iterations):
                 time.sleep(config.sampling.interval)
                 tick = watchdog.tick()
                 if tick.rates is not None:
