@@ -8,7 +8,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMPS := .make
 
-.PHONY: setup system venv run test unit bench doctor clean
+# Installation layout (override on the command line; the unit is filled in to match).
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= /opt/oomguard
+SYSCONFDIR ?= /etc
+UNITDIR ?= /etc/systemd/system
+DOCDIR ?= $(LIBDIR)/doc
+
+.PHONY: setup system venv run test unit bench doctor clean install uninstall
 
 setup: system venv
 
@@ -49,3 +57,34 @@ doctor: setup
 
 clean:
 	rm -rf $(VENV) $(STAMPS) src/*.egg-info .pytest_cache
+
+# A virtualenv of its own under LIBDIR (from the distribution's python, so
+# bcc imports), the command in BINDIR, the unit, and the policy - the policy
+# only if there is none: a user's edited file is never overwritten.
+install: system
+	@test -x $(LIBDIR)/bin/python || $(PYTHON_SYSTEM) -m venv --system-site-packages $(LIBDIR)
+	$(LIBDIR)/bin/python -m pip install --quiet --disable-pip-version-check .
+	install -d $(BINDIR) $(UNITDIR) $(SYSCONFDIR)/oomguard $(DOCDIR)
+	ln -sfn $(LIBDIR)/bin/oomguard $(BINDIR)/oomguard
+	install -m 0644 README.md $(DOCDIR)/README.md
+	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
+		systemd/oomguard.service > $(UNITDIR)/oomguard.service
+	@if [ -e $(SYSCONFDIR)/oomguard/config.toml ]; then \
+		echo "kept your $(SYSCONFDIR)/oomguard/config.toml"; \
+	else \
+		install -m 0600 config.example.toml $(SYSCONFDIR)/oomguard/config.toml; \
+	fi
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed: systemctl enable --now oomguard"
+
+# Removes what install added; the policy only if it was never edited.
+uninstall:
+	@if [ -d /run/systemd/system ]; then systemctl disable --now oomguard 2>/dev/null || true; fi
+	rm -f $(UNITDIR)/oomguard.service $(BINDIR)/oomguard
+	rm -rf $(LIBDIR)
+	@if cmp -s config.example.toml $(SYSCONFDIR)/oomguard/config.toml; then \
+		rm -f $(SYSCONFDIR)/oomguard/config.toml; rmdir $(SYSCONFDIR)/oomguard 2>/dev/null || true; \
+	elif [ -e $(SYSCONFDIR)/oomguard/config.toml ]; then \
+		echo "kept your edited $(SYSCONFDIR)/oomguard/config.toml"; \
+	fi
+	@if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi

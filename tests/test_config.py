@@ -115,3 +115,11 @@ def test_check_config_exit_codes(tmp_path, capsys):
     assert main(["check-config", "-c", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "[sampling] interval" in err and "fix:" in err
+
+
+def test_nested_pid_namespace_detection():
+    from oomguard.preflight import nested_pid_namespace
+
+    assert nested_pid_namespace("Name:\tx\nNSpid:\t10105\t183\n")
+    assert not nested_pid_namespace("Name:\tx\nNSpid:\t10105\n")
+    assert not nested_pid_namespace("Name:\tx\n")

@@ -76,7 +76,7 @@ def test_a_kill_in_a_kubernetes_container_is_fully_attributed(tmp_path, workload
     (tmp_path / "log" / "containers" / f"cart-7d9f_shop_app-{container_id}.log").symlink_to(
         pods / f"shop_cart-7d9f_{uid}" / "app")
     policy = tmp_path / "policy.toml"
-    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n'
+    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path / "state"}"\n'
                       f'[attribution]\npods_log_dir = "{pods}"\ncontainers_log_dir = "{tmp_path / "log" / "containers"}"\n')
     daemon = Daemon(policy)
     try:
@@ -100,7 +100,8 @@ def test_a_kill_in_a_kubernetes_container_is_fully_attributed(tmp_path, workload
 
 def test_run_shows_rates_and_a_real_oom_kill_then_stops_clean(tmp_path, workload):
     policy = tmp_path / "policy.toml"
-    policy.write_text('[sampling]\ninterval = "500ms"\ninitial_rate = 1\n[output]\ntop_pids = 5\n')
+    policy.write_text('[sampling]\ninterval = "500ms"\ninitial_rate = 1\n[output]\ntop_pids = 5\n'
+                      f'[state]\ndir = "{tmp_path / "state"}"\n')
     daemon = Daemon(policy)
     leaker = None
     try:

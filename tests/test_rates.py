@@ -101,3 +101,11 @@ def test_tracker_reports_exited_pids_and_keeps_only_one_snapshot():
     rates, exited = tracker.update(snapshot(2.0, {1: (10, 0), 2: (30, 0)}), live=np.array([1, 2], dtype=np.uint32))
     assert rates.kmalloc_bytes_per_s.tolist() == [0.0, 30.0]
     assert exited.tolist() == []
+
+
+def test_empty_previous_snapshot_counts_everyone_from_zero():
+    # every process of the previous tick exited (or none was there)
+    rates = interval_rates(snapshot(0.0, {}), snapshot(1.0, {1: (100, 4096)}))
+    assert rates.kmalloc_bytes_per_s.tolist() == [100.0]
+    assert rates.rss_bytes_per_s.tolist() == [0.0]
+    assert interval_rates(snapshot(0.0, {1: (5, 5)}), snapshot(1.0, {})).pid.tolist() == []

@@ -21,6 +21,7 @@ from .kills import KillAttributor, KillCorrelator, KillReport
 from .kmsg import KmsgReader
 from .state import write_status
 from .loader import Tracer
+from .preflight import check_pid_namespace
 from .procfs import ProcessDirectory, live_pids
 from .rates import RateTracker, Rates
 from .report import oom_line, rate_table, sampling_line
@@ -215,6 +216,9 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
         attributor = KillAttributor(watchdog.directory, PodDirectory(config.attribution.pods_log_dir,
                                                                      config.attribution.containers_log_dir))
         log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", config.source)
+        namespace = check_pid_namespace()
+        if not namespace.ok:
+            log.warning("running in a %s: %s", namespace.detail, namespace.fix)
         systemd.notify("READY=1")  # only now: every program is attached
         previous_counters = None
         next_tick = time.monotonic() + config.sampling.interval

@@ -76,8 +76,11 @@ def check_bcc() -> Check:
 
 def check_headers() -> Check:
     build = Path("/lib/modules") / platform.release() / "build"
-    ok = (build / "include").is_dir()
-    detail = f"{build} -> {os.path.realpath(build)}" if ok else f"{build} missing"
+    try:
+        ok = (build / "include").is_dir()
+        detail = f"{build} -> {os.path.realpath(build)}" if ok else f"{build} missing"
+    except OSError as exc:  # e.g. hidden by a sandbox (systemd's ProtectKernelModules)
+        ok, detail = False, f"{build} not readable: {exc.strerror}"
     return Check("kernel headers", ok, detail,
                  f"install linux-headers-{platform.release()}, or run `sudo make setup`, which links "
                  "the distribution's generic headers (safe: oomguard reads only tracepoint arguments)")
@@ -97,6 +100,22 @@ def check_tracepoint(name: str) -> Check:
                  f"this kernel lacks tracepoint {name}: oomguard needs a kernel built with it")
 
 
+def nested_pid_namespace(status_text: str) -> bool:
+    """Whether /proc/self/status's NSpid line lists more than one pid (we are in a child PID namespace)."""
+    for line in status_text.splitlines():
+        if line.startswith("NSpid:"):
+            return len(line.split()) > 2
+    return False
+
+
+def check_pid_namespace() -> Check:
+    nested = nested_pid_namespace(Path("/proc/self/status").read_text())
+    return Check("PID namespace", not nested, "child PID namespace" if nested else "host",
+                 "the kernel reports host pids, which /proc here does not show: run oomguard in the host PID "
+                 "namespace (hostPID: true on Kubernetes); rates still work, names and owners will not",
+                 required=False)
+
+
 def check_btf() -> Check:
     ok = Path("/sys/kernel/btf/vmlinux").is_file()
     return Check("BTF", ok, "/sys/kernel/btf/vmlinux" if ok else "absent",
@@ -107,7 +126,7 @@ def check_btf() -> Check:
 def all_checks() -> list[Check]:
     checks = [check_kernel(), check_privileges(), check_bcc(), check_headers(), check_tracefs()]
     checks += [check_tracepoint(name) for name in TRACEPOINTS]
-    checks.append(check_btf())
+    checks += [check_pid_namespace(), check_btf()]
     return checks
 
 

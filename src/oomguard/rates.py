@@ -76,12 +76,17 @@ def interval_rates(previous: AllocSnapshot | None, current: AllocSnapshot) -> Ra
 
     pos, found = match(previous.pid, current.pid)  # snapshots are sorted by pid: one join for all fields
 
+    def before(field: str) -> np.ndarray:
+        """The previous value for each current pid (anything where not found: masked by `found`)."""
+        values = getattr(previous, field)
+        return values[pos] if len(values) else np.zeros(len(current.pid), dtype=values.dtype)
+
     def delta(field: str) -> np.ndarray:
         now = getattr(current, field).astype(np.int64)
-        before = np.where(found, getattr(previous, field)[pos].astype(np.int64) if len(pos) else 0, 0)
-        return np.where(now >= before, now - before, now)
+        then = np.where(found, before(field).astype(np.int64), 0)
+        return np.where(now >= then, now - then, now)
 
-    rss_before = previous.rss_bytes[pos] if len(previous.pid) else current.rss_bytes
+    rss_before = before("rss_bytes")
     rss_slope = np.where(found, current.rss_bytes - rss_before, 0) / interval
     return Rates(
         interval_s=interval,

@@ -1,0 +1,90 @@
+"""The service under a real (throw-away) systemd: install, READY=1, a real kill, watchdog restart, clean stop."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from cgroups import memory_cgroup, procs_file
+from conftest import require
+from systemd_boot import booted_systemd
+
+pytestmark = pytest.mark.kernel
+ROOT = Path(__file__).resolve().parent.parent
+MIB = 1 << 20
+# Inside the namespace's private /run: gone with it.
+PREFIX = "/run/oomguard-test"
+LAYOUT = [f"PREFIX={PREFIX}", f"LIBDIR={PREFIX}/lib", f"SYSCONFDIR={PREFIX}/etc", "UNITDIR=/run/systemd/system"]
+TEST_DROP_IN = f"""[Unit]
+# the test boots no sysinit.target: do not pull it in
+DefaultDependencies=no
+[Service]
+StandardOutput=append:{PREFIX}/out.log
+StandardError=append:{PREFIX}/out.log
+WatchdogSec=3s
+"""
+
+
+def program_names() -> list[str]:
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], check=True, capture_output=True, text=True).stdout
+    return [p.get("name", "") for p in json.loads(out)]
+
+
+def test_service_lifecycle_under_systemd(tmp_path, workload):
+    require(Path("/lib/systemd/systemd").exists(), "systemd not installed: apt-get install systemd")
+    require(shutil.which("make") is not None, "make not installed")
+    with booted_systemd(tmp_path / "boot.log") as systemd:
+        install = systemd.run("make", "-C", str(ROOT), "install", *LAYOUT, check=False, timeout=600)
+        assert install.returncode == 0, install.stdout + install.stderr
+        systemd.run("sh", "-c", f"mkdir -p /run/systemd/system/oomguard.service.d && cat > "
+                                f"/run/systemd/system/oomguard.service.d/test.conf <<'EOF'\n{TEST_DROP_IN}EOF")
+        systemd.run("sed", "-i", 's/^interval = .*/interval = "500ms"/', f"{PREFIX}/etc/oomguard/config.toml")
+
+        verify = systemd.run("systemd-analyze", "verify", "/run/systemd/system/oomguard.service", check=False)
+        assert verify.returncode == 0 and "oomguard.service" not in verify.stderr, verify.stderr
+
+        systemd.run("systemctl", "daemon-reload")
+        systemd.run("systemctl", "enable", "--runtime", "--now", "oomguard.service", timeout=120)
+        state = systemd.show("oomguard", "ActiveState", "SubState", "MainPID", "Type")
+        assert (state["ActiveState"], state["SubState"], state["Type"]) == ("active", "running", "notify"), state
+        first_pid = state["MainPID"]
+        systemd.wait_until(lambda: "kmalloc 1-in-" in systemd.show("oomguard", "StatusText")["StatusText"], 10,
+                           "STATUS= with the sample rates")
+        assert {"kmalloc", "mm_page_alloc"} <= set(program_names())
+
+        # a real memcg OOM kill, seen by the service
+        with memory_cgroup(64 * MIB) as cgroup:
+            procs = procs_file(cgroup)
+            hog = subprocess.Popen([str(workload), "hog", "500"],
+                                   preexec_fn=lambda: procs.write_text(str(os.getpid())))
+            assert hog.wait(timeout=30) == -9
+        systemd.wait_until(lambda: "1 OOM kills seen" in systemd.show("oomguard", "StatusText")["StatusText"], 10,
+                           "the kill in STATUS=")
+        log = systemd.run("cat", f"{PREFIX}/out.log").stdout
+        assert f"OOM KILL  pid {hog.pid} (ogworkload)" in log, log[-3000:]
+
+        # a stuck main loop: the watchdog kills and restarts it
+        systemd.run("kill", "-STOP", first_pid)
+        systemd.wait_until(lambda: (lambda s: s["NRestarts"] == "1" and s["SubState"] == "running"
+                                    and s["MainPID"] not in ("0", first_pid))(
+            systemd.show("oomguard", "NRestarts", "SubState", "MainPID")), 45, "watchdog restart")
+
+        security = systemd.run("systemd-analyze", "security", "oomguard.service", check=False).stdout
+        exposure = re.search(r"Overall exposure level for oomguard.service: ([0-9.]+) (\w+)", security)
+        assert exposure and float(exposure.group(1)) <= 5.0, security[-1500:]
+        print(f"systemd-analyze security: {exposure.group(1)} {exposure.group(2)}")
+
+        systemd.run("systemctl", "stop", "oomguard.service", timeout=30)
+        assert systemd.show("oomguard", "ActiveState")["ActiveState"] == "inactive"
+        systemd.wait_until(lambda: not {"kmalloc", "mm_page_alloc"} & set(program_names()), 3,
+                           "programs detached after stop")
+        uninstall = systemd.run("make", "-C", str(ROOT), "uninstall", *LAYOUT, check=False, timeout=120)
+        assert uninstall.returncode == 0, uninstall.stderr
+        assert systemd.run("test", "-e", "/run/systemd/system/oomguard.service", check=False).returncode == 1
+        assert systemd.run("test", "-e", f"{PREFIX}/bin/oomguard", check=False).returncode == 1
