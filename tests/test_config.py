@@ -123,3 +123,25 @@ def test_nested_pid_namespace_detection():
     assert nested_pid_namespace("Name:\tx\nNSpid:\t10105\t183\n")
     assert not nested_pid_namespace("Name:\tx\nNSpid:\t10105\n")
     assert not nested_pid_namespace("Name:\tx\n")
+
+
+def test_a_readable_policy_with_alert_urls_warns_or_is_refused(tmp_path, caplog):
+    path = tmp_path / "policy.toml"
+    path.write_text('[alerts]\nurls = ["json://127.0.0.1:9/x"]\n')
+    path.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        load(path)
+    assert "readable by every user (mode 644)" in caplog.text and f"chmod 600 {path}" in caplog.text
+    path.write_text('[alerts]\nurls = ["json://127.0.0.1:9/x"]\nreadable_config = "refuse"\n')
+    path.chmod(0o640)
+    with pytest.raises(ConfigError, match="readable by its group"):
+        load(path)
+    path.chmod(0o600)
+    assert load(path).alerts.urls == ("json://127.0.0.1:9/x",)
+    caplog.clear()
+    no_urls = tmp_path / "open.toml"
+    no_urls.write_text("[alerts]\nurls = []\n")
+    no_urls.chmod(0o644)
+    with caplog.at_level("WARNING"):
+        load(no_urls)
+    assert caplog.text == ""

@@ -8,6 +8,7 @@ file, the key and what is wrong; an unknown key names the nearest valid one.
 from __future__ import annotations
 
 import difflib
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_PATH = Path("/etc/oomguard/config.toml")
+log = logging.getLogger("oomguard")
 
 
 class ConfigError(OomguardError):
@@ -44,6 +46,14 @@ def _duration_in(low: float, high: float) -> Callable[[Any], float]:
         if not low <= seconds <= high:
             raise ValueError(f"must be between {low}s and {high}s, got {seconds}s")
         return seconds
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        return value
     return check
 
 
@@ -90,6 +100,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "alerts": {
         "urls": Key(_url_list, ()),
+        "readable_config": Key(_one_of("warn", "refuse"), "warn"),
     },
     "attribution": {
         "pods_log_dir": Key(_absolute_path, Path("/var/log/pods")),
@@ -123,6 +134,7 @@ class SelectionConfig:
 @dataclass(frozen=True)
 class AlertsConfig:
     urls: tuple[str, ...]
+    readable_config: str  # "warn" or "refuse" when a file with URLs is readable by others
 
 
 @dataclass(frozen=True)
@@ -212,7 +224,21 @@ def load(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", "fix the syntax; see config.example.toml") from None
-    return from_mapping(data, str(path))
+    config = from_mapping(data, str(path))
+    exposure = secret_exposure(path.stat().st_mode, config)
+    if exposure and config.alerts.readable_config == "refuse":
+        raise ConfigError(f"{path}: {exposure}", f"chmod 600 {path} (or set [alerts] readable_config = \"warn\")")
+    if exposure:
+        log.warning("%s: %s; fix: chmod 600 %s", path, exposure, path)
+    return config
+
+
+def secret_exposure(mode: int, config: Config) -> str | None:
+    """Why the file's permissions leak its alert URLs (which carry tokens and passwords), or None."""
+    if not config.alerts.urls or not mode & 0o044:
+        return None
+    who = "every user" if mode & 0o004 else "its group"
+    return f"holds alert URLs (secrets) and is readable by {who} (mode {mode & 0o777:o})"
 
 
 def load_or_defaults(path: Path | None) -> Config:
