@@ -90,7 +90,7 @@ def test_a_kill_in_a_kubernetes_container_is_fully_attributed(tmp_path, workload
             line = daemon.wait_for(lambda l: l.startswith("OOM KILL"), 5)
     finally:
         code, _ = daemon.stop()
-    assert code == 0
+    assert code == 0, "\n".join(daemon.seen[-30:])
     for part in (f"pid {hog.pid} (ogworkload)", "pod shop/cart-7d9f container app",
                  f"container {container_id[:12]}, pod {uid}", f"/kubepods/burstable/pod{uid}/{container_id}",
                  "CONSTRAINT_MEMCG, limit 64.0MiB of ", f"pod{uid}/{container_id};"):
@@ -164,3 +164,42 @@ def test_sighup_reloads_a_valid_policy_keeps_the_old_on_an_invalid_one_and_statu
     status = subprocess.run([sys.executable, "-m", "oomguard.cli", "status", "-c", str(policy.with_name("p2.toml"))],
                             capture_output=True, text=True, timeout=30)
     assert status.returncode != 0
+
+
+def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, workload):
+    from receivers import smtp_server
+
+    with smtp_server() as (mailbox, url):
+        policy = tmp_path / "policy.toml"
+        policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n'
+                          f'[alerts]\nurls = ["{url}"]\nhorizon = "60s"\n[state]\ndir = "{tmp_path / "state"}"\n')
+        policy.chmod(0o600)
+        daemon = Daemon(policy)
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
+            with memory_cgroup(128 * MIB) as cgroup:
+                procs = procs_file(cgroup)
+                # ~20 MiB/s into a 128 MiB limit: the forecast sees it seconds before the kill
+                leaker = subprocess.Popen([str(workload), "leak", "300", "15"], stdout=subprocess.DEVNULL,
+                                          preexec_fn=lambda: procs.write_text(str(os.getpid())))
+                pre = daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 15)
+                assert leaker.wait(timeout=30) == -9
+                confirmed = daemon.wait_for(lambda l: l.startswith("ALERT confirmed"), 5)
+            deadline = time.monotonic() + 10
+            while len(mailbox.messages) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+        finally:
+            code, _ = daemon.stop()
+    assert code == 0, "\n".join(daemon.seen[-30:])
+    alert_id = pre.split()[2].rstrip(":")
+    assert confirmed.split()[2].rstrip(":") == alert_id
+    subjects = mailbox.subjects()
+    assert len(subjects) == 2, subjects
+    assert subjects[0].startswith("[oomguard] pre-OOM on ") and subjects[1].startswith("[oomguard] confirmed on ")
+    pre_body, confirm_body = mailbox.body(0), mailbox.body(1)
+    assert f"Alert {alert_id}" in pre_body and f"pid: {leaker.pid}" in pre_body
+    assert "command: ogworkload" in pre_body and f"cgroup: /" in pre_body and cgroup.name in pre_body
+    assert "forecast time to OOM: " in pre_body and "of limit 128.0MiB" in pre_body
+    assert f"Confirms pre-OOM alert {alert_id}" in confirm_body and "Lead time: " in confirm_body
+    lead = float(confirm_body.split("Lead time: ")[1].split("s")[0])
+    assert lead >= 1

@@ -59,6 +59,12 @@ class Attribution:
         return f"{self.kind} ({self.systemd_unit})" if self.systemd_unit else self.kind
 
 
+def under_cgroup(path: str, prefix: str) -> bool:
+    """Whether cgroup `path` is `prefix` or below it, by whole path components."""
+    prefix = prefix.rstrip("/")
+    return prefix == "" or path == prefix or path.startswith(prefix + "/")
+
+
 def attribute(cgroup_path: str) -> Attribution:
     """Who owns a cgroup path (as in /proc/PID/cgroup)."""
     components = [c for c in cgroup_path.split("/") if c]

@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(status)
     status.add_argument("--json", action="store_true", help="print the raw state as JSON")
 
+    test_alert = commands.add_parser("test-alert", help="send a sample message to every alert URL",
+                                     description="Send a sample message to each [alerts] urls entry, directly "
+                                                 "(not through the spool), and report each one's result. "
+                                                 "Exit 0 if all took it, 1 if any failed.")
+    _config_argument(test_alert)
+
     commands.add_parser("doctor", help="check kernel, tracepoints, privileges, bcc and headers",
                         description="Print one pass/fail line per prerequisite, with the fix for each failure.")
     return parser
@@ -81,6 +87,25 @@ def cmd_status(args) -> int:
     return EXIT_OK if is_alive(state) else EXIT_FAILURE
 
 
+def cmd_test_alert(args) -> int:
+    import socket
+
+    from .delivery import redact, send_with_apprise
+
+    config = load_or_defaults(args.config)
+    if not config.alerts.urls:
+        print(f"{config.source}: [alerts] urls is empty: nothing to test")
+        return EXIT_FAILURE
+    title = f"[oomguard] test alert from {socket.gethostname()}"
+    body = "This is a test message from `oomguard test-alert`. If you read it, alerts reach you.\n"
+    failed = 0
+    for url in config.alerts.urls:
+        ok = send_with_apprise(url, title, body)
+        failed += not ok
+        print(f"{'ok    ' if ok else 'FAILED'} {redact(url)}")
+    return EXIT_OK if not failed else EXIT_FAILURE
+
+
 def cmd_check_config(args) -> int:
     config = load(args.config)
     print(f"{config.source}: valid")
@@ -97,7 +122,8 @@ def cmd_doctor(_args) -> int:
     return EXIT_OK if all(c.ok or not c.required for c in checks) else EXIT_FAILURE
 
 
-COMMANDS = {"run": cmd_run, "top": cmd_top, "status": cmd_status, "check-config": cmd_check_config,
+COMMANDS = {"run": cmd_run, "top": cmd_top, "status": cmd_status, "test-alert": cmd_test_alert,
+            "check-config": cmd_check_config,
             "doctor": cmd_doctor}
 
 

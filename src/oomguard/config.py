@@ -49,6 +49,12 @@ def _duration_in(low: float, high: float) -> Callable[[Any], float]:
     return check
 
 
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"expected a fraction from 0 to below 1 (0.05 = 5%), got {value!r}")
+    return float(value)
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -101,6 +107,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
     "alerts": {
         "urls": Key(_url_list, ()),
         "readable_config": Key(_one_of("warn", "refuse"), "warn"),
+        "horizon": Key(_duration_in(5, 3600), 60.0),
+        "headroom_floor": Key(_fraction, 0.05),
+        "cooldown": Key(_duration_in(0, 86400), 600.0),
+        "max_per_hour": Key(_int_in(1, 10_000), 30),
     },
     "attribution": {
         "pods_log_dir": Key(_absolute_path, Path("/var/log/pods")),
@@ -135,6 +145,10 @@ class SelectionConfig:
 class AlertsConfig:
     urls: tuple[str, ...]
     readable_config: str  # "warn" or "refuse" when a file with URLs is readable by others
+    horizon: float  # seconds: warn when the forecast OOM is closer than this
+    headroom_floor: float  # fraction of the limit: warn when less is free
+    cooldown: float  # seconds after an alert closes before the same cgroup can alert again
+    max_per_hour: int  # new pre-OOM alerts per hour, all cgroups together
 
 
 @dataclass(frozen=True)

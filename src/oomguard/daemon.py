@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -15,7 +15,10 @@ import numpy as np
 
 from . import systemd
 from .config import Config, ConfigError, load
+from .alerts import Message
 from .attribution import PodDirectory
+from .delivery import Outbox
+from .guard import PreOomGuard, print_message
 from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters
 from .kills import KillAttributor, KillCorrelator, KillReport
 from .kmsg import KmsgReader
@@ -159,7 +162,7 @@ class Signals:
         self.reload = True
 
 
-def reload_policy(current: Config, watchdog: Watchdog) -> Config:
+def reload_policy(current: Config, watchdog: Watchdog, guard: PreOomGuard) -> Config:
     """Re-read the policy file; keep the current policy if the new one is invalid."""
     if current.source == "built-in defaults":
         log.warning("SIGHUP: running on built-in defaults, there is no file to reload")
@@ -173,14 +176,17 @@ def reload_policy(current: Config, watchdog: Watchdog) -> Config:
         return current
     if new.sampling.max_pids != current.sampling.max_pids:
         log.warning("SIGHUP: [sampling] max_pids changes only on restart; keeping %d", current.sampling.max_pids)
+    if new.alerts.urls != current.alerts.urls or new.state.dir != current.state.dir:
+        log.warning("SIGHUP: [alerts] urls and [state] dir change only on restart")
     watchdog.apply_policy(new)
+    guard.apply_policy(new)
     log.info("SIGHUP: policy reloaded from %s", new.source)
     systemd.notify("READY=1")
     return new
 
 
 def status_of(tick: Tick, watchdog: Watchdog, config: Config, attributor: KillAttributor, started: float,
-              kills_seen: int) -> dict:
+              kills_seen: int, guard: PreOomGuard, outbox: Outbox | None) -> dict:
     """The figures `oomguard status` shows, as plain JSON values."""
     rates = tick.rates
     top = []
@@ -201,6 +207,10 @@ def status_of(tick: Tick, watchdog: Watchdog, config: Config, attributor: KillAt
         "events_per_s": watchdog.events_per_s(interval),
         "ringbuf_drops": tick.counters.ringbuf_drops,
         "processes": len(watchdog.directory), "kills_seen": kills_seen, "top": top,
+        "open_alerts": [{"id": a.id, "cgroup": a.cgroup, "title": a.title, "age_s": time.monotonic() - a.opened_at}
+                        for a in guard.book.open.values()],
+        "tallies": asdict(guard.book.tallies) | {"summary": guard.book.tallies.lead_time_summary()},
+        "undelivered": outbox.pending() if outbox else 0,
     }
 
 
@@ -210,11 +220,21 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
     started = time.time()
     kills_seen = 0
     pinger = systemd.WatchdogPinger()
+    outbox = Outbox(config.state.dir / "spool", config.alerts.urls) if config.alerts.urls else None
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)
         correlator = KillCorrelator()
-        attributor = KillAttributor(watchdog.directory, PodDirectory(config.attribution.pods_log_dir,
-                                                                     config.attribution.containers_log_dir))
+        pods = PodDirectory(config.attribution.pods_log_dir, config.attribution.containers_log_dir)
+        attributor = KillAttributor(watchdog.directory, pods)
+
+        def deliver(message: Message) -> None:
+            print_message(message, out)
+            if outbox:
+                outbox.put(message)
+
+        guard = PreOomGuard(config, watchdog.directory, pods, deliver)
+        if outbox:
+            outbox.start()
         log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", config.source)
         namespace = check_pid_namespace()
         if not namespace.ok:
@@ -226,7 +246,7 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
             pinger.ping()
             if signals.reload:
                 signals.reload = False
-                config = reload_policy(config, watchdog)
+                config = reload_policy(config, watchdog, guard)
             wait_ms = int(max(0.0, min(next_tick - time.monotonic(), POLL_SLICE_MS / 1000)) * 1000)
             for kill in tracer.poll_oom_kills(wait_ms):
                 watchdog.directory.identity(kill.victim_pid)  # read /proc now, while the victim may still be there
@@ -235,19 +255,25 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
                 correlator.add_record(record, time.monotonic())
             for kill, record in correlator.ready(time.monotonic()):
                 kills_seen += 1
-                print_kill(attributor.report(kill, record), out)
+                report = attributor.report(kill, record)
+                print_kill(report, out)
+                guard.kill(report)
             if time.monotonic() < next_tick:
                 continue
             tick = watchdog.tick()
             print_tick(tick, previous_counters, config, attributor.describe, out)
+            guard.tick(tick.rates, tick.sample_rates)
             previous_counters = tick.counters
-            status = status_of(tick, watchdog, config, attributor, started, kills_seen)
+            status = status_of(tick, watchdog, config, attributor, started, kills_seen, guard, outbox)
             write_status(config.state.dir, status)
             systemd.notify(f"STATUS=kmalloc 1-in-{status['sample_rates'][0]}, page 1-in-{status['sample_rates'][1]}; "
-                           f"{status['processes']} processes; {kills_seen} OOM kills seen")
+                           f"{status['processes']} processes; {kills_seen} OOM kills seen; "
+                           f"{len(guard.book.open)} open alerts")
             # A late tick (a stalled machine) starts a fresh schedule rather than firing a burst.
             next_tick = max(next_tick + config.sampling.interval, time.monotonic())
         systemd.notify("STOPPING=1")
+    if outbox:
+        outbox.stop(1.0)  # what is not sent stays in the spool for the next start
     if kmsg:
         kmsg.close()
     log.info("stopped; BPF programs detached")

@@ -10,16 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from .attribution import under_cgroup
 from .procfs import Identity
 
 KERNEL_FILTER_SLOTS = 16  # size of the BPF cgroup array (MAX_CGROUP_FILTERS in oomguard.c)
 MODE_OFF, MODE_INCLUDE, MODE_EXCLUDE = 0, 1, 2
 
 
-def under(path: str, prefix: str) -> bool:
-    """Whether cgroup `path` is `prefix` or below it, by whole path components."""
-    prefix = prefix.rstrip("/")
-    return prefix == "" or path == prefix or path.startswith(prefix + "/")
+under = under_cgroup  # the policy's prefixes match by whole path components
 
 
 @dataclass(frozen=True)

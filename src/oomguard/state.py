@@ -64,8 +64,13 @@ def format_status(status: dict, now: float | None = None) -> str:
         f"events/s: kmalloc {status['events_per_s'][0]:,.0f}, page {status['events_per_s'][1]:,.0f}; "
         f"ring-buffer drops {status['ringbuf_drops']}",
         f"processes tracked: {status['processes']}; OOM kills seen: {status['kills_seen']}",
-        f"open alerts: {status.get('open_alerts', 'alerting not built yet (issue #6)')}",
     ]
+    tallies = status.get("tallies", {})
+    lines.append(f"alerts: {len(status.get('open_alerts', []))} open, {status.get('undelivered', 0)} undelivered; "
+                 f"kills foreseen {tallies.get('foreseen', 0)}, unforeseen {tallies.get('unforeseen', 0)}, "
+                 f"false alarms {tallies.get('false_alarms', 0)}; {tallies.get('summary', 'no lead times yet')}")
+    for alert in status.get("open_alerts", []):
+        lines.append(f"  open {alert['id']} for {alert['age_s']:.0f}s: {alert['title']}")
     if status.get("top"):
         lines.append(f"{'PID':>8} {'COMMAND':<16} {'KMALLOC/s':>12} {'PAGES/s':>12} {'RSS':>12}  OWNER")
         for row in status["top"]:
