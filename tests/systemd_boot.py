@@ -1,7 +1,9 @@
 """Test helper: a throw-away systemd as PID 1 of new PID and mount namespaces.
 
 Private tmpfs over /run, /tmp, /var/tmp and /var/lib/oomguard, so nothing
-it does there reaches the host, and it boots a target of its own with no
+it does there reaches the host; the host's /proc stays (no --mount-proc),
+so the service sees host pids, as the kernel reports them, like a real
+install; and it boots a target of its own with no
 dependencies: none of the host's services, no sysinit (no tmpfiles, udev,
 sysctl). Powered off at the end, killed if it will not go.
 """
@@ -60,7 +62,7 @@ def booted_systemd(log_path) -> Iterator[Systemd]:
     state_dir = Path("/var/lib/oomguard")
     made_state_dir = not state_dir.exists()  # the mount point, on the host: removed again below
     with open(log_path, "w") as log:
-        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--mount-proc", "sh", "-c", BOOT],
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "sh", "-c", BOOT],
                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 30

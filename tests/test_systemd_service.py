@@ -13,6 +13,7 @@ import pytest
 
 from cgroups import memory_cgroup, procs_file
 from conftest import require
+from receivers import HttpReceiver
 from systemd_boot import booted_systemd
 
 pytestmark = pytest.mark.kernel
@@ -25,6 +26,11 @@ TEST_DROP_IN = f"""[Unit]
 # the test boots no sysinit.target: do not pull it in
 DefaultDependencies=no
 [Service]
+# These two make systemd mount a fresh /proc for the service. On a real host
+# that shows every process; inside this test's PID namespace it would show
+# only the namespace's, not the host pids the kernel reports.
+ProtectKernelTunables=no
+ProtectControlGroups=no
 StandardOutput=append:{PREFIX}/out.log
 StandardError=append:{PREFIX}/out.log
 WatchdogSec=3s
@@ -42,9 +48,18 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
     with booted_systemd(tmp_path / "boot.log") as systemd:
         install = systemd.run("make", "-C", str(ROOT), "install", *LAYOUT, check=False, timeout=600)
         assert install.returncode == 0, install.stdout + install.stderr
+        # the unit as installed, before the test's drop-in
+        security = systemd.run("systemd-analyze", "security", "oomguard.service", check=False).stdout
+        exposure = re.search(r"Overall exposure level for oomguard.service: ([0-9.]+) (\w+)", security)
+        assert exposure and float(exposure.group(1)) <= 5.0, security[-1500:]
+        print(f"systemd-analyze security: {exposure.group(1)} {exposure.group(2)}")
+
         systemd.run("sh", "-c", f"mkdir -p /run/systemd/system/oomguard.service.d && cat > "
                                 f"/run/systemd/system/oomguard.service.d/test.conf <<'EOF'\n{TEST_DROP_IN}EOF")
-        systemd.run("sed", "-i", 's/^interval = .*/interval = "500ms"/', f"{PREFIX}/etc/oomguard/config.toml")
+        receiver = HttpReceiver()
+        receiver.start()
+        policy = (f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n')
+        systemd.run("sh", "-c", f"umask 077; cat > {PREFIX}/etc/oomguard/config.toml <<'EOF'\n{policy}EOF")
 
         verify = systemd.run("systemd-analyze", "verify", "/run/systemd/system/oomguard.service", check=False)
         assert verify.returncode == 0 and "oomguard.service" not in verify.stderr, verify.stderr
@@ -58,27 +73,33 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
                            "STATUS= with the sample rates")
         assert {"kmalloc", "mm_page_alloc"} <= set(program_names())
 
-        # a real memcg OOM kill, seen by the service
-        with memory_cgroup(64 * MIB) as cgroup:
-            procs = procs_file(cgroup)
-            hog = subprocess.Popen([str(workload), "hog", "500"],
-                                   preexec_fn=lambda: procs.write_text(str(os.getpid())))
-            assert hog.wait(timeout=30) == -9
-        systemd.wait_until(lambda: "1 OOM kills seen" in systemd.show("oomguard", "StatusText")["StatusText"], 10,
-                           "the kill in STATUS=")
+        # a process leaking into a limited memory cgroup: pre-OOM alert, real OOM kill, confirmation
+        try:
+            with memory_cgroup(128 * MIB) as cgroup:
+                procs = procs_file(cgroup)
+                leaker = subprocess.Popen([str(workload), "leak", "300", "15"], stdout=subprocess.DEVNULL,
+                                          preexec_fn=lambda: procs.write_text(str(os.getpid())))
+                assert leaker.wait(timeout=30) == -9
+            systemd.wait_until(lambda: "1 OOM kills seen" in systemd.show("oomguard", "StatusText")["StatusText"],
+                               10, "the kill in STATUS=")
+            try:
+                systemd.wait_until(lambda: len(receiver.payloads) >= 2, 10, "two alerts at the receiver")
+            except AssertionError as failure:
+                raise AssertionError(f"{failure}; {receiver.payloads}; service log:\n"
+                                     + systemd.run("cat", f"{PREFIX}/out.log").stdout[-3000:]) from None
+        finally:
+            receiver.stop()
+        titles = [p["title"] for p in receiver.payloads]
+        assert titles[0].startswith("[oomguard] pre-OOM on ") and titles[1].startswith("[oomguard] confirmed on "), titles
+        assert "Confirms pre-OOM alert" in receiver.payloads[1]["message"]
         log = systemd.run("cat", f"{PREFIX}/out.log").stdout
-        assert f"OOM KILL  pid {hog.pid} (ogworkload)" in log, log[-3000:]
+        assert f"OOM KILL  pid {leaker.pid} (ogworkload)" in log, log[-3000:]
 
         # a stuck main loop: the watchdog kills and restarts it
         systemd.run("kill", "-STOP", first_pid)
         systemd.wait_until(lambda: (lambda s: s["NRestarts"] == "1" and s["SubState"] == "running"
                                     and s["MainPID"] not in ("0", first_pid))(
             systemd.show("oomguard", "NRestarts", "SubState", "MainPID")), 45, "watchdog restart")
-
-        security = systemd.run("systemd-analyze", "security", "oomguard.service", check=False).stdout
-        exposure = re.search(r"Overall exposure level for oomguard.service: ([0-9.]+) (\w+)", security)
-        assert exposure and float(exposure.group(1)) <= 5.0, security[-1500:]
-        print(f"systemd-analyze security: {exposure.group(1)} {exposure.group(2)}")
 
         systemd.run("systemctl", "stop", "oomguard.service", timeout=30)
         assert systemd.show("oomguard", "ActiveState")["ActiveState"] == "inactive"
