@@ -74,9 +74,11 @@ class Tallies:
 
 
 class AlertBook:
-    def __init__(self, horizon_s: float, cooldown_s: float, max_per_hour: int, host: str | None = None):
+    def __init__(self, horizon_s: float, cooldown_s: float, max_per_hour: int, host: str | None = None,
+                 new_id=None):
         self.horizon_s, self.cooldown_s, self.max_per_hour = horizon_s, cooldown_s, max_per_hour
         self.host = host or socket.gethostname()
+        self.new_id = new_id or (lambda: uuid.uuid4().hex[:12])  # replay passes a counter: deterministic ids
         self.open: dict[str, Alert] = {}  # by cgroup
         self.tallies = Tallies()
         self._closed_at: dict[str, float] = {}  # cgroup -> when its last alert closed (cooldown)
@@ -100,7 +102,7 @@ class AlertBook:
             self.suppressed += 1
             return None
         self._recent.append(now)
-        alert_id = uuid.uuid4().hex[:12]
+        alert_id = self.new_id()
         title = f"[oomguard] pre-OOM on {self.host}: {inert(owner_text(subject.attribution, subject.pod))}"
         self.open[subject.cgroup] = Alert(alert_id, subject.cgroup, sorted(subject.pids)[:100], now, now, title)
         return Message(alert_id, PRE_OOM, title, self._pre_oom_body(alert_id, forecast, subject),
@@ -123,7 +125,7 @@ class AlertBook:
                     + self._kill_details(report))
             return Message(alert.id, CONFIRMED, title, body, namespace)
         self.tallies.unforeseen += 1
-        alert_id = uuid.uuid4().hex[:12]
+        alert_id = self.new_id()
         title = f"[oomguard] unforeseen OOM kill on {self.host}: {inert(report.comm)} ({owner})"
         body = "No pre-OOM alert foresaw this kill.\n\n" + self._kill_details(report)
         return Message(alert_id, UNFORESEEN, title, body, namespace)

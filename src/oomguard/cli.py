@@ -60,6 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "Exit 0 if all took it, 1 if any failed.")
     _config_argument(test_alert)
 
+    record = commands.add_parser("record", help="run the daemon and record what it sees to a file",
+                                 description="Run like `run`, printing alerts instead of sending them, and write "
+                                             "each tick's limited cgroups and every OOM kill to FILE (gzip'd JSON "
+                                             "lines) until SIGTERM/SIGINT.")
+    _config_argument(record)
+    record.add_argument("-o", "--output", type=Path, required=True, help="recording to write")
+
+    replay = commands.add_parser("replay", help="run the detector over a recording, offline",
+                                 description="Feed a recording to the same forecast rule and alert lifecycle with "
+                                             "the recorded clock and print the alerts it would send; the same "
+                                             "output every time. Needs no root and no kernel.")
+    _config_argument(replay)
+    replay.add_argument("file", type=Path, help="a file written by `oomguard record`")
+
     commands.add_parser("doctor", help="check kernel, tracepoints, privileges, bcc and headers",
                         description="Print one pass/fail line per prerequisite, with the fix for each failure.")
     return parser
@@ -106,6 +120,19 @@ def cmd_test_alert(args) -> int:
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
+def cmd_record(args) -> int:
+    from .daemon import run
+
+    return run(load_or_defaults(args.config), record_to=args.output)
+
+
+def cmd_replay(args) -> int:
+    from .recording import replay
+
+    replay(args.file, load_or_defaults(args.config), sys.stdout)
+    return EXIT_OK
+
+
 def cmd_check_config(args) -> int:
     config = load(args.config)
     print(f"{config.source}: valid")
@@ -123,7 +150,7 @@ def cmd_doctor(_args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "top": cmd_top, "status": cmd_status, "test-alert": cmd_test_alert,
-            "check-config": cmd_check_config,
+            "record": cmd_record, "replay": cmd_replay, "check-config": cmd_check_config,
             "doctor": cmd_doctor}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -18,13 +19,14 @@ from .config import Config, ConfigError, load
 from .alerts import Message
 from .attribution import PodDirectory
 from .delivery import Outbox
-from .guard import PreOomGuard, print_message
+from .guard import LiveGuard, print_message
 from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters
 from .kills import KillAttributor, KillCorrelator, KillReport
 from .kmsg import KmsgReader
 from .state import write_status
 from .loader import Tracer
 from .preflight import check_pid_namespace
+from .recording import Recorder
 from .procfs import ProcessDirectory, live_pids
 from .rates import RateTracker, Rates
 from .report import oom_line, rate_table, sampling_line
@@ -162,7 +164,7 @@ class Signals:
         self.reload = True
 
 
-def reload_policy(current: Config, watchdog: Watchdog, guard: PreOomGuard) -> Config:
+def reload_policy(current: Config, watchdog: Watchdog, guard: LiveGuard) -> Config:
     """Re-read the policy file; keep the current policy if the new one is invalid."""
     if current.source == "built-in defaults":
         log.warning("SIGHUP: running on built-in defaults, there is no file to reload")
@@ -186,7 +188,7 @@ def reload_policy(current: Config, watchdog: Watchdog, guard: PreOomGuard) -> Co
 
 
 def status_of(tick: Tick, watchdog: Watchdog, config: Config, attributor: KillAttributor, started: float,
-              kills_seen: int, guard: PreOomGuard, outbox: Outbox | None) -> dict:
+              kills_seen: int, guard: LiveGuard, outbox: Outbox | None) -> dict:
     """The figures `oomguard status` shows, as plain JSON values."""
     rates = tick.rates
     top = []
@@ -214,13 +216,15 @@ def status_of(tick: Tick, watchdog: Watchdog, config: Config, attributor: KillAt
     }
 
 
-def run(config: Config, out: TextIO = sys.stdout) -> int:
+def run(config: Config, out: TextIO = sys.stdout, record_to: Path | None = None) -> int:
+    """The daemon. With `record_to`, it records what the guard sees there and delivers no alert (only prints)."""
     signals = Signals()
     kmsg = open_kmsg()
     started = time.time()
     kills_seen = 0
     pinger = systemd.WatchdogPinger()
-    outbox = Outbox(config.state.dir / "spool", config.alerts.urls) if config.alerts.urls else None
+    outbox = Outbox(config.state.dir / "spool", config.alerts.urls) if config.alerts.urls and not record_to else None
+    recorder = Recorder(record_to, socket.gethostname(), config.sampling.interval) if record_to else None
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)
         correlator = KillCorrelator()
@@ -232,7 +236,7 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
             if outbox:
                 outbox.put(message)
 
-        guard = PreOomGuard(config, watchdog.directory, pods, deliver)
+        guard = LiveGuard(config, watchdog.directory, pods, deliver)
         if outbox:
             outbox.start()
         log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", config.source)
@@ -258,11 +262,15 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
                 report = attributor.report(kill, record)
                 print_kill(report, out)
                 guard.kill(report)
+                if recorder:
+                    recorder.kill(time.monotonic(), report)
             if time.monotonic() < next_tick:
                 continue
             tick = watchdog.tick()
             print_tick(tick, previous_counters, config, attributor.describe, out)
             guard.tick(tick.rates, tick.sample_rates)
+            if recorder and tick.rates is not None:
+                recorder.tick(time.monotonic(), guard.last_observations)
             previous_counters = tick.counters
             status = status_of(tick, watchdog, config, attributor, started, kills_seen, guard, outbox)
             write_status(config.state.dir, status)
@@ -274,6 +282,8 @@ def run(config: Config, out: TextIO = sys.stdout) -> int:
         systemd.notify("STOPPING=1")
     if outbox:
         outbox.stop(1.0)  # what is not sent stays in the spool for the next start
+    if recorder:
+        recorder.close()
     if kmsg:
         kmsg.close()
     log.info("stopped; BPF programs detached")

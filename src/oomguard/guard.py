@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, TextIO
 
 import numpy as np
@@ -65,40 +64,75 @@ def group_by_limit(rates: Rates, directory: ProcessDirectory, read=headroom) -> 
     return list(groups.values())
 
 
+@dataclass(frozen=True)
+class Observation:
+    """One limiting cgroup at one tick: what the rule and the lifecycle need (and what `record` keeps)."""
+
+    cgroup: str
+    usage: int
+    limit: int
+    subject: Subject
+
+
 class PreOomGuard:
-    def __init__(self, config: Config, directory: ProcessDirectory, pods: PodDirectory,
-                 deliver: Callable[[Message], None], clock=time.monotonic):
-        self.directory, self.pods, self.deliver, self.clock = directory, pods, deliver, clock
-        self.state_file = config.state.dir / ALERTS_FILE
+    """The forecast rule and the alert lifecycle over observations: the same live and in replay."""
+
+    def __init__(self, config: Config, host: str | None = None, new_id=None):
+        self.host, self.new_id = host, new_id
         self.apply_policy(config)
-        self.book.load(self.state_file)
 
     def apply_policy(self, config: Config) -> None:
         alerts = config.alerts
         previous = getattr(self, "book", None)
         self.forecaster = CgroupForecaster(alerts.horizon, alerts.headroom_floor)
-        self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour)
+        self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour, host=self.host, new_id=self.new_id)
         if previous is not None:  # keep what is open and counted
             self.book.open, self.book.tallies = previous.open, previous.tallies
+
+    def observe(self, observations: list[Observation], now: float) -> list[Message]:
+        messages = []
+        for seen in observations:
+            forecast = self.forecaster.update(seen.cgroup, now, seen.usage, seen.limit)
+            if forecast.warn:
+                messages.append(self.book.warn(forecast, seen.subject, now))
+        messages += self.book.expire(now, {seen.cgroup for seen in observations})
+        return [m for m in messages if m is not None]
+
+    def kill(self, report: KillReport, now: float) -> Message:
+        return self.book.kill(report, now)
+
+
+class LiveGuard:
+    """The guard on the running system: observations from the tick, messages delivered, state saved."""
+
+    def __init__(self, config: Config, directory: ProcessDirectory, pods: PodDirectory,
+                 deliver: Callable[[Message], None], clock=time.monotonic):
+        self.directory, self.pods, self.deliver, self.clock = directory, pods, deliver, clock
+        self.state_file = config.state.dir / ALERTS_FILE
+        self.guard = PreOomGuard(config)
+        self.guard.book.load(self.state_file)
+        self.last_observations: list[Observation] = []
+
+    @property
+    def book(self) -> AlertBook:
+        return self.guard.book
+
+    def apply_policy(self, config: Config) -> None:
+        self.guard.apply_policy(config)
 
     def tick(self, rates: Rates | None, sample_rates: tuple[int, int]) -> None:
         if rates is None:
             return
-        now = self.clock()
-        groups = group_by_limit(rates, self.directory)
-        for group in groups:
-            forecast = self.forecaster.update(group.cgroup.path, now, group.room.usage_bytes, group.room.limit_bytes)
-            if forecast.warn:
-                self._send(self.book.warn(forecast, self._subject(group, rates, sample_rates), now))
-        for message in self.book.expire(now, {g.cgroup.path for g in groups}):
+        self.last_observations = [
+            Observation(g.cgroup.path, g.room.usage_bytes, g.room.limit_bytes, self._subject(g, rates, sample_rates))
+            for g in group_by_limit(rates, self.directory)]
+        for message in self.guard.observe(self.last_observations, self.clock()):
             self._send(message)
 
     def kill(self, report: KillReport) -> None:
-        self._send(self.book.kill(report, self.clock()))
+        self._send(self.guard.kill(report, self.clock()))
 
-    def _send(self, message: Message | None) -> None:
-        if message is None:
-            return
+    def _send(self, message: Message) -> None:
         self.deliver(message)
         self.book.save(self.state_file)
 
