@@ -53,6 +53,7 @@ class HttpReceiver:
     def __init__(self, port: int | None = None):
         self.port = port or free_port()
         self.payloads: list[dict] = []
+        self.paths: list[str] = []
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -60,12 +61,13 @@ class HttpReceiver:
         return f"json://127.0.0.1:{self.port}/alerts"
 
     def start(self) -> None:
-        payloads = self.payloads
+        payloads, paths = self.payloads, self.paths
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
                 payloads.append(json.loads(self.rfile.read(length)))
+                paths.append(self.path)
                 self.send_response(200)
                 self.end_headers()
 

@@ -8,7 +8,7 @@ import apprise
 
 from oomguard.alerts import Message
 from oomguard.cli import main
-from oomguard.delivery import Outbox, redact, send_with_apprise
+from oomguard.delivery import Outbox, receivers_for, redact, send_with_apprise
 from receivers import HttpReceiver, http_receiver, smtp_server
 
 
@@ -27,7 +27,7 @@ def message(i: int) -> Message:
 
 def test_email_arrives_with_subject_and_body(tmp_path):
     with smtp_server() as (mailbox, url):
-        outbox = Outbox(tmp_path / "spool", (url,))
+        outbox = Outbox(tmp_path / "spool", receivers_for((url,)))
         outbox.start()
         try:
             outbox.put(Message("a1", "pre-OOM", "[oomguard] pre-OOM on node-1: shop/cart", "pid: 42\ncommand: java\n"))
@@ -41,7 +41,7 @@ def test_email_arrives_with_subject_and_body(tmp_path):
 
 def test_json_payloads_arrive_in_order(tmp_path):
     with http_receiver() as receiver:
-        outbox = Outbox(tmp_path / "spool", (receiver.url,))
+        outbox = Outbox(tmp_path / "spool", receivers_for((receiver.url,)))
         outbox.start()
         try:
             for i in range(5):
@@ -56,14 +56,14 @@ def test_json_payloads_arrive_in_order(tmp_path):
 def test_outage_and_restart_lose_nothing_and_duplicate_nothing(tmp_path):
     receiver = HttpReceiver()  # down for now: nothing listens on its port
     spool = tmp_path / "spool"
-    first = Outbox(spool, (receiver.url,), backoff_first_s=0.05, backoff_max_s=0.2)
+    first = Outbox(spool, receivers_for((receiver.url,)), backoff_first_s=0.05, backoff_max_s=0.2)
     first.start()
     for i in range(3):
         first.put(message(i))
     time.sleep(0.5)  # a few failed attempts
     first.stop()  # the daemon stops...
     assert first.pending() == 3
-    second = Outbox(spool, (receiver.url,), backoff_first_s=0.05, backoff_max_s=0.2)  # ...and starts again
+    second = Outbox(spool, receivers_for((receiver.url,)), backoff_first_s=0.05, backoff_max_s=0.2)  # ...and starts again
     second.start()
     second.put(message(3))
     receiver.start()  # the receiver comes back
@@ -80,7 +80,7 @@ def test_outage_and_restart_lose_nothing_and_duplicate_nothing(tmp_path):
 def test_each_receiver_gets_everything_even_when_another_is_down(tmp_path):
     up, down = HttpReceiver(), HttpReceiver()
     up.start()
-    outbox = Outbox(tmp_path / "spool", (up.url, down.url), backoff_first_s=0.05, backoff_max_s=0.1)
+    outbox = Outbox(tmp_path / "spool", receivers_for((up.url, down.url)), backoff_first_s=0.05, backoff_max_s=0.1)
     outbox.start()
     try:
         outbox.put(message(0))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 import uuid
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,8 @@ class Alert:
     opened_at: float  # clock seconds
     last_warned_at: float
     title: str
+    labels: dict = field(default_factory=dict)
+    started_wall: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,11 @@ class Message:
     title: str
     body: str
     namespace: str | None = None
+    # For label-based receivers (Alertmanager): this message's labels and start (wall clock), and,
+    # for confirmed/cleared, the labels and start of the pre-OOM alert it resolves.
+    labels: dict = field(default_factory=dict)
+    starts_at: float = 0.0
+    resolves: dict | None = None  # {"labels": {...}, "starts_at": float}
 
 
 @dataclass
@@ -75,10 +83,11 @@ class Tallies:
 
 class AlertBook:
     def __init__(self, horizon_s: float, cooldown_s: float, max_per_hour: int, host: str | None = None,
-                 new_id=None):
+                 new_id=None, wall_clock=time.time):
         self.horizon_s, self.cooldown_s, self.max_per_hour = horizon_s, cooldown_s, max_per_hour
         self.host = host or socket.gethostname()
         self.new_id = new_id or (lambda: uuid.uuid4().hex[:12])  # replay passes a counter: deterministic ids
+        self.wall_clock = wall_clock
         self.open: dict[str, Alert] = {}  # by cgroup
         self.tallies = Tallies()
         self._closed_at: dict[str, float] = {}  # cgroup -> when its last alert closed (cooldown)
@@ -104,9 +113,12 @@ class AlertBook:
         self._recent.append(now)
         alert_id = self.new_id()
         title = f"[oomguard] pre-OOM on {self.host}: {inert(owner_text(subject.attribution, subject.pod))}"
-        self.open[subject.cgroup] = Alert(alert_id, subject.cgroup, sorted(subject.pids)[:100], now, now, title)
+        labels = self._labels("OomguardPreOOM", "warning", subject.cgroup, subject.pod)
+        wall = self.wall_clock()
+        self.open[subject.cgroup] = Alert(alert_id, subject.cgroup, sorted(subject.pids)[:100], now, now, title,
+                                          labels, wall)
         return Message(alert_id, PRE_OOM, title, self._pre_oom_body(alert_id, forecast, subject),
-                       subject.pod.namespace if subject.pod else None)
+                       subject.pod.namespace if subject.pod else None, labels, wall)
 
     def kill(self, report: KillReport, now: float) -> Message:
         """An OOM kill: confirms the open alert it matches, else is unforeseen."""
@@ -123,12 +135,16 @@ class AlertBook:
             body = (f"Confirms pre-OOM alert {alert.id} ({alert.title}).\n"
                     f"Lead time: {lead:.0f}s (alert at {alert.opened_at:.0f}, kill at {now:.0f}, monotonic).\n\n"
                     + self._kill_details(report))
-            return Message(alert.id, CONFIRMED, title, body, namespace)
+            labels = self._labels("OomguardOOMKill", "critical", alert.cgroup, report.pod)
+            return Message(alert.id, CONFIRMED, title, body, namespace, labels, self.wall_clock(),
+                           {"labels": alert.labels, "starts_at": alert.started_wall})
         self.tallies.unforeseen += 1
         alert_id = self.new_id()
         title = f"[oomguard] unforeseen OOM kill on {self.host}: {inert(report.comm)} ({owner})"
         body = "No pre-OOM alert foresaw this kill.\n\n" + self._kill_details(report)
-        return Message(alert_id, UNFORESEEN, title, body, namespace)
+        cgroup = report.attribution.cgroup_path if report.attribution else ""
+        labels = self._labels("OomguardUnforeseenOOMKill", "critical", cgroup, report.pod)
+        return Message(alert_id, UNFORESEEN, title, body, namespace, labels, self.wall_clock())
 
     def expire(self, now: float, live_cgroups: set[str]) -> list[Message]:
         """Close alerts whose horizon passed without a kill, or whose cgroup has no process left: false alarms."""
@@ -145,10 +161,19 @@ class AlertBook:
                    f"no OOM kill within the {self.horizon_s:.0f}s horizon after the last warning")
             messages.append(Message(alert.id, CLEARED, f"[oomguard] cleared on {self.host}: {alert.title[11:]}",
                                     f"Pre-OOM alert {alert.id} was a false alarm: {why}.\n"
-                                    f"Open for {now - alert.opened_at:.0f}s.\n"))
+                                    f"Open for {now - alert.opened_at:.0f}s.\n",
+                                    alert.labels.get("namespace"), {}, self.wall_clock(),
+                                    {"labels": alert.labels, "starts_at": alert.started_wall}))
         return messages
 
     # -- helpers ----------------------------------------------------------
+
+    def _labels(self, alertname: str, severity: str, cgroup: str, pod: PodNames | None) -> dict:
+        """Labels Alertmanager can group and silence by, spelled as kube-state-metrics spells them."""
+        labels = {"alertname": alertname, "severity": severity, "node": self.host, "cgroup": cgroup}
+        if pod is not None:
+            labels.update(namespace=pod.namespace, pod=pod.pod, container=pod.container or "")
+        return labels
 
     def _match(self, report: KillReport) -> Alert | None:
         victim_cgroup = report.attribution.cgroup_path if report.attribution else None

@@ -55,6 +55,21 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+def _http_url(value: Any) -> str:
+    if not isinstance(value, str) or not (value == "" or value.startswith(("http://", "https://"))):
+        raise ValueError(f'expected "" (off) or an http(s):// URL such as "http://alertmanager:9093", got {value!r}')
+    return value
+
+
+def _listen_address(value: Any) -> str:
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if value == "":
+        return value
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f'expected "" (off) or HOST:PORT such as "127.0.0.1:9843", got {value!r}')
+    return value
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -111,6 +126,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "headroom_floor": Key(_fraction, 0.05),
         "cooldown": Key(_duration_in(0, 86400), 600.0),
         "max_per_hour": Key(_int_in(1, 10_000), 30),
+        "alertmanager": Key(_http_url, ""),
+    },
+    "metrics": {
+        "listen": Key(_listen_address, "127.0.0.1:9843"),
+        "top_pids": Key(_int_in(0, 1000), 20),
+        "max_containers": Key(_int_in(0, 100_000), 1000),
     },
     "attribution": {
         "pods_log_dir": Key(_absolute_path, Path("/var/log/pods")),
@@ -149,6 +170,14 @@ class AlertsConfig:
     headroom_floor: float  # fraction of the limit: warn when less is free
     cooldown: float  # seconds after an alert closes before the same cgroup can alert again
     max_per_hour: int  # new pre-OOM alerts per hour, all cgroups together
+    alertmanager: str  # base URL of an Alertmanager, "" for none
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    listen: str  # HOST:PORT of the Prometheus exporter, "" for none
+    top_pids: int  # per-process series: only the top N by allocation rate
+    max_containers: int  # per-container series: at most this many
 
 
 @dataclass(frozen=True)
@@ -172,6 +201,7 @@ class Config:
     sampling: SamplingConfig
     selection: SelectionConfig
     alerts: AlertsConfig
+    metrics: MetricsConfig
     attribution: AttributionConfig
     state: StateConfig
     output: OutputConfig
@@ -179,7 +209,7 @@ class Config:
 
 
 _SECTION_TYPES = {
-    "sampling": SamplingConfig, "selection": SelectionConfig, "alerts": AlertsConfig, "attribution": AttributionConfig,
+    "sampling": SamplingConfig, "selection": SelectionConfig, "alerts": AlertsConfig, "metrics": MetricsConfig, "attribution": AttributionConfig,
     "state": StateConfig, "output": OutputConfig,
 }
 

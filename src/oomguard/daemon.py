@@ -18,7 +18,7 @@ from . import systemd
 from .config import Config, ConfigError, load
 from .alerts import Message
 from .attribution import PodDirectory
-from .delivery import Outbox
+from .delivery import Outbox, receivers_for
 from .guard import LiveGuard, print_message
 from .events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters
 from .kills import KillAttributor, KillCorrelator, KillReport
@@ -223,7 +223,8 @@ def run(config: Config, out: TextIO = sys.stdout, record_to: Path | None = None)
     started = time.time()
     kills_seen = 0
     pinger = systemd.WatchdogPinger()
-    outbox = Outbox(config.state.dir / "spool", config.alerts.urls) if config.alerts.urls and not record_to else None
+    receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager)
+    outbox = Outbox(config.state.dir / "spool", receivers) if receivers and not record_to else None
     recorder = Recorder(record_to, socket.gethostname(), config.sampling.interval) if record_to else None
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)

@@ -19,9 +19,11 @@ import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable
 
 import apprise
 
+from .alertmanager import send_to_alertmanager
 from .alerts import Message
 
 log = logging.getLogger("oomguard")
@@ -40,6 +42,7 @@ def send_with_apprise(url: str, title: str, body: str) -> bool:
 def redact(url: str) -> str:
     """The scheme and host of a URL, never its credentials or tokens."""
     scheme, _, rest = url.partition("://")
+    scheme = scheme.rsplit(" ", 1)[-1]  # "alertmanager http://..." names its receiver first
     host = rest.split("?", 1)[0].split("/", 1)[0].rsplit("@", 1)[-1]
     if "." not in host and host != "localhost":  # slack://TokenA/..., discord://id/token: the "host" is a secret
         return f"{scheme}://…"
@@ -50,17 +53,30 @@ def receiver_key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
+def apprise_sender(url: str) -> Callable[[dict], bool]:
+    return lambda message: send_with_apprise(url, message["title"], message["body"])
+
+
+def receivers_for(apprise_urls: tuple[str, ...], alertmanager_url: str = "") -> dict[str, Callable[[dict], bool]]:
+    """Receiver name -> sender: one per apprise URL, and Alertmanager's v2 API when configured."""
+    receivers = {url: apprise_sender(url) for url in apprise_urls}
+    if alertmanager_url:
+        receivers[f"alertmanager {alertmanager_url}"] = lambda m: send_to_alertmanager(alertmanager_url, m)
+    return receivers
+
+
 class Outbox:
-    def __init__(self, directory: Path, urls: tuple[str, ...], send=send_with_apprise,
+    def __init__(self, directory: Path, receivers: dict[str, Callable[[dict], bool]],
                  backoff_first_s: float = BACKOFF_FIRST_S, backoff_max_s: float = BACKOFF_MAX_S):
-        self.directory, self.urls, self.send = directory, urls, send
+        self.directory, self.receivers = directory, receivers
+        self.urls = tuple(receivers)
         self.backoff_first_s, self.backoff_max_s = backoff_first_s, backoff_max_s
         self._stop = threading.Event()
-        self._wake = {url: threading.Event() for url in urls}
+        self._wake = {url: threading.Event() for url in self.urls}
         self._threads: list[threading.Thread] = []
-        for url in urls:
+        for url in self.urls:
             self._spool(url).mkdir(parents=True, exist_ok=True, mode=0o700)
-        existing = [int(p.stem) for url in urls for p in self._spool(url).glob("*.json") if p.stem.isdigit()]
+        existing = [int(p.stem) for url in self.urls for p in self._spool(url).glob("*.json") if p.stem.isdigit()]
         self._sequence = max(existing, default=0)  # continues after a restart, so order holds
         self._lock = threading.Lock()
 
@@ -107,7 +123,7 @@ class Outbox:
                 continue
             message = json.loads(files[0].read_text())
             try:
-                delivered = self.send(url, message["title"], message["body"])
+                delivered = self.receivers[url](message)
             except Exception:  # a plugin bug must not kill the sender
                 log.exception("sending to %s failed", redact(url))
                 delivered = False
