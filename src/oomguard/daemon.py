@@ -25,6 +25,7 @@ from .kills import KillAttributor, KillCorrelator, KillReport
 from .kmsg import KmsgReader
 from .state import write_status
 from .loader import Tracer
+from .metrics import Exporter
 from .preflight import check_pid_namespace
 from .recording import Recorder
 from .procfs import ProcessDirectory, live_pids
@@ -226,6 +227,7 @@ def run(config: Config, out: TextIO = sys.stdout, record_to: Path | None = None)
     receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager)
     outbox = Outbox(config.state.dir / "spool", receivers) if receivers and not record_to else None
     recorder = Recorder(record_to, socket.gethostname(), config.sampling.interval) if record_to else None
+    exporter = Exporter(config.metrics) if config.metrics.listen else None
     with Tracer(max_pids=config.sampling.max_pids) as tracer:
         watchdog = Watchdog(tracer, config)
         correlator = KillCorrelator()
@@ -240,6 +242,8 @@ def run(config: Config, out: TextIO = sys.stdout, record_to: Path | None = None)
         guard = LiveGuard(config, watchdog.directory, pods, deliver)
         if outbox:
             outbox.start()
+        if exporter and not exporter.start():
+            exporter = None
         log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", config.source)
         namespace = check_pid_namespace()
         if not namespace.ok:
@@ -262,14 +266,24 @@ def run(config: Config, out: TextIO = sys.stdout, record_to: Path | None = None)
                 kills_seen += 1
                 report = attributor.report(kill, record)
                 print_kill(report, out)
+                foreseen = guard.book.tallies.foreseen
                 guard.kill(report)
+                if exporter and guard.book.tallies.foreseen > foreseen:
+                    exporter.lead_time.observe(guard.book.tallies.lead_times_s[-1])
                 if recorder:
                     recorder.kill(time.monotonic(), report)
             if time.monotonic() < next_tick:
                 continue
+            started_tick = time.perf_counter()
             tick = watchdog.tick()
-            print_tick(tick, previous_counters, config, attributor.describe, out)
             guard.tick(tick.rates, tick.sample_rates)
+            if exporter:
+                exporter.tick_duration.observe(time.perf_counter() - started_tick)
+                exporter.update(rates=tick.rates, owner_of=attributor.owner, observations=guard.last_observations,
+                                forecasts=guard.guard.last_forecasts, sample_rates=tick.sample_rates,
+                                counters=tick.counters, processes=len(watchdog.directory),
+                                tallies=guard.book.tallies, open_alerts=len(guard.book.open))
+            print_tick(tick, previous_counters, config, attributor.describe, out)
             if recorder and tick.rates is not None:
                 recorder.tick(time.monotonic(), guard.last_observations)
             previous_counters = tick.counters
@@ -285,6 +299,8 @@ def run(config: Config, out: TextIO = sys.stdout, record_to: Path | None = None)
         outbox.stop(1.0)  # what is not sent stays in the spool for the next start
     if recorder:
         recorder.close()
+    if exporter:
+        exporter.stop()
     if kmsg:
         kmsg.close()
     log.info("stopped; BPF programs detached")

@@ -79,6 +79,7 @@ class PreOomGuard:
 
     def __init__(self, config: Config, host: str | None = None, new_id=None):
         self.host, self.new_id = host, new_id
+        self.last_forecasts: dict = {}
         self.apply_policy(config)
 
     def apply_policy(self, config: Config) -> None:
@@ -91,8 +92,10 @@ class PreOomGuard:
 
     def observe(self, observations: list[Observation], now: float) -> list[Message]:
         messages = []
+        self.last_forecasts = {}
         for seen in observations:
             forecast = self.forecaster.update(seen.cgroup, now, seen.usage, seen.limit)
+            self.last_forecasts[seen.cgroup] = forecast
             if forecast.warn:
                 messages.append(self.book.warn(forecast, seen.subject, now))
         messages += self.book.expire(now, {seen.cgroup for seen in observations})

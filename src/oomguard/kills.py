@@ -8,6 +8,7 @@ from .attribution import Attribution, PodDirectory, PodNames, attribute, owner_t
 from .cgroup import MemoryCgroup, cgroup_limit, default_memory_version
 from .events import OomKill
 from .kmsg import KernelOomRecord
+from .metrics import Owner
 from .procfs import ProcessDirectory
 
 MATCH_WINDOW_S = 1.0  # how long a ring-buffer kill waits for its kernel log line
@@ -84,6 +85,14 @@ class KillAttributor:
         attribution = identity.attribution
         pod = self.pods.lookup(attribution.pod_uid, attribution.container_id) if attribution else None
         return identity.command, owner_text(attribution, pod)
+
+    def owner(self, pid: int) -> Owner:
+        """Metric labels of a live or remembered process."""
+        identity = self.directory.identity(pid)
+        attribution = identity.attribution
+        pod = self.pods.lookup(attribution.pod_uid, attribution.container_id) if attribution else None
+        return Owner(identity.command, pod.namespace if pod else "", pod.pod if pod else "",
+                     (pod.container or "") if pod else "", (attribution.container_id or "") if attribution else "")
 
     def report(self, kill: OomKill | None, record: KernelOomRecord | None) -> KillReport:
         pid = kill.victim_pid if kill else record.pid

@@ -7,12 +7,14 @@
 //   workload leak MIB SECS   grow the heap by MIB MiB spread over SECS seconds,
 //                            touching every page, then sleep until killed
 //   workload hog MIB         allocate and touch MIB MiB as fast as possible
+//   workload spawn N         fork N short-lived children one after another (PID churn)
 // Its comm is "ogworkload" so tests can recognise it in events.
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -108,6 +110,20 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS | hog MIB\n");
+    if (argc == 3 && !strcmp(argv[1], "spawn")) {
+        long n = atol(argv[2]);
+        for (long i = 0; i < n; i++) {
+            pid_t child = fork();
+            if (child == 0) {
+                struct pollfd fds[NFDS];
+                setup_pollfds(fds);
+                poll(fds, NFDS, 0); // one kmalloc under its own pid
+                _exit(0);
+            }
+            if (child < 0 || waitpid(child, NULL, 0) < 0) { perror("spawn"); return 3; }
+        }
+        return 0;
+    }
+    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS | hog MIB | spawn N\n");
     return 2;
 }
