@@ -145,3 +145,18 @@ def test_a_readable_policy_with_alert_urls_warns_or_is_refused(tmp_path, caplog)
     with caplog.at_level("WARNING"):
         load(no_urls)
     assert caplog.text == ""
+
+
+def test_urls_file_adds_urls_and_errors_name_it(tmp_path):
+    secret = tmp_path / "urls"
+    secret.write_text("# from the Secret\njson://127.0.0.1:9/a\n\nmailto://127.0.0.1:25?to=x@y\n")
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[alerts]\nurls = ["json://127.0.0.1:9/b"]\nurls_file = "{secret}"\n')
+    policy.chmod(0o600)
+    assert load(policy).alerts.urls == ("json://127.0.0.1:9/b", "json://127.0.0.1:9/a", "mailto://127.0.0.1:25?to=x@y")
+    secret.write_text("not a url\n")
+    with pytest.raises(ConfigError, match="urls_file"):
+        load(policy)
+    secret.unlink()
+    with pytest.raises(ConfigError, match="No such file"):
+        load(policy)

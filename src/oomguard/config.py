@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import logging
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,6 +70,12 @@ def _listen_address(value: Any) -> str:
     return value
 
 
+def _optional_path(value: Any) -> str:
+    if value == "":
+        return value
+    return str(_absolute_path(value))
+
+
 def _one_of(*choices: str) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if value not in choices:
@@ -121,6 +127,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
     },
     "alerts": {
         "urls": Key(_url_list, ()),
+        "urls_file": Key(_optional_path, ""),
         "readable_config": Key(_one_of("warn", "refuse"), "warn"),
         "horizon": Key(_duration_in(5, 3600), 60.0),
         "headroom_floor": Key(_fraction, 0.05),
@@ -164,7 +171,8 @@ class SelectionConfig:
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    urls: tuple[str, ...]
+    urls: tuple[str, ...]  # with those of urls_file, once loaded
+    urls_file: str  # a file of more URLs, one per line (a mounted Kubernetes Secret), "" for none
     readable_config: str  # "warn" or "refuse" when a file with URLs is readable by others
     horizon: float  # seconds: warn when the forecast OOM is closer than this
     headroom_floor: float  # fraction of the limit: warn when less is free
@@ -269,12 +277,29 @@ def load(path: Path) -> Config:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", "fix the syntax; see config.example.toml") from None
     config = from_mapping(data, str(path))
+    if config.alerts.urls_file:
+        config = _with_urls_from(Path(config.alerts.urls_file), config)
     exposure = secret_exposure(path.stat().st_mode, config)
     if exposure and config.alerts.readable_config == "refuse":
         raise ConfigError(f"{path}: {exposure}", f"chmod 600 {path} (or set [alerts] readable_config = \"warn\")")
     if exposure:
         log.warning("%s: %s; fix: chmod 600 %s", path, exposure, path)
     return config
+
+
+def _with_urls_from(path: Path, config: Config) -> Config:
+    """Add the URLs listed in `path` (one per line, # comments) to [alerts] urls."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"{config.source}: [alerts] urls_file {path}: {exc.strerror}",
+                          "create the file (one apprise URL per line) or set urls_file = \"\"") from None
+    extra = tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+    try:
+        _url_list(list(extra))
+    except ValueError as exc:
+        raise ConfigError(f"{config.source}: [alerts] urls_file {path}: {exc}", "one apprise URL per line") from None
+    return replace(config, alerts=replace(config.alerts, urls=config.alerts.urls + extra))
 
 
 def secret_exposure(mode: int, config: Config) -> str | None:
