@@ -172,7 +172,8 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
     with smtp_server() as (mailbox, url):
         policy = tmp_path / "policy.toml"
         policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n'
-                          f'[alerts]\nurls = ["{url}"]\nhorizon = "60s"\n[state]\ndir = "{tmp_path / "state"}"\n')
+                          f'[alerts]\nurls = ["{url}"]\nhorizon = "60s"\n[state]\ndir = "{tmp_path / "state"}"\n'
+                          '[detect]\nwarmup = 6\n')  # 3 s of history at 500 ms ticks
         policy.chmod(0o600)
         daemon = Daemon(policy)
         try:
@@ -180,7 +181,8 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
             with memory_cgroup(128 * MIB) as cgroup:
                 procs = procs_file(cgroup)
                 # ~20 MiB/s into a 128 MiB limit: the forecast sees it seconds before the kill
-                leaker = subprocess.Popen([str(workload), "leak", "300", "15"], stdout=subprocess.DEVNULL,
+                # quiet for 4 s (the detector warms up on it), then ~20 MiB/s into a 128 MiB limit
+                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "4"], stdout=subprocess.DEVNULL,
                                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
                 pre = daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 15)
                 assert leaker.wait(timeout=30) == -9

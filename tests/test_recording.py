@@ -21,14 +21,15 @@ from test_alerts import CGROUP, kill_report, subject
 MIB = 1 << 20
 
 
-def leak_recording(path, kill_at: float | None = 9.0):
+def leak_recording(path):
+    """40 s steady at 20 MiB (with a little noise), then a 2 MiB/s leak into a 128 MiB limit until the kill."""
     recorder = Recorder(path, "node-1", 1.0)
-    for t in range(12):
-        if kill_at is not None and t >= kill_at:
-            break
-        recorder.tick(100.0 + t, [Observation(CGROUP, (20 + 10 * t) * MIB, 128 * MIB, subject())])
-    if kill_at is not None:
-        recorder.kill(100.0 + kill_at, kill_report())
+    usage, t = 20 * MIB, 0
+    while usage < 128 * MIB:
+        usage = 20 * MIB + (t % 3) * 4096 if t < 40 else usage + 2 * MIB
+        recorder.tick(100.0 + t, [Observation(CGROUP, usage, 128 * MIB, subject())])
+        t += 1
+    recorder.kill(100.0 + t, kill_report())
     recorder.close()
 
 
@@ -50,9 +51,10 @@ def test_replay_is_deterministic_and_finds_the_warning_before_the_kill(tmp_path)
     first, second = replayed(path), replayed(path)
     assert first == second
     lines = first.splitlines()
-    assert lines[0].startswith("+    4.0s ALERT pre-OOM replay-0001: [oomguard] pre-OOM on node-1")
-    assert lines[1].startswith("+    9.0s ALERT confirmed replay-0001: ")
-    assert lines[-1] == "kills foreseen 1, unforeseen 0, false alarms 0; lead time median 5s, min 5s"
+    # the leak starts at +40 s; the short-term forecast (4 samples) is inside the horizon from +42 s
+    assert lines[0].startswith("+   42.0s ALERT pre-OOM replay-0001: [oomguard] pre-OOM on node-1")
+    assert lines[1].startswith("+   94.0s ALERT confirmed replay-0001: ")
+    assert lines[-1] == "kills foreseen 1, unforeseen 0, false alarms 0; lead time median 52s, min 52s"
 
 
 def test_bad_recordings_name_the_fix(tmp_path):
@@ -69,14 +71,15 @@ def test_bad_recordings_name_the_fix(tmp_path):
 def test_record_a_real_kill_and_replay_it(tmp_path, workload):
     recording = tmp_path / "real.jsonl.gz"
     policy = tmp_path / "policy.toml"
-    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path / "s"}"\n')
+    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path / "s"}"\n'
+                      '[detect]\nwarmup = 6\n')
     recorder = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "record", "-c", str(policy),
                                  "-o", str(recording)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         time.sleep(3)  # loaded and ticking
         with memory_cgroup(128 * MIB) as cgroup:
             procs = procs_file(cgroup)
-            leaker = subprocess.Popen([str(workload), "leak", "300", "15"], stdout=subprocess.DEVNULL,
+            leaker = subprocess.Popen([str(workload), "leak", "300", "15", "4"], stdout=subprocess.DEVNULL,
                                       preexec_fn=lambda: procs.write_text(str(os.getpid())))
             assert leaker.wait(timeout=30) == -9
         time.sleep(2)  # the kill pairs with its kernel log line within 1 s

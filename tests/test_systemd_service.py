@@ -58,7 +58,8 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
                                 f"/run/systemd/system/oomguard.service.d/test.conf <<'EOF'\n{TEST_DROP_IN}EOF")
         receiver = HttpReceiver()
         receiver.start()
-        policy = (f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n')
+        policy = (f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n'
+                  '[detect]\nwarmup = 6\n')
         systemd.run("sh", "-c", f"umask 077; cat > {PREFIX}/etc/oomguard/config.toml <<'EOF'\n{policy}EOF")
 
         verify = systemd.run("systemd-analyze", "verify", "/run/systemd/system/oomguard.service", check=False)
@@ -77,7 +78,7 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
         try:
             with memory_cgroup(128 * MIB) as cgroup:
                 procs = procs_file(cgroup)
-                leaker = subprocess.Popen([str(workload), "leak", "300", "15"], stdout=subprocess.DEVNULL,
+                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "4"], stdout=subprocess.DEVNULL,
                                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
                 assert leaker.wait(timeout=30) == -9
             systemd.wait_until(lambda: "1 OOM kills seen" in systemd.show("oomguard", "StatusText")["StatusText"],

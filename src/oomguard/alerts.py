@@ -39,6 +39,7 @@ class Subject:
     page_bytes_per_s: float
     rss_bytes: int
     sample_rates: tuple[int, int]
+    notes: str = ""  # processes the per-process screen flagged
 
 
 @dataclass
@@ -191,7 +192,8 @@ class AlertBook:
         eta = f"{forecast.seconds_to_limit:.0f}s" if forecast.seconds_to_limit is not None else "n/a (floor rule)"
         lines = [
             f"Alert {alert_id}: an OOM kill looks likely within {self.horizon_s:.0f}s.",
-            f"Why: {inert(forecast.reason)}",
+            f"Why: {inert(forecast.reason)}" + (f"\nProcesses growing abnormally: {inert(subject.notes)}"
+                                                 if subject.notes else ""),
             "",
             f"host: {self.host}",
             f"pid: {', '.join(map(str, subject.pids[:10]))}{' ...' if len(subject.pids) > 10 else ''}",

@@ -24,7 +24,7 @@ class MemoryCgroup:
 
 @dataclass(frozen=True)
 class Headroom:
-    usage_bytes: int
+    usage_bytes: int  # the working set: usage minus inactive file cache
     limit_bytes: int | None  # the smallest limit on the way to the root; None: no limit
     limited_at: str | None  # the cgroup path that sets it
     oom_kills: int | None = None  # OOM kills in this cgroup so far (v2 memory.events, v1 memory.oom_control)
@@ -89,7 +89,11 @@ def headroom(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Headroom | None:
             break
         path = path.parent
     events = _keyed_ints(directory / ("memory.oom_control" if cgroup.version == 1 else "memory.events"))
-    return Headroom(usage, limit, limited_at, events.get("oom_kill"), _pressure_avg10(directory / "memory.pressure"))
+    # The working set, as the kubelet counts it: inactive file cache is reclaimed before any kill.
+    inactive_file = _keyed_ints(directory / "memory.stat").get(
+        "total_inactive_file" if cgroup.version == 1 else "inactive_file", 0)
+    return Headroom(max(0, usage - inactive_file), limit, limited_at, events.get("oom_kill"),
+                    _pressure_avg10(directory / "memory.pressure"))
 
 
 def _keyed_ints(path: Path) -> dict[str, int]:

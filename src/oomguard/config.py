@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import OomguardError
-from .units import parse_duration
+from .units import parse_duration, parse_size
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,6 +74,16 @@ def _optional_path(value: Any) -> str:
     if value == "":
         return value
     return str(_absolute_path(value))
+
+
+def _positive_float(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return float(value)
+
+
+def _size_value(value: Any) -> int:
+    return parse_size(value)
 
 
 def _one_of(*choices: str) -> Callable[[Any], str]:
@@ -135,6 +145,16 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "max_per_hour": Key(_int_in(1, 10_000), 30),
         "alertmanager": Key(_http_url, ""),
     },
+    "detect": {
+        "window": Key(_int_in(12, 3600), 120),
+        "blocks": Key(_int_in(3, 60), 6),
+        "envelope_fit": Key(_fraction, 0.8),
+        "short_window": Key(_int_in(2, 60), 4),
+        "warmup": Key(_int_in(0, 3600), 30),
+        "anomaly_factor": Key(_positive_float, 2.0),
+        "min_growth": Key(_size_value, 262144),
+        "screen_sigma": Key(_positive_float, 4.0),
+    },
     "metrics": {
         "listen": Key(_listen_address, "127.0.0.1:9843"),
         "top_pids": Key(_int_in(0, 1000), 20),
@@ -182,6 +202,18 @@ class AlertsConfig:
 
 
 @dataclass(frozen=True)
+class DetectSection:
+    window: int  # samples of usage history per cgroup
+    blocks: int  # peaks the envelope forecast is fitted through
+    envelope_fit: float  # R^2 the peaks must reach
+    short_window: int  # samples of the short-term forecast
+    warmup: int  # samples before the anomaly test may warn
+    anomaly_factor: float  # growth this many times the cgroup's usual 0.99-quantile is anomalous
+    min_growth: int  # bytes/s: never anomalous below this
+    screen_sigma: float  # per-process RSS growth flagged this many deviations above its norm
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     listen: str  # HOST:PORT of the Prometheus exporter, "" for none
     top_pids: int  # per-process series: only the top N by allocation rate
@@ -209,6 +241,7 @@ class Config:
     sampling: SamplingConfig
     selection: SelectionConfig
     alerts: AlertsConfig
+    detect: DetectSection
     metrics: MetricsConfig
     attribution: AttributionConfig
     state: StateConfig
@@ -217,7 +250,7 @@ class Config:
 
 
 _SECTION_TYPES = {
-    "sampling": SamplingConfig, "selection": SelectionConfig, "alerts": AlertsConfig, "metrics": MetricsConfig, "attribution": AttributionConfig,
+    "sampling": SamplingConfig, "selection": SelectionConfig, "alerts": AlertsConfig, "detect": DetectSection, "metrics": MetricsConfig, "attribution": AttributionConfig,
     "state": StateConfig, "output": OutputConfig,
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, TextIO
 
 import numpy as np
@@ -13,10 +14,11 @@ from .alerts import AlertBook, Message, Subject
 from .attribution import PodDirectory
 from .cgroup import Headroom, MemoryCgroup, headroom
 from .config import Config
-from .forecast import CgroupForecaster
+from .detect import CgroupDetector, DetectConfig, PidScreen
 from .kills import KillReport
 from .procfs import ProcessDirectory
 from .rates import Rates
+from .units import format_bytes
 
 log = logging.getLogger("oomguard")
 ALERTS_FILE = "alerts.json"
@@ -42,6 +44,24 @@ def limiting_cgroup(cgroup: MemoryCgroup, read=headroom) -> tuple[MemoryCgroup, 
         if room is None or room.limit_bytes is None:
             return None
     return cgroup, room
+
+
+HOST = MemoryCgroup(0, "/")  # the whole machine, for processes no cgroup limits
+
+
+def host_group(rates: Rates, groups: list[Group], meminfo: Path = Path("/proc/meminfo")) -> Group | None:
+    """The processes under no memory limit, against the host's memory (MemTotal, MemAvailable)."""
+    limited = {i for g in groups for i in g.rows}
+    rows = [i for i in range(len(rates.pid)) if i not in limited]
+    try:
+        fields = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in meminfo.read_text().splitlines()
+                  if line.split(":")[0] in ("MemTotal", "MemAvailable")}
+    except (OSError, ValueError, IndexError):
+        return None
+    if not rows or len(fields) != 2:
+        return None
+    total = fields["MemTotal"]
+    return Group(HOST, Headroom(total - fields["MemAvailable"], total, "/"), rows)
 
 
 def group_by_limit(rates: Rates, directory: ProcessDirectory, read=headroom) -> list[Group]:
@@ -85,7 +105,9 @@ class PreOomGuard:
     def apply_policy(self, config: Config) -> None:
         alerts = config.alerts
         previous = getattr(self, "book", None)
-        self.forecaster = CgroupForecaster(alerts.horizon, alerts.headroom_floor)
+        self.forecaster = CgroupDetector(DetectConfig(**{k: getattr(config.detect, k) for k in (
+            "window", "blocks", "envelope_fit", "short_window", "warmup", "anomaly_factor", "min_growth")}),
+            alerts.horizon, alerts.headroom_floor)
         self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour, host=self.host, new_id=self.new_id)
         if previous is not None:  # keep what is open and counted
             self.book.open, self.book.tallies = previous.open, previous.tallies
@@ -114,6 +136,7 @@ class LiveGuard:
         self.state_file = config.state.dir / ALERTS_FILE
         self.guard = PreOomGuard(config)
         self.guard.book.load(self.state_file)
+        self.screen = PidScreen(sigma=config.detect.screen_sigma)
         self.last_observations: list[Observation] = []
 
     @property
@@ -126,9 +149,13 @@ class LiveGuard:
     def tick(self, rates: Rates | None, sample_rates: tuple[int, int]) -> None:
         if rates is None:
             return
+        flagged = self.screen.update(rates.pid, rates.rss_bytes_per_s)  # every process, one numpy pass
+        groups = group_by_limit(rates, self.directory)
+        host = host_group(rates, groups)
         self.last_observations = [
-            Observation(g.cgroup.path, g.room.usage_bytes, g.room.limit_bytes, self._subject(g, rates, sample_rates))
-            for g in group_by_limit(rates, self.directory)]
+            Observation(g.cgroup.path, g.room.usage_bytes, g.room.limit_bytes,
+                        self._subject(g, rates, sample_rates, flagged))
+            for g in groups + ([host] if host else [])]
         for message in self.guard.observe(self.last_observations, self.clock()):
             self._send(message)
 
@@ -139,7 +166,7 @@ class LiveGuard:
         self.deliver(message)
         self.book.save(self.state_file)
 
-    def _subject(self, group: Group, rates: Rates, sample_rates: tuple[int, int]) -> Subject:
+    def _subject(self, group: Group, rates: Rates, sample_rates: tuple[int, int], flagged: np.ndarray) -> Subject:
         rows = np.array(group.rows)
         total = rates.kmalloc_bytes_per_s[rows] + rates.page_bytes_per_s[rows]
         busiest = int(rates.pid[rows[int(np.argmax(total))]])
@@ -151,7 +178,13 @@ class LiveGuard:
             attribution=attribution, pod=pod,
             kmalloc_bytes_per_s=float(rates.kmalloc_bytes_per_s[rows].sum()),
             page_bytes_per_s=float(rates.page_bytes_per_s[rows].sum()),
-            rss_bytes=int(rates.rss_bytes[rows].sum()), sample_rates=sample_rates)
+            rss_bytes=int(rates.rss_bytes[rows].sum()), sample_rates=sample_rates,
+            notes=self._screen_notes(rates, rows, flagged))
+
+    def _screen_notes(self, rates: Rates, rows: np.ndarray, flagged: np.ndarray) -> str:
+        hits = [int(i) for i in rows if flagged[i]]
+        return "; ".join(f"pid {int(rates.pid[i])} ({self.directory.identity(int(rates.pid[i])).command}) RSS "
+                         f"+{format_bytes(rates.rss_bytes_per_s[i])}/s, far above its norm" for i in hits[:5])
 
 
 def print_message(message: Message, out: TextIO) -> None:

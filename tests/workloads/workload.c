@@ -4,8 +4,9 @@
 //                            kmallocs the rest), nothing else in the loop
 //   workload poll-for SECS   same, for SECS seconds; prints calls/s
 //   workload poll-paced RATE SECS  same, at RATE calls/s for SECS seconds; prints the calls made
-//   workload leak MIB SECS   grow the heap by MIB MiB spread over SECS seconds,
-//                            touching every page, then sleep until killed
+//   workload leak MIB SECS [IDLE]  after IDLE seconds of quiet (default 0), grow
+//                            the heap by MIB MiB spread over SECS seconds, touching
+//                            every page, then sleep until killed
 //   workload hog MIB         allocate and touch MIB MiB as fast as possible
 //   workload spawn N         fork N short-lived children one after another (PID churn)
 // Its comm is "ogworkload" so tests can recognise it in events.
@@ -85,7 +86,11 @@ int main(int argc, char **argv)
         printf("%ld\n", calls);
         return 0;
     }
-    if (argc == 4 && !strcmp(argv[1], "leak")) {
+    if ((argc == 4 || argc == 5) && !strcmp(argv[1], "leak")) {
+        if (argc == 5) {
+            touch(malloc(MIB), MIB); // show up in the maps, then stay quiet
+            usleep((useconds_t)(atof(argv[4]) * 1e6));
+        }
         long total = atol(argv[2]) * MIB;
         double secs = atof(argv[3]);
         long step = MIB;

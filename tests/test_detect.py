@@ -1,0 +1,87 @@
+"""The detector on hand-made series: leak, sawtooth, warm-up, sudden jump, batch cycles; the process screen."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from oomguard.detect import CgroupDetector, DetectConfig, PidScreen, envelope
+
+MIB = 1 << 20
+LIMIT = 512 * MIB
+
+
+def run(series, config=DetectConfig(), horizon=60.0) -> list:
+    detector = CgroupDetector(config, horizon, 0.05)
+    return [detector.update("/c", float(t), int(u), LIMIT) for t, u in enumerate(series)]
+
+
+def first_warning(forecasts) -> int | None:
+    return next((t for t, f in enumerate(forecasts) if f.warn), None)
+
+
+def test_linear_leak_after_a_quiet_start_warns_early():
+    series = [100 * MIB] * 60 + [100 * MIB + 2 * MIB * k for k in range(1, 250)]
+    forecasts = run(series)
+    kill = next(t for t, u in enumerate(series) if u >= LIMIT)
+    warned = first_warning(forecasts)
+    # 2 MiB/s into 412 MiB of headroom: warned as soon as the limit is within the 60 s horizon
+    assert warned is not None and 55 <= kill - warned <= 62
+    assert "peaks rising" in forecasts[warned].reason
+
+
+def test_gc_sawtooth_near_its_limit_never_warns():
+    # grows 8 MiB/s from 300 to 460 MiB (90% of the limit), drops back, again and again, with noise
+    rng = np.random.default_rng(3)
+    series = [300 * MIB + (t % 20) * 8 * MIB + rng.integers(0, 2 * MIB) for t in range(3600)]
+    assert first_warning(run(series)) is None
+
+
+def test_a_sawtooth_whose_floor_rises_is_a_leak():
+    series = [150 * MIB + (t % 20) * 4 * MIB + t * MIB for t in range(1200)]
+    kill = next(t for t, u in enumerate(series) if u >= LIMIT)
+    warned = first_warning(run(series))
+    assert warned is not None and warned < kill - 30
+    assert "peaks rising" in run(series)[warned].reason
+
+
+def test_no_anomaly_warning_during_warm_up():
+    # a sudden climb in the first seconds: only the floor can speak
+    series = [50 * MIB + 20 * MIB * t for t in range(25)]
+    forecasts = run(series, DetectConfig(warmup=30))
+    warned = first_warning(forecasts)
+    assert warned is not None and "floor" in forecasts[warned].reason
+    assert all(not f.warn for f in forecasts if f.usage < 0.95 * LIMIT)
+
+
+def test_sudden_jump_is_caught_before_the_limit():
+    series = [100 * MIB] * 100 + [100 * MIB + 80 * MIB * k for k in range(1, 6)]
+    warned = first_warning(run(series))
+    assert warned is not None and series[warned] < LIMIT
+
+
+def test_a_repeating_batch_job_is_learnt_not_alerted():
+    cycle = [100 * MIB] * 60 + [100 * MIB + 10 * MIB * k for k in range(1, 21)] + [300 * MIB] * 20
+    forecasts = run(cycle * 30)  # an hour of the same job
+    alerts_after_first_cycles = [t for t, f in enumerate(forecasts) if f.warn and t > 3 * len(cycle)]
+    assert alerts_after_first_cycles == []
+
+
+def test_envelope_uses_the_peaks():
+    t = np.arange(60, dtype=float)
+    sawtooth = (t % 10) * 10.0
+    slope, _, peak = envelope(t, sawtooth, 6)
+    assert abs(slope) < 1e-9 and peak == 90.0
+    slope, r2, _ = envelope(t, sawtooth + 2 * t, 6)
+    assert abs(slope - 2.0) < 0.2 and r2 > 0.95
+
+
+def test_screen_flags_a_process_growing_far_above_its_norm():
+    screen = PidScreen(alpha=0.1, sigma=4.0, min_growth=MIB)
+    pids = np.array([1, 2, 3], dtype=np.uint32)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        assert not screen.update(pids, rng.normal(0, 0.1 * MIB, 3)).any()
+    flagged = screen.update(pids, np.array([0.0, 20 * MIB, 0.0]))
+    assert flagged.tolist() == [False, True, False]
+    new = np.array([1, 2, 3, 4], dtype=np.uint32)
+    assert not screen.update(new, np.array([0.0, 0.0, 0.0, 50 * MIB]))[3]  # a newcomer has no norm yet
