@@ -149,10 +149,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "window": Key(_int_in(12, 3600), 120),
         "blocks": Key(_int_in(3, 60), 6),
         "envelope_fit": Key(_fraction, 0.8),
-        "short_window": Key(_int_in(2, 60), 4),
+        "short_window": Key(_int_in(2, 60), 8),
         "warmup": Key(_int_in(0, 3600), 30),
         "anomaly_factor": Key(_positive_float, 2.0),
         "min_growth": Key(_size_value, 262144),
+        "peak_half_life": Key(_duration_in(60, 7 * 86400), 3600.0),
+        "learn_after": Key(_duration_in(0, 3600), 60.0),
         "screen_sigma": Key(_positive_float, 4.0),
     },
     "metrics": {
@@ -210,6 +212,8 @@ class DetectSection:
     warmup: int  # samples before the anomaly test may warn
     anomaly_factor: float  # growth this many times the cgroup's usual 0.99-quantile is anomalous
     min_growth: int  # bytes/s: never anomalous below this
+    peak_half_life: float  # seconds: how fast the memory of a past growth burst fades
+    learn_after: float  # seconds: growth counts as usual only this long after it is seen
     screen_sigma: float  # per-process RSS growth flagged this many deviations above its norm
 
 

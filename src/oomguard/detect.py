@@ -8,12 +8,17 @@ minus inactive file cache, which the kernel reclaims before it kills):
   has flat peaks, so its rising edges are never extrapolated; a leak, with or
   without a sawtooth on top, has rising peaks. Trusted when the peaks lie on
   the line (R^2 >= `envelope_fit`).
-- **anomalous growth**: the growth rate is compared with the cgroup's own
+- **anomalous growth**: the growth rate (the slope over `short_window`
+  samples, which smooths noise) is compared with the cgroup's own
   history through a streaming 0.99-quantile (river's P^2 estimator, O(1) and
   ~0.1 us per update). A rate more than `anomaly_factor` times anything the
   cgroup usually does, with a short-term forecast inside the horizon, warns
   at once: that is how a sudden jump is caught before the envelope sees it.
-  A batch job that fills and frees the same way every run is not anomalous.
+  A batch job that fills and frees the same way every run is not anomalous,
+  nor a burst like one seen in the last hours (the highest growth seen is
+  remembered with a half-life of `peak_half_life`). Growth is learnt only a
+  horizon after it is seen, so a leak's onset is judged against the time
+  before it, not against itself.
   Why not HalfSpaceTrees (~20 us per update, features scaled to [0, 1]) or
   StandardAbsoluteDeviation (assumes one mode, while growth is mostly ~0 with
   bursts): a quantile of the cgroup's own growth is cheap, needs no scaling
@@ -50,88 +55,165 @@ class DetectConfig:
     window: int = 120  # samples kept per cgroup (at 1 s ticks: 2 minutes)
     blocks: int = 6  # peaks the envelope is fitted through
     envelope_fit: float = 0.8  # R^2 the peaks must reach for the envelope to be trusted
-    short_window: int = 4  # samples of the short-term forecast
+    short_window: int = 8  # samples of the short-term slope (the anomaly test's growth measure)
     warmup: int = 30  # samples before the anomaly test may speak
     anomaly_factor: float = 2.0  # growth this many times the usual 0.99-quantile is anomalous
     min_growth: float = 262144.0  # bytes/s: growth below this is never anomalous (noise floor)
+    peak_half_life_s: float = 3600.0  # how fast the memory of a past growth burst fades
+    learn_after_s: float = 60.0  # growth is learnt as usual only this long after it is seen
 
 
-@dataclass
-class _State:
-    history: deque
-    growth_q99: stats.Quantile
-    samples: int = 0
+def _slopes(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row-wise least-squares (slope, R^2) of `values` against `times`; rows are series."""
+    t = times - times.mean(axis=1, keepdims=True)
+    v = values - values.mean(axis=1, keepdims=True)
+    tt = (t * t).sum(axis=1)
+    vv = (v * v).sum(axis=1)
+    tv = (t * v).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = np.where(tt > 0, tv / tt, 0.0)
+        r2 = np.where((tt > 0) & (vv > 0), tv * tv / (tt * vv), 0.0)
+    return slope, r2
 
 
-def _fit(times: np.ndarray, values: np.ndarray) -> tuple[float, float]:
-    """(slope, R^2) of a least-squares line."""
-    if len(times) < 2 or np.ptp(times) == 0:
-        return 0.0, 0.0
-    slope, intercept = np.polyfit(times, values, 1)
-    residual = values - (slope * times + intercept)
-    total = np.sum((values - values.mean()) ** 2)
-    return float(slope), float(1 - residual @ residual / total) if total > 0 else 0.0
+def _envelopes(times: np.ndarray, values: np.ndarray, blocks: int, min_growth: float = 0.0):
+    """Row-wise envelope: cut each row into `blocks` slices, fit a line through the slices' peaks.
+
+    R^2 is reported as 0 unless every block's peak is above the one before by
+    more than `min_growth` (bytes/s) over the time between them: a fill that
+    started mid-window (a hockey stick) or peaks wandering in noise are not a trend.
+    """
+    width = values.shape[1] // blocks
+    cut = values[:, -width * blocks:].reshape(len(values), blocks, width)
+    at = cut.argmax(axis=2)
+    peaks = np.take_along_axis(cut, at[:, :, None], axis=2)[:, :, 0]
+    peak_times = np.take_along_axis(times[:, -width * blocks:].reshape(len(values), blocks, width),
+                                    at[:, :, None], axis=2)[:, :, 0]
+    slope, r2 = _slopes(peak_times, peaks)
+    rising = (np.diff(peaks, axis=1) > min_growth * np.diff(peak_times, axis=1)).all(axis=1)
+    return slope, np.where(rising, r2, 0.0), peaks[:, -1]
 
 
 def envelope(times: np.ndarray, values: np.ndarray, blocks: int) -> tuple[float, float, float]:
-    """(slope, R^2, latest peak) of the line through the peaks of `blocks` equal slices."""
-    if len(values) < 2 * blocks:
-        return 0.0, 0.0, float(values[-1]) if len(values) else 0.0
-    slices = np.array_split(np.arange(len(values)), blocks)
-    peaks = np.array([s[np.argmax(values[s])] for s in slices])
-    slope, r2 = _fit(times[peaks], values[peaks].astype(np.float64))
-    return slope, r2, float(values[peaks[-1]])
+    """(slope, R^2, latest peak) of the line through the peaks of `blocks` equal slices of one series."""
+    slope, r2, peak = _envelopes(times[None, :].astype(np.float64), values[None, :].astype(np.float64), blocks)
+    return float(slope[0]), float(r2[0]), float(peak[0])
 
 
 class CgroupDetector:
-    """Same interface as forecast.CgroupForecaster: update() per cgroup per tick, returns a Forecast."""
+    """All cgroups at once: their histories are rows of one matrix, screened by numpy each tick.
+
+    update_all() runs the forecasts for every cgroup in a few vectorised
+    passes; per-cgroup Python work is only the river quantile (O(1)) and the
+    Forecast of each cgroup. update() is the same for one cgroup.
+    """
 
     def __init__(self, config: DetectConfig, horizon_s: float, floor_fraction: float):
         self.config, self.horizon_s, self.floor_fraction = config, horizon_s, floor_fraction
-        self._state: dict[str, _State] = {}
+        self._row: dict[str, int] = {}
+        self._values = np.zeros((0, config.window))
+        self._times = np.zeros((0, config.window))
+        self._count = np.zeros(0, dtype=np.int64)
+        self._quantiles: list[stats.Quantile] = []
+        self._pending: list[deque] = []  # growths not yet learnt: judged against the older past only
+        self._peak_growth = np.zeros(0)  # highest growth seen, decaying by half an hour
+        self._peak_at = np.zeros(0)
 
     def update(self, cgroup: str, now: float, usage: int, limit: int) -> Forecast:
+        return self.update_all([cgroup], now, np.array([usage], np.float64), np.array([limit], np.float64))[0]
+
+    def _rows(self, cgroups: list[str]) -> np.ndarray:
+        new = [c for c in cgroups if c not in self._row]
+        if new:
+            for c in new:
+                self._row[c] = len(self._quantiles)
+                self._quantiles.append(stats.Quantile(0.99))
+                self._pending.append(deque())
+            grow = np.zeros((len(new), self.config.window))
+            self._values = np.vstack([self._values, grow])
+            self._times = np.vstack([self._times, grow])
+            self._count = np.concatenate([self._count, np.zeros(len(new), dtype=np.int64)])
+            self._peak_growth = np.concatenate([self._peak_growth, np.zeros(len(new))])
+            self._peak_at = np.concatenate([self._peak_at, np.zeros(len(new))])
+        return np.array([self._row[c] for c in cgroups], dtype=np.intp)
+
+    def update_all(self, cgroups: list[str], now: float, usage: np.ndarray, limit: np.ndarray) -> list[Forecast]:
         c = self.config
-        state = self._state.get(cgroup)
-        if state is None:
-            state = self._state[cgroup] = _State(deque(maxlen=c.window), stats.Quantile(0.99))
-        previous = state.history[-1] if state.history else None
-        state.history.append((now, usage))
-        state.samples += 1
-        growth = (usage - previous[1]) / (now - previous[0]) if previous and now > previous[0] else 0.0
-        usual = state.growth_q99.get() if state.samples > 2 else None
-        anomalous = (state.samples > c.warmup and growth > c.min_growth
-                     and growth > c.anomaly_factor * max(usual or 0.0, c.min_growth))
-        state.growth_q99.update(growth)  # learn after scoring: a value is judged against the past only
+        rows = self._rows(cgroups)
+        values, times = self._values[rows], self._times[rows]
+        first = self._count[rows] == 0
+        values[:, :-1], times[:, :-1] = values[:, 1:].copy(), times[:, 1:].copy()  # shift left...
+        values[:, -1], times[:, -1] = usage, now  # ...and append this tick
+        values[first], times[first] = usage[first, None], now  # a new series starts flat at its first value
+        self._values[rows], self._times[rows] = values, times
+        self._count[rows] += 1
+        count = self._count[rows]
 
-        times, values = np.array(state.history, dtype=np.float64).T
+        k = c.short_window
+        short, _ = _slopes(times[:, -k:], values[:, -k:])
+        short = np.where(count >= k, short, 0.0)
+        env_slope, env_r2, peak = _envelopes(times, values, c.blocks, c.min_growth)
+        warm = count > c.warmup
+        full = count >= c.window  # the envelope needs a whole window of real samples
         free = limit - usage
-        env_slope, env_r2, peak = envelope(times, values, c.blocks)
-        warm = state.samples > c.warmup
-        env_eta = (limit - peak) / env_slope if warm and env_slope > 0 and env_r2 >= c.envelope_fit else None
-        short_slope, _ = _fit(times[-c.short_window:], values[-c.short_window:])
-        short_eta = free / short_slope if short_slope > 0 else None
+        with np.errstate(divide="ignore", invalid="ignore"):
+            env_eta = np.where(warm & full & (env_slope > 0) & (env_r2 >= c.envelope_fit),
+                               (limit - peak) / env_slope, np.inf)
+            short_eta = np.where(short > 0, free / short, np.inf)
 
+        # The usual growth: the 0.99-quantile, or the highest growth seen lately (a burst
+        # pattern that repeats within hours is usual even when it is rare).
+        decayed = self._peak_growth[rows] * 0.5 ** ((now - self._peak_at[rows]) / c.peak_half_life_s)
+        forecasts = []
+        for i, cgroup in enumerate(cgroups):
+            quantile = self._quantiles[rows[i]]
+            learnt = quantile.get()  # None until some growth is `learn_after` old: no history, no verdict
+            usual = max(learnt, float(decayed[i])) if learnt is not None else None
+            growth = float(short[i])
+            anomalous = bool(warm[i] and usual is not None and growth > c.min_growth
+                             and growth > c.anomaly_factor * max(usual, c.min_growth))
+            if count[i] >= k:
+                # Learn a growth only once it is `learn_after` old: the start of a new episode
+                # (a leak's onset) is judged against what was usual before it, not against itself.
+                pending = self._pending[rows[i]]
+                pending.append((now, growth))
+                while pending and now - pending[0][0] >= c.learn_after_s:
+                    _, old = pending.popleft()
+                    quantile.update(old)
+                    if old >= self._peak_growth[rows[i]] * 0.5 ** ((now - self._peak_at[rows[i]]) / c.peak_half_life_s):
+                        self._peak_growth[rows[i]], self._peak_at[rows[i]] = old, now
+            forecasts.append(self._decide(cgroup, int(usage[i]), int(limit[i]), growth, usual, anomalous,
+                                          float(env_slope[i]), float(env_r2[i]), float(env_eta[i]),
+                                          float(short_eta[i]), bool(warm[i]), float(times[i, -1] - times[i, 0])))
+        return forecasts
+
+    def _decide(self, cgroup, usage, limit, growth, usual, anomalous, env_slope, env_r2, env_eta, short_eta,
+                warm, span) -> Forecast:
+        c = self.config
+        free = limit - usage
         if free < self.floor_fraction * limit:
-            return Forecast(cgroup, usage, limit, short_slope, short_eta, True,
+            return Forecast(cgroup, usage, limit, growth, short_eta if np.isfinite(short_eta) else None, True,
                             f"headroom {free / limit:.1%} of the limit ({format_bytes(free)} free), "
                             f"under the {self.floor_fraction:.0%} floor")
-        if env_eta is not None and env_eta <= self.horizon_s:
+        if env_eta <= self.horizon_s:
             return Forecast(cgroup, usage, limit, env_slope, env_eta, True,
-                            f"peaks rising {format_bytes(env_slope)}/s over {times[-1] - times[0]:.0f}s "
+                            f"peaks rising {format_bytes(env_slope)}/s over {span:.0f}s "
                             f"(fit R^2 {env_r2:.2f}) reach the limit in {env_eta:.0f}s")
-        if anomalous and short_eta is not None and short_eta <= self.horizon_s:
-            return Forecast(cgroup, usage, limit, short_slope, short_eta, True,
+        if anomalous and short_eta <= self.horizon_s:
+            return Forecast(cgroup, usage, limit, growth, short_eta, True,
                             f"growth {format_bytes(growth)}/s is {growth / max(usual or 0.0, c.min_growth):.0f}x "
                             f"this cgroup's usual 0.99-quantile ({format_bytes(usual or 0.0)}/s); at this pace the "
                             f"limit is {short_eta:.0f}s away")
-        eta = min((e for e in (env_eta, short_eta) if e is not None), default=None)
-        return Forecast(cgroup, usage, limit, env_slope if env_eta is not None else short_slope,
-                        eta, False, "no OOM in sight" if state.samples > c.warmup else "warming up")
+        eta = min(env_eta, short_eta)
+        return Forecast(cgroup, usage, limit, env_slope if np.isfinite(env_eta) else growth,
+                        eta if np.isfinite(eta) else None, False, "no OOM in sight" if warm else "warming up")
 
     def forget(self, cgroups) -> None:
+        """Start these cgroups' series afresh next time they are seen."""
         for cgroup in cgroups:
-            self._state.pop(cgroup, None)
+            row = self._row.get(cgroup)
+            if row is not None:
+                self._count[row] = 0
 
 
 def working_set(usage: int, inactive_file: int) -> int:

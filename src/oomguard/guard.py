@@ -106,7 +106,8 @@ class PreOomGuard:
         alerts = config.alerts
         previous = getattr(self, "book", None)
         self.forecaster = CgroupDetector(DetectConfig(**{k: getattr(config.detect, k) for k in (
-            "window", "blocks", "envelope_fit", "short_window", "warmup", "anomaly_factor", "min_growth")}),
+            "window", "blocks", "envelope_fit", "short_window", "warmup", "anomaly_factor", "min_growth")},
+            peak_half_life_s=config.detect.peak_half_life, learn_after_s=config.detect.learn_after),
             alerts.horizon, alerts.headroom_floor)
         self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour, host=self.host, new_id=self.new_id)
         if previous is not None:  # keep what is open and counted
@@ -114,10 +115,12 @@ class PreOomGuard:
 
     def observe(self, observations: list[Observation], now: float) -> list[Message]:
         messages = []
-        self.last_forecasts = {}
-        for seen in observations:
-            forecast = self.forecaster.update(seen.cgroup, now, seen.usage, seen.limit)
-            self.last_forecasts[seen.cgroup] = forecast
+        forecasts = self.forecaster.update_all(  # every cgroup in one vectorised pass
+            [seen.cgroup for seen in observations], now,
+            np.array([seen.usage for seen in observations], dtype=np.float64),
+            np.array([seen.limit for seen in observations], dtype=np.float64))
+        self.last_forecasts = {f.cgroup: f for f in forecasts}
+        for seen, forecast in zip(observations, forecasts):
             if forecast.warn:
                 messages.append(self.book.warn(forecast, seen.subject, now))
         messages += self.book.expire(now, {seen.cgroup for seen in observations})

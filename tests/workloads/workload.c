@@ -9,6 +9,8 @@
 //                            every page, then sleep until killed
 //   workload hog MIB         allocate and touch MIB MiB as fast as possible
 //   workload spawn N         fork N short-lived children one after another (PID churn)
+//   workload sawtooth MIB PERIOD SECS  a garbage-collected heap: grow to MIB MiB over
+//                            PERIOD seconds, free it all, again, for SECS seconds
 // Its comm is "ogworkload" so tests can recognise it in events.
 #include <poll.h>
 #include <stdio.h>
@@ -115,6 +117,23 @@ int main(int argc, char **argv)
         }
         return 0;
     }
+    if (argc == 5 && !strcmp(argv[1], "sawtooth")) {
+        long chunks = atol(argv[2]);
+        double period = atof(argv[3]), end = now() + atof(argv[4]);
+        char **heap = calloc(chunks, sizeof(char *));
+        while (now() < end) {
+            for (long i = 0; i < chunks && now() < end; i++) {
+                heap[i] = malloc(MIB);
+                touch(heap[i], MIB);
+                usleep((useconds_t)(period * 1e6 / chunks));
+            }
+            for (long i = 0; i < chunks; i++) {
+                free(heap[i]); // large blocks go back to the kernel (munmap)
+                heap[i] = NULL;
+            }
+        }
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "spawn")) {
         long n = atol(argv[2]);
         for (long i = 0; i < n; i++) {
@@ -129,6 +148,6 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS | hog MIB | spawn N\n");
+    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS | hog MIB | spawn N | sawtooth MIB PERIOD SECS\n");
     return 2;
 }
