@@ -51,6 +51,7 @@ bench: setup
 	$(PY) bench/tick_cost.py
 	$(PY) bench/controller.py
 	$(PY) bench/accuracy.py
+	$(PY) bench/detect.py
 
 doctor: setup
 	$(VENV)/bin/oomguard doctor

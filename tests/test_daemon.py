@@ -173,7 +173,7 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
         policy = tmp_path / "policy.toml"
         policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n'
                           f'[alerts]\nurls = ["{url}"]\nhorizon = "60s"\n[state]\ndir = "{tmp_path / "state"}"\n'
-                          '[detect]\nwarmup = 6\n')  # 3 s of history at 500 ms ticks
+                          '[detect]\nwarmup = 6\nlearn_after = "2s"\n')  # 3 s of history at 500 ms ticks
         policy.chmod(0o600)
         daemon = Daemon(policy)
         try:

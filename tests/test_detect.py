@@ -85,3 +85,19 @@ def test_screen_flags_a_process_growing_far_above_its_norm():
     assert flagged.tolist() == [False, True, False]
     new = np.array([1, 2, 3, 4], dtype=np.uint32)
     assert not screen.update(new, np.array([0.0, 0.0, 0.0, 50 * MIB]))[3]  # a newcomer has no norm yet
+
+
+def test_update_all_matches_update_and_forget_frees_rows():
+    config = DetectConfig(warmup=5, window=24, blocks=4)
+    single = CgroupDetector(config, 60, 0.05)
+    batch = CgroupDetector(config, 60, 0.05)
+    for t in range(40):
+        usages = np.array([100 * MIB + 3 * MIB * t, 200 * MIB + (t % 7) * MIB], dtype=np.float64)
+        together = batch.update_all(["/a", "/b"], float(t), usages, np.full(2, float(LIMIT)))
+        apart = [single.update(c, float(t), int(u), LIMIT) for c, u in zip(["/a", "/b"], usages)]
+        assert together == apart
+    assert len(batch) == 2
+    batch.forget(["/a"])
+    assert len(batch) == 1
+    again = batch.update_all(["/b"], 40.0, np.array([200 * MIB], dtype=np.float64), np.array([float(LIMIT)]))
+    assert again[0].cgroup == "/b" and again[0].reason == "no OOM in sight"  # /b kept its history

@@ -22,11 +22,11 @@ MIB = 1 << 20
 
 
 def leak_recording(path):
-    """40 s steady at 20 MiB (with a little noise), then a 2 MiB/s leak into a 128 MiB limit until the kill."""
+    """90 s steady at 20 MiB (with a little noise), then a 2 MiB/s leak into a 128 MiB limit until the kill."""
     recorder = Recorder(path, "node-1", 1.0)
     usage, t = 20 * MIB, 0
     while usage < 128 * MIB:
-        usage = 20 * MIB + (t % 3) * 4096 if t < 40 else usage + 2 * MIB
+        usage = 20 * MIB + (t % 3) * 4096 if t < 90 else usage + 2 * MIB
         recorder.tick(100.0 + t, [Observation(CGROUP, usage, 128 * MIB, subject())])
         t += 1
     recorder.kill(100.0 + t, kill_report())
@@ -51,10 +51,11 @@ def test_replay_is_deterministic_and_finds_the_warning_before_the_kill(tmp_path)
     first, second = replayed(path), replayed(path)
     assert first == second
     lines = first.splitlines()
-    # the leak starts at +40 s; the short-term forecast (4 samples) is inside the horizon from +42 s
-    assert lines[0].startswith("+   42.0s ALERT pre-OOM replay-0001: [oomguard] pre-OOM on node-1")
-    assert lines[1].startswith("+   94.0s ALERT confirmed replay-0001: ")
-    assert lines[-1] == "kills foreseen 1, unforeseen 0, false alarms 0; lead time median 52s, min 52s"
+    # the leak starts at +90 s; its growth (an 8-sample slope) is anomalous and the limit within
+    # the horizon from +95 s
+    assert lines[0].startswith("+   95.0s ALERT pre-OOM replay-0001: [oomguard] pre-OOM on node-1")
+    assert lines[1].startswith("+  144.0s ALERT confirmed replay-0001: ")
+    assert lines[-1] == "kills foreseen 1, unforeseen 0, false alarms 0; lead time median 49s, min 49s"
 
 
 def test_bad_recordings_name_the_fix(tmp_path):
@@ -72,7 +73,7 @@ def test_record_a_real_kill_and_replay_it(tmp_path, workload):
     recording = tmp_path / "real.jsonl.gz"
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path / "s"}"\n'
-                      '[detect]\nwarmup = 6\n')
+                      '[detect]\nwarmup = 6\nlearn_after = "2s"\n')
     recorder = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "record", "-c", str(policy),
                                  "-o", str(recording)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -59,7 +59,7 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
         receiver = HttpReceiver()
         receiver.start()
         policy = (f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n'
-                  '[detect]\nwarmup = 6\n')
+                  '[detect]\nwarmup = 6\nlearn_after = "2s"\n')
         systemd.run("sh", "-c", f"umask 077; cat > {PREFIX}/etc/oomguard/config.toml <<'EOF'\n{policy}EOF")
 
         verify = systemd.run("systemd-analyze", "verify", "/run/systemd/system/oomguard.service", check=False)

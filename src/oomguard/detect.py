@@ -209,11 +209,21 @@ class CgroupDetector:
                         eta if np.isfinite(eta) else None, False, "no OOM in sight" if warm else "warming up")
 
     def forget(self, cgroups) -> None:
-        """Start these cgroups' series afresh next time they are seen."""
-        for cgroup in cgroups:
-            row = self._row.get(cgroup)
-            if row is not None:
-                self._count[row] = 0
+        """Drop these cgroups' rows (gone cgroups must not grow the matrix forever)."""
+        drop = sorted(self._row.pop(c) for c in cgroups if c in self._row)
+        if not drop:
+            return
+        self._values, self._times = np.delete(self._values, drop, 0), np.delete(self._times, drop, 0)
+        self._count = np.delete(self._count, drop)
+        self._peak_growth, self._peak_at = np.delete(self._peak_growth, drop), np.delete(self._peak_at, drop)
+        keep = [i for i in range(len(self._quantiles)) if i not in set(drop)]
+        self._quantiles = [self._quantiles[i] for i in keep]
+        self._pending = [self._pending[i] for i in keep]
+        renumber = {old: new for new, old in enumerate(keep)}
+        self._row = {c: renumber[r] for c, r in self._row.items()}
+
+    def __len__(self) -> int:
+        return len(self._row)
 
 
 def working_set(usage: int, inactive_file: int) -> int:

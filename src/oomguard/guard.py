@@ -119,6 +119,8 @@ class PreOomGuard:
             [seen.cgroup for seen in observations], now,
             np.array([seen.usage for seen in observations], dtype=np.float64),
             np.array([seen.limit for seen in observations], dtype=np.float64))
+        gone = set(self.last_forecasts) - {f.cgroup for f in forecasts}
+        self.forecaster.forget(gone)  # a cgroup with no process left: its history goes too
         self.last_forecasts = {f.cgroup: f for f in forecasts}
         for seen, forecast in zip(observations, forecasts):
             if forecast.warn:
