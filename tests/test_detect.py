@@ -101,3 +101,30 @@ def test_update_all_matches_update_and_forget_frees_rows():
     assert len(batch) == 1
     again = batch.update_all(["/b"], 40.0, np.array([200 * MIB], dtype=np.float64), np.array([float(LIMIT)]))
     assert again[0].cgroup == "/b" and again[0].reason == "no OOM in sight"  # /b kept its history
+
+
+def test_live_guard_names_the_processes_the_screens_flag(tmp_path):
+    from oomguard.attribution import PodDirectory
+    from oomguard.config import from_mapping
+    from oomguard.guard import LiveGuard
+    from oomguard.procfs import Identity, ProcessDirectory
+    from oomguard.rates import Rates
+
+    config = from_mapping({"state": {"dir": str(tmp_path)}}, "t")
+    directory = ProcessDirectory(identify=lambda pid: Identity(f"proc{pid}", None, None))
+    guard = LiveGuard(config, directory, PodDirectory(tmp_path), deliver=lambda m: None)
+    pids = np.array([10, 11], dtype=np.uint32)
+    directory.learn(pids)
+    rng = np.random.default_rng(1)
+
+    def rates(page, rss):
+        return Rates(1.0, pids, np.zeros(2), np.asarray(page, float), np.ones(2, np.int64), np.ones(2, np.int64),
+                     np.full(2, MIB, np.int64), np.asarray(rss, float))
+
+    for _ in range(40):
+        guard.tick(rates(rng.normal(MIB, 0.05 * MIB, 2), rng.normal(0, 0.05 * MIB, 2)), (1, 1))
+    guard.tick(rates([MIB, 50 * MIB], [0.0, 40 * MIB]), (1, 1))
+    host = [o for o in guard.last_observations if o.cgroup == "/"]
+    assert host, "processes under no limit are watched against the host's memory"
+    notes = host[0].subject.notes
+    assert "pid 11 (proc11) RSS +40.0MiB/s, page allocations +50.0MiB/s" in notes and "pid 10" not in notes

@@ -141,7 +141,9 @@ class LiveGuard:
         self.state_file = config.state.dir / ALERTS_FILE
         self.guard = PreOomGuard(config)
         self.guard.book.load(self.state_file)
-        self.screen = PidScreen(sigma=config.detect.screen_sigma)
+        self.screen = PidScreen(sigma=config.detect.screen_sigma)  # RSS growth
+        self.page_screen = PidScreen(sigma=config.detect.screen_sigma)  # page-allocation rate
+        self.kmalloc_screen = PidScreen(sigma=config.detect.screen_sigma)  # kernel allocations on its behalf
         self.last_observations: list[Observation] = []
 
     @property
@@ -154,7 +156,11 @@ class LiveGuard:
     def tick(self, rates: Rates | None, sample_rates: tuple[int, int]) -> None:
         if rates is None:
             return
-        flagged = self.screen.update(rates.pid, rates.rss_bytes_per_s)  # every process, one numpy pass
+        flagged = {  # every process, one numpy pass per signal
+            "RSS": self.screen.update(rates.pid, rates.rss_bytes_per_s),
+            "page allocations": self.page_screen.update(rates.pid, rates.page_bytes_per_s),
+            "kmalloc": self.kmalloc_screen.update(rates.pid, rates.kmalloc_bytes_per_s),
+        }
         groups = group_by_limit(rates, self.directory)
         host = host_group(rates, groups)
         self.last_observations = [
@@ -171,7 +177,7 @@ class LiveGuard:
         self.deliver(message)
         self.book.save(self.state_file)
 
-    def _subject(self, group: Group, rates: Rates, sample_rates: tuple[int, int], flagged: np.ndarray) -> Subject:
+    def _subject(self, group: Group, rates: Rates, sample_rates: tuple[int, int], flagged: dict) -> Subject:
         rows = np.array(group.rows)
         total = rates.kmalloc_bytes_per_s[rows] + rates.page_bytes_per_s[rows]
         busiest = int(rates.pid[rows[int(np.argmax(total))]])
@@ -186,10 +192,17 @@ class LiveGuard:
             rss_bytes=int(rates.rss_bytes[rows].sum()), sample_rates=sample_rates,
             notes=self._screen_notes(rates, rows, flagged))
 
-    def _screen_notes(self, rates: Rates, rows: np.ndarray, flagged: np.ndarray) -> str:
-        hits = [int(i) for i in rows if flagged[i]]
-        return "; ".join(f"pid {int(rates.pid[i])} ({self.directory.identity(int(rates.pid[i])).command}) RSS "
-                         f"+{format_bytes(rates.rss_bytes_per_s[i])}/s, far above its norm" for i in hits[:5])
+    def _screen_notes(self, rates: Rates, rows: np.ndarray, flagged: dict) -> str:
+        values = {"RSS": rates.rss_bytes_per_s, "page allocations": rates.page_bytes_per_s,
+                  "kmalloc": rates.kmalloc_bytes_per_s}
+        notes = []
+        for i in rows:
+            signals = [f"{name} +{format_bytes(values[name][i])}/s" for name, mask in flagged.items() if mask[i]]
+            if signals:
+                pid = int(rates.pid[i])
+                notes.append(f"pid {pid} ({self.directory.identity(pid).command}) {', '.join(signals)}, "
+                             "far above its own norm")
+        return "; ".join(notes[:5])
 
 
 def print_message(message: Message, out: TextIO) -> None:
