@@ -1,7 +1,8 @@
 """Test helper: a throw-away systemd as PID 1 of new PID and mount namespaces.
 
-Private tmpfs over /run, /tmp, /var/tmp and /var/lib/oomguard, so nothing
-it does there reaches the host; the host's /proc stays (no --mount-proc),
+Private tmpfs over /run and /var/lib/oomguard, so nothing it does there
+reaches the host, and systemd-tmpfiles masked, so it can never clean the
+shared /tmp; the host's /proc stays (no --mount-proc),
 so the service sees host pids, as the kernel reports them, like a real
 install; and it boots a target of its own with no
 dependencies: none of the host's services, no sysinit (no tmpfiles, udev,
@@ -21,8 +22,14 @@ from typing import Iterator
 BOOT = """
 set -e
 mkdir -p /var/lib/oomguard
-for dir in /run /tmp /var/tmp /var/lib/oomguard; do mount -t tmpfs tmpfs "$dir"; done
+for dir in /run /var/lib/oomguard; do mount -t tmpfs tmpfs "$dir"; done
 mkdir -p /run/systemd/system
+# /tmp is shared with the host (the checkout may live there): make sure nothing
+# can run systemd-tmpfiles, which would clean it.
+for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \
+            systemd-tmpfiles-clean.service systemd-tmpfiles-clean.timer; do
+  ln -s /dev/null "/run/systemd/system/$unit"
+done
 cat > /run/systemd/system/oomguard-test.target <<'UNIT'
 [Unit]
 Description=oomguard test boot: only what the test starts

@@ -25,7 +25,7 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oomguard", description=(
-        "Memory watchdog: traces kernel memory allocation with eBPF and reports per-process allocation rates and OOM kills."),
+        "Memory watchdog: traces kernel memory allocation with eBPF, warns before OOM kills and confirms them."),
         epilog="Exit codes: 0 ok, 1 runtime failure or failed check, 2 bad usage or invalid policy.")
     parser.add_argument("--version", action="version", version=f"oomguard {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
