@@ -11,7 +11,8 @@ command -v apt-get >/dev/null || die "apt-get not found: this script supports De
 
 kver=$(uname -r)
 arch=$(dpkg --print-architecture)
-packages=(python3-bpfcc python3-venv bpftool gcc libc6-dev)
+# systemd: the service test boots a throw-away one; util-linux: unshare, nsenter, setpriv
+packages=(python3-bpfcc python3-venv bpftool gcc libc6-dev systemd util-linux)
 
 missing=()
 for p in "${packages[@]}"; do
