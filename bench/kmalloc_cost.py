@@ -11,7 +11,6 @@ ROUNDS times, and the median is kept, so drift hits all of them alike.
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile

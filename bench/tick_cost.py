@@ -15,7 +15,6 @@ import ctypes
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -181,8 +181,8 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
             with memory_cgroup(128 * MIB) as cgroup:
                 procs = procs_file(cgroup)
                 # ~20 MiB/s into a 128 MiB limit: the forecast sees it seconds before the kill
-                # quiet for 4 s (the detector warms up on it), then ~20 MiB/s into a 128 MiB limit
-                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "4"], stdout=subprocess.DEVNULL,
+                # quiet for 10 s (warm-up, an 8-sample slope, 2 s of learning), then ~20 MiB/s into 128 MiB
+                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
                                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
                 pre = daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 15)
                 assert leaker.wait(timeout=30) == -9
@@ -200,7 +200,7 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
     assert subjects[0].startswith("[oomguard] pre-OOM on ") and subjects[1].startswith("[oomguard] confirmed on ")
     pre_body, confirm_body = mailbox.body(0), mailbox.body(1)
     assert f"Alert {alert_id}" in pre_body and f"pid: {leaker.pid}" in pre_body
-    assert "command: ogworkload" in pre_body and f"cgroup: /" in pre_body and cgroup.name in pre_body
+    assert "command: ogworkload" in pre_body and "cgroup: /" in pre_body and cgroup.name in pre_body
     assert "forecast time to OOM: " in pre_body and "of limit 128.0MiB" in pre_body
     assert f"Confirms pre-OOM alert {alert_id}" in confirm_body and "Lead time: " in confirm_body
     lead = float(confirm_body.split("Lead time: ")[1].split("s")[0])

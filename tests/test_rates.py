@@ -61,10 +61,11 @@ def test_non_increasing_clock_gives_no_rates():
     assert interval_rates(same, same) is None
 
 
-def test_top_orders_by_rate():
-    rates = interval_rates(snapshot(0.0, {1: (0, 0), 2: (0, 0), 3: (0, 0)}),
-                           snapshot(1.0, {1: (0, 10), 2: (0, 30), 3: (0, 20)}))
-    assert rates.pid[rates.top(2)].tolist() == [2, 3]
+def test_busiest_orders_by_total_rate_and_leaves_out_the_idle():
+    rates = interval_rates(snapshot(0.0, {1: (0, 0), 2: (0, 0), 3: (0, 0), 4: (0, 0)}),
+                           snapshot(1.0, {1: (5, 5), 2: (0, 30), 3: (20, 0), 4: (0, 0)}))
+    assert rates.pid[rates.busiest(2)].tolist() == [2, 3]
+    assert rates.pid[rates.busiest(10)].tolist() == [2, 3, 1]
 
 
 def test_rss_slope_and_relative_error():

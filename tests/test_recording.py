@@ -77,10 +77,12 @@ def test_record_a_real_kill_and_replay_it(tmp_path, workload):
     recorder = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "record", "-c", str(policy),
                                  "-o", str(recording)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        time.sleep(3)  # loaded and ticking
+        for line in recorder.stdout:  # loaded and ticking
+            if "tracing kmalloc" in line:
+                break
         with memory_cgroup(128 * MIB) as cgroup:
             procs = procs_file(cgroup)
-            leaker = subprocess.Popen([str(workload), "leak", "300", "15", "4"], stdout=subprocess.DEVNULL,
+            leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
                                       preexec_fn=lambda: procs.write_text(str(os.getpid())))
             assert leaker.wait(timeout=30) == -9
         time.sleep(2)  # the kill pairs with its kernel log line within 1 s

@@ -78,7 +78,7 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
         try:
             with memory_cgroup(128 * MIB) as cgroup:
                 procs = procs_file(cgroup)
-                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "4"], stdout=subprocess.DEVNULL,
+                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
                                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
                 assert leaker.wait(timeout=30) == -9
             systemd.wait_until(lambda: "1 OOM kills seen" in systemd.show("oomguard", "StatusText")["StatusText"],

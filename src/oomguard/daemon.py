@@ -194,10 +194,7 @@ def status_of(tick: Tick, watchdog: Watchdog, config: Config, attributor: KillAt
     rates = tick.rates
     top = []
     if rates is not None:
-        total = rates.kmalloc_bytes_per_s + rates.page_bytes_per_s
-        for i in np.argsort(-total, kind="stable")[:10]:
-            if total[i] <= 0:
-                break
+        for i in rates.busiest(10):
             command, owner = attributor.describe(int(rates.pid[i]))
             top.append({"pid": int(rates.pid[i]), "command": command, "owner": owner,
                         "kmalloc_bytes_per_s": float(rates.kmalloc_bytes_per_s[i]),

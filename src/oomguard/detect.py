@@ -39,7 +39,6 @@ show the trend (120 s by default: most garbage collectors cycle faster).
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -224,11 +223,6 @@ class CgroupDetector:
 
     def __len__(self) -> int:
         return len(self._row)
-
-
-def working_set(usage: int, inactive_file: int) -> int:
-    """What the kernel cannot reclaim without swapping or killing (kubelet's definition)."""
-    return max(0, usage - inactive_file)
 
 
 def sigma_screen(values: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: float, sigma: float):

@@ -25,7 +25,6 @@ from .events import (
     AllocSnapshot,
     COomEvent,
     Counters,
-    CSampler,
     OomKill,
     SourceCounters,
 )

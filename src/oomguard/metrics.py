@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
@@ -97,10 +96,8 @@ class Exporter:
 
     def _process_families(self, rates, owner_of) -> list:
         labels = ["pid", "command", "namespace", "pod", "container"]
-        total = rates.kmalloc_bytes_per_s + rates.page_bytes_per_s
-        top = [i for i in np.argsort(-total, kind="stable")[:self.config.top_pids] if total[i] > 0]
         alloc, rss = [], []
-        for i in top:
+        for i in rates.busiest(self.config.top_pids):
             pid = int(rates.pid[i])
             who = owner_of(pid)
             base = (str(pid), who.command, who.namespace, who.pod, who.container)

@@ -43,10 +43,11 @@ class Rates:
         """The rows where `keep` (a boolean mask) is true."""
         return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "interval_s"})
 
-    def top(self, n: int, by: str = "page_bytes_per_s") -> np.ndarray:
-        """Indices of the n processes with the highest value of `by`, highest first."""
-        key = getattr(self, by)
-        return np.argsort(-key, kind="stable")[:n]
+    def busiest(self, n: int) -> np.ndarray:
+        """Indices of the (at most) n processes allocating most (kmalloc + page bytes/s), busiest first."""
+        total = self.kmalloc_bytes_per_s + self.page_bytes_per_s
+        order = np.argsort(-total, kind="stable")[:n]
+        return order[total[order] > 0]
 
     @staticmethod
     def relative_error(samples: np.ndarray) -> np.ndarray:

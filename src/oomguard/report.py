@@ -28,10 +28,7 @@ def sampling_line(counters: Counters, previous: Counters | None, interval_s: flo
 def rate_table(rates: Rates, top: int, describe: Callable[[int], tuple[str, str]]) -> list[str]:
     """The `top` processes by page + kmalloc bytes/s; describe(pid) gives (command, owner)."""
     lines = [f"{'PID':>8} {'COMMAND':<16} {'KMALLOC/s':>11} {'PAGES/s':>11} {'RSS':>10}  OWNER"]
-    total = rates.kmalloc_bytes_per_s + rates.page_bytes_per_s
-    for i in (-total).argsort(kind="stable")[:top]:
-        if total[i] <= 0:
-            break
+    for i in rates.busiest(top):
         pid = int(rates.pid[i])
         command, owner = describe(pid)
         lines.append(f"{pid:>8} {command[:16]:<16} {format_bytes(rates.kmalloc_bytes_per_s[i]):>11} "

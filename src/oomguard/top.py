@@ -38,14 +38,11 @@ class TopRow:
 def top_rows(rates: Rates, count: int, directory: ProcessDirectory, pods: PodDirectory | None = None,
              read_headroom=headroom) -> list[TopRow]:
     """The `count` processes with the highest kmalloc + page rate (idle ones left out)."""
-    total = rates.kmalloc_bytes_per_s + rates.page_bytes_per_s
     page_dominant = rates.page_bytes_per_s >= rates.kmalloc_bytes_per_s
     samples = np.where(page_dominant, rates.page_samples, rates.kmalloc_samples)
     error = Rates.relative_error(samples)
     rows = []
-    for i in np.argsort(-total, kind="stable")[:count]:
-        if total[i] <= 0:
-            break
+    for i in rates.busiest(count):
         who = directory.identity(int(rates.pid[i]))
         attribution = who.attribution
         pod = pods.lookup(attribution.pod_uid, attribution.container_id) if pods and attribution else None
