@@ -64,10 +64,13 @@ def test_kill_matched_by_cgroup_when_the_pid_is_new():
 
 def test_unforeseen_kill():
     alerts = book()
-    message = alerts.kill(kill_report(), now=0.0)
+    message = alerts.kill(kill_report(), now=0.0, last_seen=(subject(), 127 * MIB, 128 * MIB))
     assert message.kind == UNFORESEEN and "No pre-OOM alert foresaw this kill" in message.body
     assert f"container: {CID}" in message.body and "limit hit: 128.0MiB" in message.body
+    assert "allocation rate (last tick): kmalloc 2.0KiB/s, pages 8.0MiB/s" in message.body
+    assert "cgroup usage (last tick): 127.0MiB of limit 128.0MiB" in message.body
     assert alerts.tallies.unforeseen == 1
+    assert "not observed before the kill" in alerts.kill(kill_report(pid=5, cgroup="/x"), now=1.0).body
 
 
 def test_cleared_after_the_horizon_and_when_the_processes_are_gone():

@@ -203,5 +203,6 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
     assert "command: ogworkload" in pre_body and "cgroup: /" in pre_body and cgroup.name in pre_body
     assert "forecast time to OOM: " in pre_body and "of limit 128.0MiB" in pre_body
     assert f"Confirms pre-OOM alert {alert_id}" in confirm_body and "Lead time: " in confirm_body
+    assert "allocation rate (last tick): kmalloc " in confirm_body and "of limit 128.0MiB" in confirm_body
     lead = float(confirm_body.split("Lead time: ")[1].split("s")[0])
     assert lead >= 1

@@ -121,8 +121,11 @@ class AlertBook:
         return Message(alert_id, PRE_OOM, title, self._pre_oom_body(alert_id, forecast, subject),
                        subject.pod.namespace if subject.pod else None, labels, wall)
 
-    def kill(self, report: KillReport, now: float) -> Message:
-        """An OOM kill: confirms the open alert it matches, else is unforeseen."""
+    def kill(self, report: KillReport, now: float, last_seen: tuple[Subject, int, int] | None = None) -> Message:
+        """An OOM kill: confirms the open alert it matches, else is unforeseen.
+
+        `last_seen`: the victim's cgroup as the last tick saw it (subject, usage, limit), for the body.
+        """
         alert = self._match(report)
         owner = inert(owner_text(report.attribution, report.pod))
         namespace = report.pod.namespace if report.pod else None
@@ -135,14 +138,14 @@ class AlertBook:
             title = f"[oomguard] confirmed on {self.host}: OOM kill of {inert(report.comm)} foreseen {lead:.0f}s ahead"
             body = (f"Confirms pre-OOM alert {alert.id} ({alert.title}).\n"
                     f"Lead time: {lead:.0f}s (alert at {alert.opened_at:.0f}, kill at {now:.0f}, monotonic).\n\n"
-                    + self._kill_details(report))
+                    + self._kill_details(report, last_seen))
             labels = self._labels("OomguardOOMKill", "critical", alert.cgroup, report.pod)
             return Message(alert.id, CONFIRMED, title, body, namespace, labels, self.wall_clock(),
                            {"labels": alert.labels, "starts_at": alert.started_wall})
         self.tallies.unforeseen += 1
         alert_id = self.new_id()
         title = f"[oomguard] unforeseen OOM kill on {self.host}: {inert(report.comm)} ({owner})"
-        body = "No pre-OOM alert foresaw this kill.\n\n" + self._kill_details(report)
+        body = "No pre-OOM alert foresaw this kill.\n\n" + self._kill_details(report, last_seen)
         cgroup = report.attribution.cgroup_path if report.attribution else ""
         labels = self._labels("OomguardUnforeseenOOMKill", "critical", cgroup, report.pod)
         return Message(alert_id, UNFORESEEN, title, body, namespace, labels, self.wall_clock())
@@ -213,7 +216,7 @@ class AlertBook:
         ]
         return "\n".join(lines) + "\n"
 
-    def _kill_details(self, report: KillReport) -> str:
+    def _kill_details(self, report: KillReport, last_seen: tuple[Subject, int, int] | None = None) -> str:
         attribution, pod, kill = report.attribution, report.pod, report.kill
         lines = [
             f"host: {self.host}",
@@ -226,6 +229,13 @@ class AlertBook:
             f"limit hit: {format_bytes(report.limit_bytes) if report.limit_bytes else 'unknown'}"
             + (f" ({inert(report.record.oom_memcg)})" if report.record and report.record.oom_memcg else ""),
         ]
+        if last_seen is not None:
+            seen, usage, limit = last_seen
+            lines.append(f"allocation rate (last tick): kmalloc {format_bytes(seen.kmalloc_bytes_per_s)}/s, "
+                         f"pages {format_bytes(seen.page_bytes_per_s)}/s")
+            lines.append(f"cgroup usage (last tick): {format_bytes(usage)} of limit {format_bytes(limit)}")
+        else:
+            lines.append("allocation rate and cgroup usage: not observed before the kill")
         if kill is not None:
             lines.append(f"RSS at the kill: {format_bytes(kill.rss_bytes)} (anon {format_bytes(kill.anon_rss_kb * 1024)})")
             lines.append(f"triggered by: pid {kill.trigger_pid} ({inert(kill.trigger_comm)})")

@@ -11,7 +11,7 @@ from typing import Callable, TextIO
 import numpy as np
 
 from .alerts import AlertBook, Message, Subject
-from .attribution import PodDirectory
+from .attribution import PodDirectory, under_cgroup
 from .cgroup import Headroom, MemoryCgroup, headroom
 from .config import Config
 from .detect import CgroupDetector, DetectConfig, PidScreen
@@ -94,6 +94,16 @@ class Observation:
     subject: Subject
 
 
+def last_seen(report: KillReport, observations) -> tuple[Subject, int, int] | None:
+    """The observation of the cgroup the victim lived in (or whose limit it hit), if the last tick had it."""
+    paths = [p for p in (report.record.oom_memcg if report.record else None,
+                         report.attribution.cgroup_path if report.attribution else None) if p]
+    for seen in observations:
+        if report.pid in seen.subject.pids or any(under_cgroup(p, seen.cgroup) for p in paths if seen.cgroup != "/"):
+            return seen.subject, seen.usage, seen.limit
+    return None
+
+
 class PreOomGuard:
     """The forecast rule and the alert lifecycle over observations: the same live and in replay."""
 
@@ -128,8 +138,8 @@ class PreOomGuard:
         messages += self.book.expire(now, {seen.cgroup for seen in observations})
         return [m for m in messages if m is not None]
 
-    def kill(self, report: KillReport, now: float) -> Message:
-        return self.book.kill(report, now)
+    def kill(self, report: KillReport, now: float, observations: list[Observation] = ()) -> Message:
+        return self.book.kill(report, now, last_seen(report, observations))
 
 
 class LiveGuard:
@@ -171,7 +181,7 @@ class LiveGuard:
             self._send(message)
 
     def kill(self, report: KillReport) -> None:
-        self._send(self.guard.kill(report, self.clock()))
+        self._send(self.guard.kill(report, self.clock(), self.last_observations))
 
     def _send(self, message: Message) -> None:
         self.deliver(message)
