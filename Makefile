@@ -16,7 +16,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 DOCDIR ?= $(LIBDIR)/doc
 
-.PHONY: setup system venv run test unit bench doctor clean install uninstall
+.PHONY: setup system venv run test lint unit kernel bench doctor clean install uninstall
 
 setup: system venv
 
@@ -38,12 +38,21 @@ $(STAMPS)/venv: pyproject.toml
 run: setup
 	$(VENV)/bin/oomguard run -c config.example.toml
 
-test: setup
-	$(PY) -m pytest
+# Lint and types first (seconds), then every test: unit, then the real kernel.
+test: setup lint
+	$(PY) -m pytest tests/unit tests/kernel
 
-# Fast tests that need neither root nor a kernel.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+# Fast tests that need neither root nor a kernel (seconds).
 unit: venv
-	$(PY) -m pytest -m 'not kernel'
+	$(PY) -m pytest tests/unit
+
+# Real BPF, real cgroups, real OOM kills, a real systemd (root).
+kernel: setup
+	$(PY) -m pytest tests/kernel
 
 # Each prints its table with the same-run baseline; see README "Performance".
 bench: setup

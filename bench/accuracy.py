@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from common import build_workload
 
-from oomguard.config import defaults  # noqa: E402
-from oomguard.events import SOURCE_KMALLOC  # noqa: E402
-from oomguard.loader import Tracer  # noqa: E402
-from oomguard.sampling import SampleRateController  # noqa: E402
+from oomguard.bpf.events import SOURCE_KMALLOC
+from oomguard.bpf.tracer import Tracer
+from oomguard.config import defaults
+from oomguard.sampling.controller import SampleRateController
 
 TARGET_ERROR = 0.05
 RATES_MB_S = (1, 4, 16, 64)
@@ -69,7 +68,8 @@ def controller_loop(tracer: Tracer, stop: threading.Event, ns: list[int]) -> Non
 def measure(tracer: Tracer, workload: Path, bytes_per_call: float, window_s: int, storm: bool) -> list[tuple]:
     """Per rate: (MB/s, exact bytes, estimate, samples) for processes run side by side."""
     stop, ns = threading.Event(), []
-    storms = [subprocess.Popen([str(workload), "poll-for", str(window_s + 4)], stdout=subprocess.DEVNULL)] if storm else []
+    storms = ([subprocess.Popen([str(workload), "poll-for", str(window_s + 4)], stdout=subprocess.DEVNULL)]
+              if storm else [])
     controller = threading.Thread(target=controller_loop, args=(tracer, stop, ns)) if storm else None
     if controller:
         controller.start()

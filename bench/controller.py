@@ -22,13 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from common import build_workload
 
-from oomguard.config import defaults  # noqa: E402
-from oomguard.events import SOURCE_KMALLOC  # noqa: E402
-from oomguard.loader import Tracer  # noqa: E402
-from oomguard.sampling import SampleRateController  # noqa: E402
+from oomguard.bpf.events import SOURCE_KMALLOC
+from oomguard.bpf.tracer import Tracer
+from oomguard.config import defaults
+from oomguard.sampling.controller import SampleRateController
 
 TOLERANCE = 0.20
 SETTLE_UP = 2  # intervals after a rise before the band applies (the issue: react within two)
@@ -124,7 +123,8 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=int, default=10)
     args = parser.parse_args()
     print(f"target {args.target:,} sampled events/s, band +-{TOLERANCE:.0%}, judged from the "
-          f"{SETTLE_UP + 1}rd interval after a rise and the {SETTLE_DOWN + 1}th after a fall; below the target every event is sampled (N=1)")
+          f"{SETTLE_UP + 1}rd interval after a rise and the {SETTLE_DOWN + 1}th after a fall; "
+          "below the target every event is sampled (N=1)")
     with tempfile.TemporaryDirectory() as tmp:
         real_ok = print_table("real kernel, kmalloc", real_sweep(build_workload(Path(tmp)), args.target,
                                                                   args.step_seconds), args.target)

@@ -5,7 +5,7 @@ against its limit (generated, seeded; and recorded from real processes on
 this machine when bench/traces/ has recordings). A kill happens when usage
 reaches the limit. Both detectors run through the same alert lifecycle
 (AlertBook: one alert per cgroup, horizon, cooldown); the baseline is
-oomguard's first rule (forecast.py: a least-squares line over 30 samples).
+oomguard's first rule (baselines/linear_rule.py: a least-squares line over 30 samples).
 
     .venv/bin/python bench/detect.py      (no root, no kernel)
 """
@@ -19,18 +19,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import common  # noqa: F401  (puts src/ on the import path)
 import numpy as np
 
-import common  # noqa: F401  (puts src/ on the import path)
+from oomguard.alerting.lifecycle import AlertBook
+from oomguard.bpf.events import OomKill
+from oomguard.config import DetectConfig, defaults
+from oomguard.detection.detector import CgroupDetector
+from oomguard.detection.screen import PidScreen
+from oomguard.identity.attribution import attribute
+from oomguard.kills.report import KillReport
+from oomguard.service.recording import read_recording
 
-from oomguard.alerts import PRE_OOM, AlertBook, Subject  # noqa: E402
-from oomguard.config import defaults  # noqa: E402
-from oomguard.detect import CgroupDetector, DetectConfig, PidScreen  # noqa: E402
-from oomguard.events import OomKill  # noqa: E402
-from oomguard.forecast import CgroupForecaster  # noqa: E402
-from oomguard.kills import KillReport  # noqa: E402
-from oomguard.attribution import attribute  # noqa: E402
-from oomguard.recording import read_recording  # noqa: E402
+sys.path.insert(0, str(Path(__file__).with_name("baselines")))
+from linear_rule import CgroupForecaster
 
 MIB = 1 << 20
 LIMIT = 512 * MIB
@@ -54,7 +56,8 @@ def quiet(rng, seconds, level, noise=2 * MIB) -> np.ndarray:
 def linear_leak(rng) -> Trace:
     start, rate = rng.uniform(100, 200) * MIB, rng.uniform(0.5, 8) * MIB
     head = quiet(rng, int(rng.uniform(120, 300)), start)
-    tail = start + rate * np.arange(1, int((LIMIT - start) / rate) + 30) + rng.normal(0, MIB, int((LIMIT - start) / rate) + 29)
+    steps = int((LIMIT - start) / rate) + 29
+    tail = start + rate * np.arange(1, steps + 1) + rng.normal(0, MIB, steps)
     return Trace("linear leak", {"/a": np.concatenate([head, tail])}, {"/a": LIMIT}, {"/a"})
 
 
@@ -142,12 +145,12 @@ def recorded_traces(directory: Path) -> list[Trace]:
     """Traces recorded from real processes with `oomguard record` (bench/traces/*.jsonl.gz)."""
     traces = []
     for path in sorted(directory.glob("*.jsonl.gz")):
-        header, lines = read_recording(path)
+        _, lines = read_recording(path)
         usage: dict[str, list] = {}
         limit: dict[str, int] = {}
         killed: set[str] = set()
         for line in lines:
-            for seen in line.get("observations", []):
+            for seen in line.get("subjects") or line.get("observations") or []:
                 if seen["cgroup"] != "/":
                     usage.setdefault(seen["cgroup"], []).append(seen["usage"])
                     limit[seen["cgroup"]] = seen["limit"]
@@ -161,10 +164,6 @@ def recorded_traces(directory: Path) -> list[Trace]:
     return traces
 
 
-def subject(cgroup: str) -> Subject:
-    return Subject(cgroup, (1,), "bench", attribute(cgroup), None, 0.0, 0.0, 0, (1, 1))
-
-
 def kill_report(cgroup: str) -> KillReport:
     kill = OomKill(0, 1, "bench", 0, 0, 0, 0, 0, 0, 1, "bench", 0)
     return KillReport(kill, None, attribute(cgroup), None, None, None)
@@ -173,7 +172,8 @@ def kill_report(cgroup: str) -> KillReport:
 def run_trace(trace: Trace, make_detector, horizon: float) -> tuple[list[float], int, bool]:
     """(lead times of foreseen kills, pre-OOM alerts for cgroups that were not killed, all leaks foreseen)."""
     detector = make_detector()
-    book = AlertBook(horizon, cooldown_s=600, max_per_hour=30, host="bench", new_id=iter(range(10**9)).__next__)
+    book = AlertBook(horizon, cooldown_s=600, max_per_hour=30)
+    ids = (str(i) for i in range(10**9))
     opened: dict[str, float] = {}
     leads, false_alerts, foreseen = [], 0, True
     length = max(len(u) for u in trace.usage.values())
@@ -186,30 +186,26 @@ def run_trace(trace: Trace, make_detector, horizon: float) -> tuple[list[float],
                 continue
             usage = int(max(series[t], 0))
             if usage >= trace.limit[cgroup]:  # the kernel kills here
-                message = book.kill(kill_report(cgroup), float(t))
-                if message.kind == "confirmed":
+                closed = book.kill(kill_report(cgroup), float(t))
+                if closed is not None:
                     leads.append(t - opened[cgroup])
                 else:
                     foreseen = False
                 alive.discard(cgroup)
                 continue
             forecast = detector.update(cgroup, float(t), usage, trace.limit[cgroup])
-            if forecast.warn:
-                message = book.warn(forecast, subject(cgroup), float(t))
-                if message is not None and message.kind == PRE_OOM:
-                    opened[cgroup] = float(t)
-                    if cgroup not in trace.leaks:
-                        false_alerts += 1
+            if forecast.warn and book.warn(next(ids), cgroup, (1,), float(t)) is not None:
+                opened[cgroup] = float(t)
+                if cgroup not in trace.leaks:
+                    false_alerts += 1
         book.expire(float(t), alive)
-    if trace.leaks - {c for c in trace.leaks if len(trace.usage[c]) and trace.usage[c].max() >= trace.limit[c]}:
-        foreseen = foreseen  # a leak that never reached its limit is not scored as a kill
     return leads, false_alerts, foreseen and bool(trace.leaks)
 
 
 def score(traces: list[Trace], make_detector, horizon: float) -> dict:
     rows: dict[str, dict] = {}
     for trace in traces:
-        leads, false_alerts, foreseen = run_trace(trace, make_detector, horizon)
+        leads, false_alerts, _ = run_trace(trace, make_detector, horizon)
         row = rows.setdefault(trace.name, {"runs": 0, "kills": 0, "foreseen": 0, "leads": [], "false": 0, "hours": 0.0})
         row["runs"] += 1
         row["kills"] += len(trace.leaks)

@@ -16,10 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import build_workload  # noqa: F401  (also puts src/ on the import path)
+from common import build_workload
 
-from oomguard.events import SOURCE_KMALLOC  # noqa: E402
-from oomguard.loader import Tracer  # noqa: E402
+from oomguard.bpf.events import SOURCE_KMALLOC
+from oomguard.bpf.tracer import Tracer
 
 BASELINES = Path(__file__).with_name("baselines")
 TARGET_RATIO = 1.3
@@ -35,7 +35,8 @@ def calls_per_second(workload: Path, seconds: float) -> float:
 def program_stats(bpf) -> tuple[int, int]:
     """(run_time_ns, run_cnt) of the kmalloc program, from its fdinfo (needs kernel.bpf_stats_enabled)."""
     fd = next(fn.fd for name, fn in bpf.funcs.items() if b"kmalloc" in name)
-    fields = dict(line.split(":\t") for line in Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines() if ":\t" in line)
+    lines = Path(f"/proc/self/fdinfo/{fd}").read_text().splitlines()
+    fields = dict(line.split(":\t") for line in lines if ":\t" in line)
     return int(fields.get("run_time_ns", 0)), int(fields.get("run_cnt", 0))
 
 

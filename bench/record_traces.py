@@ -20,7 +20,7 @@ from pathlib import Path
 from common import ROOT, build_workload
 
 sys.path.insert(0, str(ROOT / "tests"))
-from cgroups import memory_cgroup, procs_file  # noqa: E402
+from support import memory_cgroup, procs_file
 
 MIB = 1 << 20
 

@@ -16,13 +16,12 @@ import statistics
 import sys
 import time
 
+import common  # noqa: F401  (puts src/ on the import path)
 import numpy as np
 
-import common  # noqa: F401  (puts src/ on the import path)
-
-from oomguard.loader import Tracer  # noqa: E402
-from oomguard.procfs import live_pids  # noqa: E402
-from oomguard.rates import RateTracker  # noqa: E402
+from oomguard.bpf.tracer import Tracer
+from oomguard.sampling.collector import live_pids
+from oomguard.sampling.rates import RateTracker
 
 FIRST_FAKE_PID = 10_000_000
 TARGET_MS = 10.0
@@ -85,7 +84,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ticks", type=int, default=20)
     args = parser.parse_args()
-    print(f"{'live PIDs':>10} {'max_pids':>9} {'tick ms (median)':>17} {'p90':>7} {'naive bcc read ms':>18} {'naive/ours':>11}")
+    print(f"{'live PIDs':>10} {'max_pids':>9} {'tick ms (median)':>17} {'p90':>7} {'naive bcc read ms':>18} "
+          f"{'naive/ours':>11}")
     results = {}
     for count in (1_000, 10_000, 50_000):
         # the map size a policy would set for this many processes: the default

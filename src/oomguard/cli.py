@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_PATH, load, load_or_defaults
+from .config import DEFAULT_PATH, ConfigError, load, load_or_defaults
 from .errors import OomguardError
-from .systemd import configure_logging
+from .service.systemd import configure_logging
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -79,32 +79,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_run(args) -> int:
-    from .daemon import run
+def cmd_run(args: argparse.Namespace) -> int:
+    from .service.daemon import run
 
     return run(load_or_defaults(args.config))
 
 
-def cmd_top(args) -> int:
-    from .top import run_top
+def cmd_top(args: argparse.Namespace) -> int:
+    from .views.top import run_top
 
     return run_top(load_or_defaults(args.config), iterations=args.iterations, count=args.count)
 
 
-def cmd_status(args) -> int:
+def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from .state import format_status, is_alive, read_status
+    from .service.status import format_status, is_alive, read_status
 
     state = read_status(load_or_defaults(args.config).state.dir)
     print(json.dumps(state, indent=1) if args.json else format_status(state))
     return EXIT_OK if is_alive(state) else EXIT_FAILURE
 
 
-def cmd_test_alert(args) -> int:
+def cmd_test_alert(args: argparse.Namespace) -> int:
     import socket
 
-    from .delivery import redact, send_with_apprise
+    from .alerting.outbox import redact, send_with_apprise
 
     config = load_or_defaults(args.config)
     if not config.alerts.urls:
@@ -120,27 +120,27 @@ def cmd_test_alert(args) -> int:
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
-def cmd_record(args) -> int:
-    from .daemon import run
+def cmd_record(args: argparse.Namespace) -> int:
+    from .service.daemon import run
 
     return run(load_or_defaults(args.config), record_to=args.output)
 
 
-def cmd_replay(args) -> int:
-    from .recording import replay
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .service.recording import replay
 
     replay(args.file, load_or_defaults(args.config), sys.stdout)
     return EXIT_OK
 
 
-def cmd_check_config(args) -> int:
+def cmd_check_config(args: argparse.Namespace) -> int:
     config = load(args.config)
     print(f"{config.source}: valid")
     return EXIT_OK
 
 
-def cmd_doctor(_args) -> int:
-    from .preflight import all_checks
+def cmd_doctor(_args: argparse.Namespace) -> int:
+    from .bpf.preflight import all_checks
 
     checks = all_checks()
     for check in checks:
@@ -160,8 +160,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except OomguardError as exc:
-        from .config import ConfigError
-
         print(f"oomguard: error: {exc.cause}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
 

@@ -1,18 +1,24 @@
-"""The TOML policy: parsed, validated against one schema, turned into typed dataclasses.
+"""The TOML policy: parsed, validated, turned into typed dataclasses — each key declared once.
 
-Every key, its default and its check live in SCHEMA below; config.example.toml
-documents the same keys and a test keeps the two in step. An error names the
-file, the key and what is wrong; an unknown key names the nearest valid one.
+Every key is one dataclass field below: its default (the parsed value), its
+check and whether a SIGHUP can apply it live are in the field's metadata, and
+the schema the validator walks is derived from those fields. The stages take
+their section (e.g. detection takes DetectConfig) rather than copying keys.
+config.example.toml documents the same keys; a test keeps the two in step.
+An error names the file, the key and what is wrong; an unknown key names the
+nearest valid one.
 """
 
 from __future__ import annotations
 
 import difflib
 import logging
+import stat
 import sys
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, get_type_hints
 
 from .errors import OomguardError
 from .units import parse_duration, parse_size
@@ -23,14 +29,20 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 DEFAULT_PATH = Path("/etc/oomguard/config.toml")
+MAX_POLICY_BYTES = 1 << 20  # a policy is a few KiB; anything bigger is a mistake (or /dev/zero)
 log = logging.getLogger("oomguard")
+
+Check = Callable[[Any], Any]
 
 
 class ConfigError(OomguardError):
     pass
 
 
-def _int_in(low: int, high: int) -> Callable[[Any], int]:
+# -- value checks: each returns the parsed value or raises ValueError saying what was expected --
+
+
+def _int_in(low: int, high: int) -> Check:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {type(value).__name__} {value!r}")
@@ -40,8 +52,10 @@ def _int_in(low: int, high: int) -> Callable[[Any], int]:
     return check
 
 
-def _duration_in(low: float, high: float) -> Callable[[Any], float]:
+def _duration_in(low: float, high: float) -> Check:
     def check(value: Any) -> float:
+        if not isinstance(value, (str, int, float)):
+            raise ValueError(f"expected a duration such as \"30s\", got {type(value).__name__} {value!r}")
         seconds = parse_duration(value)
         if not low <= seconds <= high:
             raise ValueError(f"must be between {low}s and {high}s, got {seconds}s")
@@ -55,6 +69,25 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+def _positive_float(high: float) -> Check:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
+            raise ValueError(f"expected a number above 0 and at most {high:g}, got {value!r}")
+        return float(value)
+    return check
+
+
+def _size_up_to(high: int) -> Check:
+    def check(value: Any) -> int:
+        if not isinstance(value, (str, int)):
+            raise ValueError(f"expected a size such as \"512MiB\", got {type(value).__name__} {value!r}")
+        size = parse_size(value)
+        if size > high:
+            raise ValueError(f"must be at most {high} bytes, got {size}")
+        return size
+    return check
+
+
 def _http_url(value: Any) -> str:
     if not isinstance(value, str) or not (value == "" or value.startswith(("http://", "https://"))):
         raise ValueError(f'expected "" (off) or an http(s):// URL such as "http://alertmanager:9093", got {value!r}')
@@ -62,42 +95,22 @@ def _http_url(value: Any) -> str:
 
 
 def _listen_address(value: Any) -> str:
-    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     if value == "":
-        return value
+        return ""
+    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f'expected "" (off) or HOST:PORT such as "127.0.0.1:9843", got {value!r}')
-    return value
-
-
-def _optional_path(value: Any) -> str:
-    if value == "":
-        return value
-    return str(_absolute_path(value))
-
-
-def _positive_float(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"expected a positive number, got {value!r}")
-    return float(value)
-
-
-def _size_value(value: Any) -> int:
-    return parse_size(value)
-
-
-def _one_of(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in choices:
-            raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
-        return value
-    return check
+    return str(value)
 
 
 def _absolute_path(value: Any) -> Path:
-    if not isinstance(value, str) or not value.startswith("/"):
+    if not isinstance(value, str) or not value.startswith("/") or "\0" in value:
         raise ValueError(f"expected an absolute path string, got {value!r}")
     return Path(value)
+
+
+def _optional_path(value: Any) -> str:
+    return "" if value == "" else str(_absolute_path(value))
 
 
 def _url_list(value: Any) -> tuple[str, ...]:
@@ -106,7 +119,7 @@ def _url_list(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _string_list(must_start_with: str = "") -> Callable[[Any], tuple[str, ...]]:
+def _string_list(must_start_with: str = "") -> Check:
     def check(value: Any) -> tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(v, str) and v.startswith(must_start_with) for v in value):
             kind = "cgroup paths starting with /" if must_start_with else "strings"
@@ -115,233 +128,232 @@ def _string_list(must_start_with: str = "") -> Callable[[Any], tuple[str, ...]]:
     return check
 
 
-@dataclass(frozen=True)
-class Key:
-    check: Callable[[Any], Any]
-    default: Any
+def _one_of(*choices: str) -> Check:
+    def check(value: Any) -> str:
+        if value not in choices:
+            raise ValueError(f"expected one of {', '.join(map(repr, choices))}, got {value!r}")
+        return str(value)
+    return check
 
 
-# section -> key -> (check, default). Defaults are the parsed values.
-SCHEMA: dict[str, dict[str, Key]] = {
-    "sampling": {
-        "interval": Key(_duration_in(0.1, 60), 1.0),
-        "target_events_per_sec": Key(_int_in(100, 10_000_000), 20_000),
-        "initial_rate": Key(_int_in(1, 1 << 24), 64),
-        "max_pids": Key(_int_in(1024, 1 << 20), 16384),
-    },
-    "selection": {
-        "include_cgroups": Key(_string_list("/"), ()),
-        "exclude_cgroups": Key(_string_list("/"), ()),
-        "include_commands": Key(_string_list(), ()),
-        "exclude_commands": Key(_string_list(), ()),
-    },
-    "alerts": {
-        "urls": Key(_url_list, ()),
-        "urls_file": Key(_optional_path, ""),
-        "readable_config": Key(_one_of("warn", "refuse"), "warn"),
-        "horizon": Key(_duration_in(5, 3600), 60.0),
-        "headroom_floor": Key(_fraction, 0.05),
-        "cooldown": Key(_duration_in(0, 86400), 600.0),
-        "max_per_hour": Key(_int_in(1, 10_000), 30),
-        "alertmanager": Key(_http_url, ""),
-    },
-    "detect": {
-        "window": Key(_int_in(12, 3600), 120),
-        "blocks": Key(_int_in(3, 60), 6),
-        "envelope_fit": Key(_fraction, 0.8),
-        "short_window": Key(_int_in(2, 60), 8),
-        "warmup": Key(_int_in(0, 3600), 30),
-        "anomaly_factor": Key(_positive_float, 2.0),
-        "min_growth": Key(_size_value, 262144),
-        "peak_half_life": Key(_duration_in(60, 7 * 86400), 3600.0),
-        "learn_after": Key(_duration_in(0, 3600), 60.0),
-        "screen_sigma": Key(_positive_float, 4.0),
-    },
-    "metrics": {
-        "listen": Key(_listen_address, "127.0.0.1:9843"),
-        "top_pids": Key(_int_in(0, 1000), 20),
-        "max_containers": Key(_int_in(0, 100_000), 1000),
-    },
-    "attribution": {
-        "pods_log_dir": Key(_absolute_path, Path("/var/log/pods")),
-        "containers_log_dir": Key(_absolute_path, Path("/var/log/containers")),
-    },
-    "state": {
-        "dir": Key(_absolute_path, Path("/var/lib/oomguard")),
-    },
-    "output": {
-        "top_pids": Key(_int_in(0, 1000), 10),
-    },
-}
+def key(default: Any, check: Check, *, restart: bool = False) -> Any:
+    """A policy key: its parsed default, its check, and whether a change needs a restart (not a SIGHUP)."""
+    return field(default=default, metadata={"check": check, "restart": restart})
+
+
+# -- the sections: one field per key; the comment is the key's documentation --
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    interval: float
-    target_events_per_sec: int
-    initial_rate: int
-    max_pids: int
+    interval: float = key(1.0, _duration_in(0.1, 60))  # seconds between ticks
+    target_events_per_sec: int = key(20_000, _int_in(100, 10_000_000))  # sampled events/s per source
+    initial_rate: int = key(64, _int_in(1, 1 << 24), restart=True)  # the N the kernel starts with
+    max_pids: int = key(16384, _int_in(1024, 1 << 20), restart=True)  # size of the kernel's per-PID maps
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
-    include_cgroups: tuple[str, ...]
-    exclude_cgroups: tuple[str, ...]
-    include_commands: tuple[str, ...]
-    exclude_commands: tuple[str, ...]
+    include_cgroups: tuple[str, ...] = key((), _string_list("/"))
+    exclude_cgroups: tuple[str, ...] = key((), _string_list("/"))
+    include_commands: tuple[str, ...] = key((), _string_list())
+    exclude_commands: tuple[str, ...] = key((), _string_list())
 
 
 @dataclass(frozen=True)
 class AlertsConfig:
-    urls: tuple[str, ...]  # with those of urls_file, once loaded
-    urls_file: str  # a file of more URLs, one per line (a mounted Kubernetes Secret), "" for none
-    readable_config: str  # "warn" or "refuse" when a file with URLs is readable by others
-    horizon: float  # seconds: warn when the forecast OOM is closer than this
-    headroom_floor: float  # fraction of the limit: warn when less is free
-    cooldown: float  # seconds after an alert closes before the same cgroup can alert again
-    max_per_hour: int  # new pre-OOM alerts per hour, all cgroups together
-    alertmanager: str  # base URL of an Alertmanager, "" for none
+    urls: tuple[str, ...] = key((), _url_list, restart=True)  # with those of urls_file, once loaded
+    urls_file: str = key("", _optional_path, restart=True)  # more URLs, one per line (a mounted Secret)
+    readable_config: str = key("warn", _one_of("warn", "refuse"))  # when a file with secrets is readable
+    horizon: float = key(60.0, _duration_in(5, 3600))  # warn when the forecast OOM is closer than this
+    headroom_floor: float = key(0.05, _fraction)  # warn when less than this fraction of the limit is free
+    cooldown: float = key(600.0, _duration_in(0, 86400))  # quiet time per cgroup after an alert closes
+    max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together
+    alertmanager: str = key("", _http_url, restart=True)  # base URL of an Alertmanager, "" for none
 
 
 @dataclass(frozen=True)
-class DetectSection:
-    window: int  # samples of usage history per cgroup
-    blocks: int  # peaks the envelope forecast is fitted through
-    envelope_fit: float  # R^2 the peaks must reach
-    short_window: int  # samples of the short-term forecast
-    warmup: int  # samples before the anomaly test may warn
-    anomaly_factor: float  # growth this many times the cgroup's usual 0.99-quantile is anomalous
-    min_growth: int  # bytes/s: never anomalous below this
-    peak_half_life: float  # seconds: how fast the memory of a past growth burst fades
-    learn_after: float  # seconds: growth counts as usual only this long after it is seen
-    screen_sigma: float  # per-process RSS growth flagged this many deviations above its norm
+class DetectConfig:
+    window: int = key(120, _int_in(12, 3600))  # samples of usage history per cgroup
+    blocks: int = key(6, _int_in(3, 60))  # peaks the envelope forecast is fitted through
+    envelope_fit: float = key(0.8, _fraction)  # R^2 the peaks must reach
+    short_window: int = key(8, _int_in(2, 60))  # samples of the short-term slope
+    warmup: int = key(30, _int_in(0, 3600))  # samples before the anomaly test may warn
+    anomaly_factor: float = key(2.0, _positive_float(1e6))  # times the usual 0.99-quantile of growth
+    min_growth: int = key(262144, _size_up_to(1 << 40))  # bytes/s: never anomalous below this
+    peak_half_life: float = key(3600.0, _duration_in(60, 7 * 86400))  # memory of a past growth burst fades
+    learn_after: float = key(60.0, _duration_in(0, 3600))  # growth counts as usual only this long after
+    screen_sigma: float = key(4.0, _positive_float(1e6))  # per-process growth flagged this many sigma up
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
-    listen: str  # HOST:PORT of the Prometheus exporter, "" for none
-    top_pids: int  # per-process series: only the top N by allocation rate
-    max_containers: int  # per-container series: at most this many
+    listen: str = key("127.0.0.1:9843", _listen_address, restart=True)  # HOST:PORT, "" for none
+    top_pids: int = key(20, _int_in(0, 1000))  # per-process series: only the top N
+    max_containers: int = key(1000, _int_in(0, 100_000))  # per-container series: at most this many
 
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    pods_log_dir: Path
-    containers_log_dir: Path
+    pods_log_dir: Path = key(Path("/var/log/pods"), _absolute_path)
+    containers_log_dir: Path = key(Path("/var/log/containers"), _absolute_path)
 
 
 @dataclass(frozen=True)
 class StateConfig:
-    dir: Path
+    dir: Path = key(Path("/var/lib/oomguard"), _absolute_path, restart=True)
 
 
 @dataclass(frozen=True)
 class OutputConfig:
-    top_pids: int
+    top_pids: int = key(10, _int_in(0, 1000))  # processes `run` prints each interval
 
 
 @dataclass(frozen=True)
 class Config:
-    sampling: SamplingConfig
-    selection: SelectionConfig
-    alerts: AlertsConfig
-    detect: DetectSection
-    metrics: MetricsConfig
-    attribution: AttributionConfig
-    state: StateConfig
-    output: OutputConfig
-    source: str  # the file it came from, or "built-in defaults"
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    detect: DetectConfig = field(default_factory=DetectConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    state: StateConfig = field(default_factory=StateConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    source: str = "built-in defaults"  # the file it came from
 
 
-_SECTION_TYPES = {
-    "sampling": SamplingConfig, "selection": SelectionConfig, "alerts": AlertsConfig, "detect": DetectSection, "metrics": MetricsConfig, "attribution": AttributionConfig,
-    "state": StateConfig, "output": OutputConfig,
-}
+SECTIONS: dict[str, type] = {name: kind for name, kind in get_type_hints(Config).items() if name != "source"}
 
 
-def _nearest(name: str, choices) -> str:
+def section_keys(section: str) -> dict[str, Any]:
+    """key -> dataclass field of one section: the schema, derived."""
+    return {f.name: f for f in fields(SECTIONS[section])}
+
+
+def _nearest(name: str, choices: Any) -> str:
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else f" (valid: {', '.join(sorted(choices))})"
+
+
+def _cross_check(config: Config, source: str) -> None:
+    """Checks that span keys: values each valid alone that the detector cannot run with together."""
+    d = config.detect
+    if d.window < 2 * d.blocks:
+        raise ConfigError(f"{source}: [detect] window ({d.window}) must be at least twice blocks ({d.blocks})",
+                          "raise window or lower blocks: each block needs two samples or more")
+    if d.short_window > d.window:
+        raise ConfigError(f"{source}: [detect] short_window ({d.short_window}) is longer than window ({d.window})",
+                          "make short_window at most window")
 
 
 def from_mapping(data: dict[str, Any], source: str) -> Config:
     """Validate a parsed TOML document; missing keys take their defaults."""
     for section, body in data.items():
-        if section not in SCHEMA:
-            raise ConfigError(f"{source}: unknown section [{section}]{_nearest(section, SCHEMA)}",
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section [{section}]{_nearest(section, SECTIONS)}",
                               "remove it or fix its name")
         if not isinstance(body, dict):
             raise ConfigError(f"{source}: {section} must be a table ([{section}]), got {type(body).__name__}",
                               f"write it as a [{section}] section")
-        for key in body:
-            if key not in SCHEMA[section]:
-                raise ConfigError(f"{source}: unknown key [{section}] {key}{_nearest(key, SCHEMA[section])}",
+        keys = section_keys(section)
+        for name in body:
+            if name not in keys:
+                raise ConfigError(f"{source}: unknown key [{section}] {name}{_nearest(name, keys)}",
                                   "remove it or fix its name")
     sections = {}
-    for section, keys in SCHEMA.items():
+    for section, kind in SECTIONS.items():
         body = data.get(section, {})
         values = {}
-        for key, spec in keys.items():
-            if key not in body:
-                values[key] = spec.default
+        for name, spec in section_keys(section).items():
+            if name not in body:
                 continue
             try:
-                values[key] = spec.check(body[key])
-            except ValueError as exc:
-                raise ConfigError(f"{source}: [{section}] {key}: {exc}", "fix the value; see config.example.toml") from None
-        sections[section] = _SECTION_TYPES[section](**values)
-    return Config(source=source, **sections)
+                values[name] = spec.metadata["check"](body[name])
+            except (ValueError, TypeError, OverflowError) as exc:
+                raise ConfigError(f"{source}: [{section}] {name}: {exc}",
+                                  "fix the value; see config.example.toml") from None
+        sections[section] = kind(**values)
+    config = Config(source=source, **sections)
+    _cross_check(config, source)
+    return config
 
 
 def defaults() -> Config:
-    return from_mapping({}, "built-in defaults")
+    return Config()
+
+
+def _read_text(path: Path, what: str, fix: str) -> str:
+    """A small regular file's UTF-8 text; a ConfigError naming `what` and the cause otherwise."""
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ConfigError(f"{what} {path}: is a directory", fix)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{what} {path}: not a regular file (a device, FIFO or socket)", fix)
+        if info.st_size > MAX_POLICY_BYTES:
+            raise ConfigError(f"{what} {path}: {info.st_size} bytes, more than the {MAX_POLICY_BYTES} allowed", fix)
+        return path.read_bytes()[:MAX_POLICY_BYTES].decode("utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{what} {path}: no such file", fix) from None
+    except PermissionError:
+        raise ConfigError(f"{what} {path}: permission denied",
+                          "run as root or make the file readable by this user") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+                          "save the file as UTF-8") from None
+    except OSError as exc:  # a symlink loop, a name too long, an I/O error
+        raise ConfigError(f"{what} {path}: {exc.strerror or exc}", fix) from None
 
 
 def load(path: Path) -> Config:
-    """Read and validate a policy file."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file", "give an existing file with -c, or copy config.example.toml there") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied", "run as root or make the file readable by this user") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory", "give the policy file itself") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})", "save the file as UTF-8") from None
+    """Read and validate a policy file (and its urls_file), judging each file's permissions on its own secrets."""
+    text = _read_text(path, "policy", "give an existing policy file with -c, or copy config.example.toml there")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", "fix the syntax; see config.example.toml") from None
     config = from_mapping(data, str(path))
+    _judge_exposure(path, secrets_in(config.alerts), config.alerts.readable_config)
     if config.alerts.urls_file:
-        config = _with_urls_from(Path(config.alerts.urls_file), config)
-    exposure = secret_exposure(path.stat().st_mode, config)
-    if exposure and config.alerts.readable_config == "refuse":
-        raise ConfigError(f"{path}: {exposure}", f"chmod 600 {path} (or set [alerts] readable_config = \"warn\")")
-    if exposure:
-        log.warning("%s: %s; fix: chmod 600 %s", path, exposure, path)
+        urls_file = Path(config.alerts.urls_file)
+        extra = _urls_from(urls_file, config.source)
+        _judge_exposure(urls_file, extra, config.alerts.readable_config)
+        config = replace(config, alerts=replace(config.alerts, urls=config.alerts.urls + extra))
     return config
 
 
-def _with_urls_from(path: Path, config: Config) -> Config:
-    """Add the URLs listed in `path` (one per line, # comments) to [alerts] urls."""
+def secrets_in(alerts: AlertsConfig) -> tuple[str, ...]:
+    """What in this section would leak if read by others: alert URLs, and an Alertmanager URL with credentials."""
+    with_password = (alerts.alertmanager,) if "@" in alerts.alertmanager.partition("://")[2].split("/")[0] else ()
+    return alerts.urls + with_password
+
+
+def _judge_exposure(path: Path, secrets: tuple[str, ...], policy: str) -> None:
     try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"{config.source}: [alerts] urls_file {path}: {exc.strerror}",
-                          "create the file (one apprise URL per line) or set urls_file = \"\"") from None
-    extra = tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    exposure = secret_exposure(mode, secrets)
+    if exposure and policy == "refuse":
+        raise ConfigError(f"{path}: {exposure}", f"chmod 600 {path} (or set [alerts] readable_config = \"warn\")")
+    if exposure:
+        log.warning("%s: %s; fix: chmod 600 %s", path, exposure, path)
+
+
+def _urls_from(path: Path, source: str) -> tuple[str, ...]:
+    """The URLs listed in `path`, one per line (# comments)."""
+    what = f"{source}: [alerts] urls_file"
+    text = _read_text(path, what, "create the file (one apprise URL per line) or set urls_file = \"\"")
+    extra = tuple(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
     try:
-        _url_list(list(extra))
+        return _url_list(list(extra))
     except ValueError as exc:
-        raise ConfigError(f"{config.source}: [alerts] urls_file {path}: {exc}", "one apprise URL per line") from None
-    return replace(config, alerts=replace(config.alerts, urls=config.alerts.urls + extra))
+        raise ConfigError(f"{what} {path}: {exc}", "one apprise URL per line") from None
 
 
-def secret_exposure(mode: int, config: Config) -> str | None:
-    """Why the file's permissions leak its alert URLs (which carry tokens and passwords), or None."""
-    if not config.alerts.urls or not mode & 0o044:
+def secret_exposure(mode: int, secrets: tuple[str, ...]) -> str | None:
+    """Why a file with these secrets (alert URLs carry tokens and passwords) leaks them at `mode`, or None."""
+    if not secrets or not mode & 0o044:
         return None
     who = "every user" if mode & 0o004 else "its group"
     return f"holds alert URLs (secrets) and is readable by {who} (mode {mode & 0o777:o})"
@@ -354,3 +366,24 @@ def load_or_defaults(path: Path | None) -> Config:
     if DEFAULT_PATH.exists():
         return load(DEFAULT_PATH)
     return defaults()
+
+
+def needs_restart(old: Config, new: Config) -> list[str]:
+    """The changed keys a SIGHUP cannot apply ("[section] key"), in schema order."""
+    changed = []
+    for section in SECTIONS:
+        for name, spec in section_keys(section).items():
+            before, after = getattr(getattr(old, section), name), getattr(getattr(new, section), name)
+            if spec.metadata["restart"] and before != after:
+                changed.append(f"[{section}] {name}")
+    return changed
+
+
+def live_part(old: Config, new: Config) -> Config:
+    """`new` with every restart-only key kept at its `old` value: what a SIGHUP puts in force."""
+    sections = {}
+    for section in SECTIONS:
+        kept = {name: getattr(getattr(old, section), name)
+                for name, spec in section_keys(section).items() if spec.metadata["restart"]}
+        sections[section] = replace(getattr(new, section), **kept)
+    return replace(new, **sections)

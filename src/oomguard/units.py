@@ -22,7 +22,7 @@ def parse_duration(value: str | int | float) -> float:
     else:
         match = _NUMBER_UNIT.match(value)
         unit = match.group(2).lower() if match else None
-        if not match or unit not in _DURATION_UNITS and unit != "":
+        if not match or (unit not in _DURATION_UNITS and unit != ""):
             raise ValueError(f"{value!r} is not a duration: use a number with ms, s, m or h, e.g. \"30s\"")
         seconds = float(match.group(1)) * _DURATION_UNITS.get(unit, 1.0)
     if seconds != seconds or seconds < 0 or seconds == float("inf"):
@@ -32,7 +32,7 @@ def parse_duration(value: str | int | float) -> float:
 
 def parse_size(value: str | int) -> int:
     """Bytes from an integer (bytes) or a string such as "512MiB", "2G", "64 kB"."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValueError(f"expected a size such as 512MiB, got {value!r}")
     if isinstance(value, int):
         if value < 0:

@@ -1,26 +1,15 @@
 // oomguard kernel side: sampled per-process allocation accounting and OOM kill events.
 //
-// Compiled by bcc at load time (see loader.py). It reads only tracepoint
+// Compiled by bcc at load time (see tracer.py). It reads only tracepoint
 // arguments and BPF helpers, never a kernel struct, so it is correct whatever
 // header tree compiles it: tracepoint layouts come from tracefs.
 //
-// The user-space mirror of every struct below lives in events.py; a test
-// compares their sizes with the types bcc generates from this file.
-//
-// Built with -DMAX_PIDS=<n> (the size of the per-PID maps).
+// Every struct below is declared only here: user space reads them through
+// the types bcc generates from this file. The constants shared with user
+// space (MAX_PIDS, SOURCE_*, NSOURCES, RSS_MEMBERS, MAX_CGROUP_FILTERS,
+// FILTER_OFF/INCLUDE/EXCLUDE) come as -D flags from bpf/events.py.
 
 #include <linux/sched.h>
-
-#define SOURCE_KMALLOC 0
-#define SOURCE_PAGE 1
-#define NSOURCES 2
-
-#define RSS_MEMBERS 4 // MM_FILEPAGES, MM_ANONPAGES, MM_SWAPENTS, MM_SHMEMPAGES
-
-#define MAX_CGROUP_FILTERS 16 // selection.KERNEL_FILTER_SLOTS
-#define FILTER_OFF 0
-#define FILTER_INCLUDE 1 // record only tasks under one of the listed cgroups
-#define FILTER_EXCLUDE 2 // record all but tasks under the listed cgroups
 
 // Per-CPU sampling state, one slot per source.
 struct sampler {

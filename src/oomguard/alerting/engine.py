@@ -1,0 +1,101 @@
+"""The alert engine: each tick's subjects judged by the detector, run through the lifecycle, put into words.
+
+The same engine runs live (service/daemon.py) and over a recording
+(service/recording.py), so a replay prints what the daemon would have sent.
+It takes plain values (subjects, kill reports, a clock reading) and returns
+messages; delivery and storage are the caller's.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import Config
+from ..detection.detector import CgroupDetector, Verdict
+from ..detection.groups import Subject
+from ..identity.attribution import under_cgroup
+from ..kills.report import KillReport
+from . import messages
+from .lifecycle import AlertBook
+from .messages import Message
+
+
+@dataclass(frozen=True)
+class KillOutcome:
+    """What a kill did: the message to send, and the lead time if an alert foresaw it."""
+
+    message: Message
+    lead_s: float | None  # None: no alert foresaw it
+
+    @property
+    def foreseen(self) -> bool:
+        return self.lead_s is not None
+
+
+def last_seen(report: KillReport, subjects: list[Subject]) -> Subject | None:
+    """The subject of the cgroup the victim lived in (or whose limit it hit), if the last tick had it."""
+    paths = [p for p in (report.record.oom_memcg if report.record else None, report.cgroup) if p]
+    for subject in subjects:
+        if report.pid in subject.pids or (subject.cgroup != "/" and any(under_cgroup(p, subject.cgroup)
+                                                                          for p in paths)):
+            return subject
+    return None
+
+
+class AlertEngine:
+    def __init__(self, config: Config, host: str | None = None, new_id: Callable[[], str] | None = None,
+                 wall_clock: Callable[[], float] = time.time):
+        self.host = host or socket.gethostname()
+        self.new_id = new_id or (lambda: uuid.uuid4().hex[:12])  # replay passes a counter: deterministic ids
+        self.wall_clock = wall_clock
+        alerts = config.alerts
+        self.detector = CgroupDetector(config.detect, alerts.horizon, alerts.headroom_floor)
+        self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour)
+        self.verdicts: dict[str, Verdict] = {}  # by cgroup, from the last tick
+        self.subjects: list[Subject] = []  # the last tick's
+
+    def reconfigure(self, config: Config) -> None:
+        """New thresholds in place: learnt history, open alerts, cooldowns and the hourly budget stay."""
+        alerts = config.alerts
+        self.detector.reconfigure(config.detect, alerts.horizon, alerts.headroom_floor)
+        self.book.reconfigure(alerts.horizon, alerts.cooldown, alerts.max_per_hour)
+
+    def observe(self, subjects: list[Subject], now: float) -> list[Message]:
+        """One tick: every cgroup judged in one vectorised pass; messages for alerts opened or cleared."""
+        verdicts = self.detector.update_all(
+            [s.cgroup for s in subjects], now,
+            np.array([s.usage for s in subjects], dtype=np.float64),
+            np.array([s.limit for s in subjects], dtype=np.float64))
+        self.detector.forget(set(self.verdicts) - {v.cgroup for v in verdicts})  # no process left: history goes
+        self.verdicts = {v.cgroup: v for v in verdicts}
+        self.subjects = subjects
+        out = [m for s, v in zip(subjects, verdicts, strict=True)
+               if v.warn and (m := self.warn(v, s, now)) is not None]
+        return out + self.expire(now, {s.cgroup for s in subjects})
+
+    def expire(self, now: float, live_cgroups: set[str]) -> list[Message]:
+        """Messages for the alerts that closed as false alarms (see AlertBook.expire)."""
+        wall = self.wall_clock()
+        return [messages.cleared(c, self.host, now, wall) for c in self.book.expire(now, live_cgroups)]
+
+    def warn(self, verdict: Verdict, subject: Subject, now: float) -> Message | None:
+        """A warning verdict: the pre-OOM message if it opens an alert."""
+        alert = self.book.warn(self.new_id(), subject.cgroup, subject.pids, now)
+        if alert is None:
+            return None
+        message = messages.pre_oom(alert, verdict, subject, self.host, self.book.horizon_s, self.wall_clock())
+        alert.title, alert.labels, alert.started_wall = message.title, message.labels, message.starts_at
+        return message
+
+    def kill(self, report: KillReport, now: float) -> KillOutcome:
+        seen = last_seen(report, self.subjects)
+        closed = self.book.kill(report, now)
+        if closed is None:
+            return KillOutcome(messages.unforeseen(self.new_id(), report, seen, self.host, self.wall_clock()), None)
+        return KillOutcome(messages.confirmed(closed, report, seen, self.host, now, self.wall_clock()), closed.lead_s)

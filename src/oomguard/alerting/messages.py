@@ -1,0 +1,125 @@
+"""The words of every alert: titles and bodies built from the lifecycle's decisions (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..detection.detector import Verdict
+from ..detection.groups import Subject
+from ..identity.attribution import Attribution
+from ..identity.owners import owner_text
+from ..identity.pods import PodNames
+from ..kills.report import KillReport
+from ..text import inert
+from ..units import format_bytes
+from .alertmanager import labels_for
+from .lifecycle import CLEARED, CONFIRMED, PRE_OOM, UNFORESEEN, Alert, Closed
+
+
+@dataclass(frozen=True)
+class Message:
+    alert_id: str
+    kind: str  # PRE_OOM, CONFIRMED, CLEARED, UNFORESEEN
+    title: str
+    body: str
+    namespace: str | None = None
+    # For label-based receivers (Alertmanager): this message's labels and start (wall clock), and,
+    # for confirmed/cleared, the labels and start of the pre-OOM alert it resolves.
+    labels: dict[str, str] = field(default_factory=dict)
+    starts_at: float = 0.0
+    resolves: dict[str, Any] | None = None  # {"labels": {...}, "starts_at": float}
+
+
+def _resolves(alert: Alert) -> dict[str, Any]:
+    return {"labels": alert.labels, "starts_at": alert.started_wall}
+
+
+def pre_oom(alert: Alert, verdict: Verdict, subject: Subject, host: str, horizon_s: float, wall: float) -> Message:
+    title = f"[oomguard] pre-OOM on {host}: {inert(owner_text(subject.attribution, subject.pod))}"
+    labels = labels_for("OomguardPreOOM", "warning", host, subject.cgroup, subject.pod)
+    eta = f"{verdict.seconds_to_limit:.0f}s" if verdict.seconds_to_limit is not None else "n/a (floor rule)"
+    lines = [
+        f"Alert {alert.id}: an OOM kill looks likely within {horizon_s:.0f}s.",
+        f"Why: {inert(verdict.reason)}" + (f"\nProcesses growing abnormally: {inert(subject.notes)}"
+                                            if subject.notes else ""),
+        "",
+        f"host: {host}",
+        f"pid: {', '.join(map(str, subject.pids[:10]))}{' ...' if len(subject.pids) > 10 else ''}",
+        f"command: {inert(subject.command)}",
+        *_owner_lines(subject.attribution, subject.pod, runtime=True),
+        f"cgroup: {inert(subject.cgroup)}",
+        (f"allocation rate: kmalloc {format_bytes(subject.kmalloc_bytes_per_s)}/s, "
+        f"pages {format_bytes(subject.page_bytes_per_s)}/s"),
+        f"RSS: {format_bytes(subject.rss_bytes)}",
+        (f"cgroup usage: {format_bytes(verdict.usage)} of limit {format_bytes(verdict.limit)} "
+        f"(growing {format_bytes(verdict.slope_bytes_per_s)}/s)"),
+        f"forecast time to OOM: {eta}",
+        f"sample rate in force: kmalloc 1-in-{subject.sample_rates[0]}, page 1-in-{subject.sample_rates[1]}",
+    ]
+    return Message(alert.id, PRE_OOM, title, "\n".join(lines) + "\n", subject.pod.namespace if subject.pod else None,
+                   labels, wall)
+
+
+def confirmed(closed: Closed, report: KillReport, last_seen: Subject | None, host: str, now: float,
+              wall: float) -> Message:
+    alert, lead = closed.alert, closed.lead_s or 0.0
+    title = f"[oomguard] confirmed on {host}: OOM kill of {inert(report.comm)} foreseen {lead:.0f}s ahead"
+    body = (f"Confirms pre-OOM alert {alert.id} ({alert.title}).\n"
+            f"Lead time: {lead:.0f}s (alert at {alert.opened_at:.0f}, kill at {now:.0f}, monotonic).\n\n"
+            + kill_details(report, last_seen, host))
+    labels = labels_for("OomguardOOMKill", "critical", host, alert.cgroup, report.pod)
+    return Message(alert.id, CONFIRMED, title, body, report.pod.namespace if report.pod else None, labels, wall,
+                   _resolves(alert))
+
+
+def unforeseen(alert_id: str, report: KillReport, last_seen: Subject | None, host: str, wall: float) -> Message:
+    owner = inert(owner_text(report.attribution, report.pod))
+    title = f"[oomguard] unforeseen OOM kill on {host}: {inert(report.comm)} ({owner})"
+    body = "No pre-OOM alert foresaw this kill.\n\n" + kill_details(report, last_seen, host)
+    labels = labels_for("OomguardUnforeseenOOMKill", "critical", host, report.cgroup or "", report.pod)
+    return Message(alert_id, UNFORESEEN, title, body, report.pod.namespace if report.pod else None, labels, wall)
+
+
+def cleared(closed: Closed, host: str, now: float, wall: float) -> Message:
+    alert = closed.alert
+    subject = alert.title.split(": ", 1)[1] if ": " in alert.title else alert.cgroup
+    return Message(alert.id, CLEARED, f"[oomguard] cleared on {host}: {subject}",
+                   f"Pre-OOM alert {alert.id} was a false alarm: {closed.why}.\n"
+                   f"Open for {now - alert.opened_at:.0f}s.\n",
+                   alert.labels.get("namespace"), {}, wall, _resolves(alert))
+
+
+def _owner_lines(attribution: Attribution | None, pod: PodNames | None, runtime: bool = False) -> list[str]:
+    container = attribution.container_id if attribution and attribution.container_id else "none"
+    if runtime:
+        container += f" ({attribution.runtime if attribution and attribution.runtime else 'runtime unknown'})"
+    return [
+        f"container: {container}",
+        f"pod uid: {attribution.pod_uid if attribution and attribution.pod_uid else 'none'}",
+        f"namespace/pod: {inert(pod.namespace) + '/' + inert(pod.pod) if pod else 'unknown'}",
+    ]
+
+
+def kill_details(report: KillReport, last_seen: Subject | None, host: str) -> str:
+    kill = report.kill
+    lines = [
+        f"host: {host}",
+        f"pid: {report.pid}",
+        f"command: {inert(report.comm)}",
+        *_owner_lines(report.attribution, report.pod),
+        f"cgroup: {inert(report.cgroup) if report.cgroup else 'unknown'}",
+        f"limit hit: {format_bytes(report.limit_bytes) if report.limit_bytes else 'unknown'}"
+        + (f" ({inert(report.record.oom_memcg)})" if report.record and report.record.oom_memcg else ""),
+    ]
+    if last_seen is not None:
+        lines.append(f"allocation rate (last tick): kmalloc {format_bytes(last_seen.kmalloc_bytes_per_s)}/s, "
+                     f"pages {format_bytes(last_seen.page_bytes_per_s)}/s")
+        lines.append(f"cgroup usage (last tick): {format_bytes(last_seen.usage)} of limit "
+                     f"{format_bytes(last_seen.limit)}")
+    else:
+        lines.append("allocation rate and cgroup usage: not observed before the kill")
+    if kill is not None:
+        lines.append(f"RSS at the kill: {format_bytes(kill.rss_bytes)} (anon {format_bytes(kill.anon_rss_kb * 1024)})")
+        lines.append(f"triggered by: pid {kill.trigger_pid} ({inert(kill.trigger_comm)})")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,35 @@
+"""The alert book on disk ([state] dir/alerts.json): open alerts and tallies survive a restart."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+from ..files import atomic_write
+from .lifecycle import AlertBook
+
+log = logging.getLogger("oomguard")
+ALERTS_FILE = "alerts.json"
+
+
+def save(book: AlertBook, path: Path) -> None:
+    atomic_write(path, json.dumps(book.state()))
+
+
+def load(book: AlertBook, path: Path) -> None:
+    """Resume tallies and open alerts; a missing file is a first start, a corrupt one is moved aside."""
+    try:
+        book.restore(json.loads(path.read_text()))
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
+        try:
+            path.rename(aside)
+            moved = f"moved aside to {aside}"
+        except OSError as rename_error:
+            moved = f"could not be moved aside ({rename_error.strerror})"
+        log.error("%s unreadable (%s): %s; starting with no open alerts and zero tallies; fix: nothing needed, "
+                  "inspect the moved file if the tallies matter", path, exc, moved)

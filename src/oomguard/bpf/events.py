@@ -1,0 +1,112 @@
+"""The kernel side's vocabulary: the constants the C source is compiled with, and the typed values read out.
+
+The C structs are declared once, in oomguard.c; user space reads them through
+the types bcc generates from that source (map keys and leaves, ring-buffer
+events), never through a hand-written mirror. The constants below are the
+one declaration of each: they reach the C code as -D flags (compile_flags).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+SOURCE_KMALLOC = 0
+SOURCE_PAGE = 1
+SOURCES = ("kmalloc", "page")
+RSS_MEMBERS = ("file", "anon", "swapents", "shmem")  # the kernel's MM_* counters, in its order
+CGROUP_FILTER_SLOTS = 16  # v2 cgroups the in-kernel selection filter can hold
+FILTER_OFF, FILTER_INCLUDE, FILTER_EXCLUDE = 0, 1, 2  # modes of the in-kernel cgroup filter
+
+
+def compile_flags(max_pids: int) -> list[str]:
+    """The -D flags that give oomguard.c every constant it shares with user space."""
+    constants = {
+        "MAX_PIDS": max_pids, "SOURCE_KMALLOC": SOURCE_KMALLOC, "SOURCE_PAGE": SOURCE_PAGE,
+        "NSOURCES": len(SOURCES), "RSS_MEMBERS": len(RSS_MEMBERS), "MAX_CGROUP_FILTERS": CGROUP_FILTER_SLOTS,
+        "FILTER_OFF": FILTER_OFF, "FILTER_INCLUDE": FILTER_INCLUDE, "FILTER_EXCLUDE": FILTER_EXCLUDE,
+    }
+    return [f"-D{name}={value}" for name, value in constants.items()]
+
+
+@dataclass(frozen=True)
+class OomKill:
+    """One OOM kill reported by the kernel's oom:mark_victim tracepoint."""
+
+    timestamp_ns: int  # CLOCK_MONOTONIC
+    victim_pid: int
+    victim_comm: str
+    victim_uid: int
+    total_vm_kb: int
+    anon_rss_kb: int
+    file_rss_kb: int
+    shmem_rss_kb: int
+    oom_score_adj: int
+    trigger_pid: int
+    trigger_comm: str
+    cgroup_id: int
+
+    @property
+    def rss_bytes(self) -> int:
+        return (self.anon_rss_kb + self.file_rss_kb + self.shmem_rss_kb) * 1024
+
+    @classmethod
+    def from_event(cls, raw: Any) -> OomKill:
+        """From bcc's generated ctypes view of `struct oom_event`."""
+        return cls(
+            timestamp_ns=raw.timestamp_ns,
+            victim_pid=raw.victim_pid,
+            victim_comm=raw.victim_comm.decode("utf-8", "replace"),
+            victim_uid=raw.victim_uid,
+            total_vm_kb=raw.total_vm_kb,
+            anon_rss_kb=raw.anon_rss_kb,
+            file_rss_kb=raw.file_rss_kb,
+            shmem_rss_kb=raw.shmem_rss_kb,
+            oom_score_adj=raw.oom_score_adj,
+            trigger_pid=raw.trigger_pid,
+            trigger_comm=raw.trigger_comm.decode("utf-8", "replace"),
+            cgroup_id=raw.cgroup_id,
+        )
+
+
+@dataclass(frozen=True)
+class SourceCounters:
+    """Events of one source that reached the BPF program, and those it recorded."""
+
+    seen: int
+    sampled: int
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Kernel-side counters, summed over CPUs; cumulative since load."""
+
+    kmalloc: SourceCounters
+    page: SourceCounters
+    ringbuf_drops: int
+
+
+@dataclass(frozen=True)
+class AllocSnapshot:
+    """Cumulative per-process sampled totals read from the BPF maps at one instant.
+
+    Arrays are aligned and sorted by pid. Byte figures are estimates of all
+    bytes allocated (samples scaled by N); sample counts give their precision.
+    """
+
+    monotonic_s: float
+    pid: np.ndarray  # uint32
+    kmalloc_bytes: np.ndarray  # uint64
+    kmalloc_samples: np.ndarray  # uint64
+    page_bytes: np.ndarray  # uint64
+    page_samples: np.ndarray  # uint64
+    rss_bytes: np.ndarray  # int64, latest RSS (anon+file+shmem), 0 when unknown
+
+    def __len__(self) -> int:
+        return len(self.pid)
+
+    def select(self, keep: np.ndarray) -> AllocSnapshot:
+        """The rows where `keep` (a boolean mask) is true."""
+        return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "monotonic_s"})

@@ -1,0 +1,260 @@
+"""Loads oomguard's BPF programs, sets the sample rate, and reads their maps and ring buffer.
+
+The tracer knows nothing of containers, policy or alerts: kernel facts in,
+typed values out (see events.py). Map values and ring-buffer events are read
+through the ctypes types bcc generates from oomguard.c (numpy takes their
+layout as a structured dtype), so no struct is mirrored by hand.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..arrays import values_for
+from ..errors import OomguardError
+from .events import (
+    FILTER_OFF,
+    RSS_MEMBERS,
+    SOURCE_KMALLOC,
+    SOURCE_PAGE,
+    SOURCES,
+    AllocSnapshot,
+    Counters,
+    OomKill,
+    SourceCounters,
+    compile_flags,
+)
+from .preflight import all_checks, failed_required
+
+BPF_SOURCE = Path(__file__).with_name("oomguard.c")
+DEFAULT_MAX_PIDS = 16384
+MAX_SAMPLE_RATE = 1 << 24
+# Entries per BPF_MAP_LOOKUP_BATCH call. The kernel allocates a bounce buffer
+# of this many keys and values on every call; past ~64 KiB that becomes a
+# vmalloc and costs more than the extra system calls (bench/tick_cost.py).
+BATCH_CHUNK = 512  # 2N-1 must fit in u32 with room to spare
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[Path]:
+    """Send fd 2 (where bcc and the verifier write) to a file while loading."""
+    with tempfile.NamedTemporaryFile(prefix="oomguard-bcc-", suffix=".log") as log:
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield Path(log.name)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def _tail(path: Path, lines: int = 25) -> str:
+    text = path.read_text(errors="replace").strip().splitlines()
+    return "\n".join(text[-lines:])
+
+
+class Tracer:
+    """The loaded BPF programs. Close it (or use `with`) to detach them all."""
+
+    def __init__(self, max_pids: int = DEFAULT_MAX_PIDS, sample_rates: tuple[int, int] = (1, 1)):
+        failures = failed_required(all_checks())
+        if failures:
+            first = failures[0]
+            more = "".join(f"\n  also: {c.name}: {c.detail}: {c.fix}" for c in failures[1:])
+            raise OomguardError(f"{first.name}: {first.detail}", first.fix + more)
+        from bcc import BPF  # after the checks: its absence is one of them
+
+        self.max_pids = max_pids
+        with _stderr_captured() as log:
+            try:
+                self._bpf: Any = BPF(src_file=str(BPF_SOURCE).encode(),
+                                     cflags=[*compile_flags(max_pids), "-Wno-macro-redefined"])
+            except Exception as exc:  # bcc raises bare Exception for compile and load failures
+                raise OomguardError(
+                    f"loading the BPF programs failed ({exc}); compiler/verifier said:\n{_tail(log)}",
+                    "run `oomguard doctor`; if every check passes, report this output as a bug",
+                ) from exc
+        self._ncpus = self._bpf[b"sampler"].total_cpu
+        # Buffers for batched reads, allocated once: a fresh 4 MiB per tick costs page faults.
+        allocs, rss = self._bpf[b"allocs"], self._bpf[b"rss"]
+        self._allocs = _BatchBuffer(allocs.map_fd, max_pids, np.dtype(allocs.Leaf))  # bcc: Leaf * CPUs
+        self._rss = _BatchBuffer(rss.map_fd, max_pids, np.dtype(rss.Leaf))
+        self._allocs_fd, self._rss_fd = self._allocs.map_fd, self._rss.map_fd
+        self._pending: list[OomKill] = []
+        self._bpf[b"oom_events"].open_ring_buffer(self._on_oom_event)
+        for source, n in enumerate(sample_rates):
+            self.set_sample_rate(source, n)
+
+    # -- control ---------------------------------------------------------
+
+    def set_sample_rate(self, source: int, n: int) -> None:
+        """Sample 1 in `n` events of `source` from the next gap on."""
+        if source not in (SOURCE_KMALLOC, SOURCE_PAGE):
+            raise ValueError(f"unknown source {source}")
+        if not 1 <= n <= MAX_SAMPLE_RATE:
+            raise ValueError(f"sample rate must be in 1..{MAX_SAMPLE_RATE}, got {n}")
+        table = self._bpf[b"sample_rate"]
+        table[table.Key(source)] = table.Leaf(n)
+
+    def set_cgroup_filter(self, mode: int, directories: list[Path]) -> None:
+        """Kernel-side cgroup filter (events.FILTER_*) over v2 cgroup directories, checked per sample."""
+        table, config = self._bpf[b"cgroup_filter"], self._bpf[b"filter_config"]
+        config[config.Key(0)] = config.Leaf(FILTER_OFF)  # off while the slots change
+        for slot, directory in enumerate(directories):
+            table[slot] = str(directory)
+        config[config.Key(1)] = config.Leaf(len(directories))
+        config[config.Key(0)] = config.Leaf(mode)
+
+    def sample_rate(self, source: int) -> int:
+        table = self._bpf[b"sample_rate"]
+        return int(table[table.Key(source)].value)
+
+    # -- reading ---------------------------------------------------------
+
+    def counters(self) -> Counters:
+        sampler = self._bpf[b"sampler"]
+        per_source = []
+        for source in range(len(SOURCES)):
+            cpus = sampler.getvalue(sampler.Key(source))
+            per_source.append(SourceCounters(seen=sum(c.seen for c in cpus),
+                                             sampled=sum(c.sampled for c in cpus)))
+        drops_table = self._bpf[b"ringbuf_drops"]
+        drops = sum(drops_table.getvalue(drops_table.Key(0)))
+        return Counters(kmalloc=per_source[0], page=per_source[1], ringbuf_drops=drops)
+
+    def snapshot(self) -> AllocSnapshot:
+        """Cumulative per-process totals (summed over CPUs) and latest RSS, sorted by pid."""
+        now = time.monotonic()
+        pids, per_cpu = self._allocs.read()
+        order = np.argsort(pids)
+        pids, per_cpu = pids[order], per_cpu[order]
+        total_bytes = _sum_over_cpus(per_cpu["bytes"])  # (pids, sources)
+        samples = _sum_over_cpus(per_cpu["samples"])
+        rss_pids, rss = self._rss.read()
+        members = rss["bytes"]
+        resident = sum(members[:, RSS_MEMBERS.index(m)] for m in ("file", "anon", "shmem"))  # swap is not resident
+        return AllocSnapshot(
+            monotonic_s=now,
+            pid=pids,
+            kmalloc_bytes=total_bytes[:, SOURCE_KMALLOC].copy(),
+            page_bytes=total_bytes[:, SOURCE_PAGE].copy(),
+            kmalloc_samples=samples[:, SOURCE_KMALLOC].copy(),
+            page_samples=samples[:, SOURCE_PAGE].copy(),
+            rss_bytes=values_for(rss_pids, np.asarray(resident, dtype=np.int64), pids),
+        )
+
+    def forget_pids(self, pids: np.ndarray) -> None:
+        """Delete exited processes from the per-PID maps, in batches."""
+        keys = np.ascontiguousarray(pids, dtype=np.uint32)
+        for fd in (self._allocs_fd, self._rss_fd):
+            _delete_batch(fd, keys)
+
+    def poll_oom_kills(self, timeout_ms: int = 0) -> list[OomKill]:
+        """OOM kills the kernel reported since the last call; waits up to timeout_ms for one."""
+        self._bpf.ring_buffer_poll(timeout_ms)
+        kills, self._pending = self._pending, []
+        return kills
+
+    def _on_oom_event(self, _ctx: Any, data: Any, _size: int) -> None:
+        self._pending.append(OomKill.from_event(self._bpf[b"oom_events"].event(data)))
+
+    # -- lifetime --------------------------------------------------------
+
+    def program_ids(self) -> list[int]:
+        """Kernel IDs of our loaded programs (for tests and `status`)."""
+        ids = []
+        for fn in self._bpf.funcs.values():
+            info = Path(f"/proc/self/fdinfo/{fn.fd}").read_text()
+            ids += [int(line.split()[1]) for line in info.splitlines() if line.startswith("prog_id:")]
+        return ids
+
+    def close(self) -> None:
+        """Detach every program and free the maps; safe to call twice."""
+        if self._bpf is not None:
+            self._bpf.cleanup()
+            self._bpf = None
+
+    def __enter__(self) -> Tracer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _sum_over_cpus(per_cpu: np.ndarray) -> np.ndarray:
+    """(entries, cpus, k) -> (entries, k). One add per CPU: 5x faster than .sum(axis=1) on few CPUs."""
+    total = per_cpu[:, 0, :].copy()
+    for cpu in range(1, per_cpu.shape[1]):
+        total += per_cpu[:, cpu, :]
+    return total
+
+
+class _BatchBuffer:
+    """Reads a whole hash map with u32 keys by BPF_MAP_LOOKUP_BATCH into reused numpy buffers.
+
+    `value` is the numpy form of the map's leaf (bcc's generated ctypes type;
+    for a per-CPU map bcc makes it an array over the CPUs).
+    """
+
+    def __init__(self, map_fd: int, max_entries: int, value: np.dtype):
+        self.map_fd = map_fd
+        self.keys = np.empty(max_entries, dtype=np.uint32)
+        self.values = np.empty(max_entries, dtype=value)
+        self.value_bytes = value.itemsize
+        self.chunk = BATCH_CHUNK
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """Copies of (keys, values) for every entry."""
+        from bcc.libbcc import lib
+
+        in_batch, out_batch, count = ctypes.c_uint32(0), ctypes.c_uint32(0), ctypes.c_uint32(0)
+        total, capacity = 0, len(self.keys)
+        while total < capacity:
+            count.value = min(capacity - total, self.chunk)
+            res = lib.bpf_lookup_batch(
+                self.map_fd,
+                ctypes.byref(in_batch) if total else None,
+                ctypes.byref(out_batch),
+                self.keys.ctypes.data + 4 * total,
+                self.values.ctypes.data + self.value_bytes * total,
+                ctypes.byref(count),
+            )
+            err = ctypes.get_errno()
+            total += count.value
+            if res != 0:
+                if err == errno.ENOENT:  # walked past the last bucket: done
+                    break
+                raise OomguardError(f"reading a BPF map failed: {os.strerror(err)}",
+                                    "needs Linux >= 5.6 for batched map reads; run `oomguard doctor`")
+            if count.value == 0:
+                break
+            in_batch.value = out_batch.value
+        return self.keys[:total].copy(), self.values[:total].copy()
+
+
+def _delete_batch(map_fd: int, keys: np.ndarray) -> None:
+    """BPF_MAP_DELETE_BATCH over u32 `keys`; keys already absent are skipped."""
+    from bcc.libbcc import lib
+
+    count = ctypes.c_uint32(0)
+    done = 0
+    while done < len(keys):
+        count.value = len(keys) - done
+        res = lib.bpf_delete_batch(map_fd, keys.ctypes.data + 4 * done, ctypes.byref(count))
+        err = ctypes.get_errno()
+        done += count.value
+        if res != 0:
+            if err != errno.ENOENT:
+                raise OomguardError(f"deleting from a BPF map failed: {os.strerror(err)}",
+                                    "needs Linux >= 5.6 for batched map operations; run `oomguard doctor`")
+            done += 1  # the kernel stopped at a key that is not there: skip it

@@ -1,0 +1,123 @@
+"""Per tick: the processes grouped under the memory cgroup whose limit binds them — the detector's subjects.
+
+A Subject is one limiting cgroup at one tick: its usage and limit, its
+processes and their rates, and who owns the busiest. It is what the detector
+judges, what an alert describes, what `record` keeps and what the exporter
+shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..identity.attribution import Attribution
+from ..identity.cgroup import Headroom, MemoryCgroup, headroom
+from ..identity.owners import Owners
+from ..identity.pods import PodNames
+from ..identity.procfs import meminfo
+from ..sampling.rates import Rates
+from .screen import Screens
+
+HOST = MemoryCgroup(0, "/")  # the whole machine, for processes no cgroup limits
+ReadHeadroom = Callable[[MemoryCgroup], "Headroom | None"]
+
+
+@dataclass(frozen=True)
+class Subject:
+    """One limiting memory cgroup at one tick and the processes it binds."""
+
+    cgroup: str  # where the limit is set ("/" for the host)
+    usage: int  # working set, bytes
+    limit: int
+    pids: tuple[int, ...]
+    command: str  # the busiest process's
+    attribution: Attribution | None
+    pod: PodNames | None
+    kmalloc_bytes_per_s: float
+    page_bytes_per_s: float
+    rss_bytes: int
+    sample_rates: tuple[int, int]
+    notes: str = ""  # processes the per-process screen flagged
+
+
+@dataclass(frozen=True)
+class Group:
+    """The processes one memory limit binds."""
+
+    cgroup: MemoryCgroup  # where the limit is set
+    room: Headroom
+    rows: list[int]  # indices into the tick's Rates
+
+
+def limiting_cgroup(cgroup: MemoryCgroup, read: ReadHeadroom = headroom) -> tuple[MemoryCgroup, Headroom] | None:
+    """The cgroup that sets the effective limit over `cgroup`, with its own usage; None without a limit."""
+    room = read(cgroup)
+    if room is None or room.limit_bytes is None or room.limited_at is None:
+        return None
+    if room.limited_at != cgroup.path:
+        cgroup = MemoryCgroup(cgroup.version, room.limited_at)
+        room = read(cgroup)
+        if room is None or room.limit_bytes is None:
+            return None
+    return cgroup, room
+
+
+def group_by_limit(rates: Rates, owners: Owners, read: ReadHeadroom = headroom) -> list[Group]:
+    """Each process with a memory limit, grouped under the cgroup that sets it; one read per cgroup per tick."""
+    by_leaf: dict[MemoryCgroup, list[int]] = {}
+    for i, pid in enumerate(rates.pid.tolist()):
+        identity = owners.directory.known(pid)
+        if identity is not None and identity.cgroup is not None:
+            by_leaf.setdefault(identity.cgroup, []).append(i)
+    groups: dict[str, Group] = {}
+    for leaf, rows in by_leaf.items():
+        found = limiting_cgroup(leaf, read)
+        if found is None:
+            continue
+        cgroup, room = found
+        if cgroup.path in groups:
+            groups[cgroup.path].rows.extend(rows)
+        else:
+            groups[cgroup.path] = Group(cgroup, room, list(rows))
+    return list(groups.values())
+
+
+def host_group(rates: Rates, groups: list[Group], read_meminfo: Callable[[], dict[str, int]] = meminfo) -> Group | None:
+    """The processes under no memory limit, against the host's memory (MemTotal, MemAvailable)."""
+    limited = {i for g in groups for i in g.rows}
+    rows = [i for i in range(len(rates.pid)) if i not in limited]
+    info = read_meminfo()
+    if not rows or "MemTotal" not in info or "MemAvailable" not in info:
+        return None
+    total = info["MemTotal"]
+    return Group(HOST, Headroom(total - info["MemAvailable"], total, "/"), rows)
+
+
+def subject_of(group: Group, rates: Rates, sample_rates: tuple[int, int], owners: Owners, notes: str) -> Subject:
+    rows = np.array(group.rows)
+    total = rates.kmalloc_bytes_per_s[rows] + rates.page_bytes_per_s[rows]
+    busiest = owners.owner_of(int(rates.pid[rows[int(np.argmax(total))]]))
+    assert group.room.limit_bytes is not None  # groups are made only under a limit
+    return Subject(
+        cgroup=group.cgroup.path, usage=group.room.usage_bytes, limit=group.room.limit_bytes,
+        pids=tuple(int(p) for p in rates.pid[rows]), command=busiest.command,
+        attribution=busiest.attribution, pod=busiest.pod,
+        kmalloc_bytes_per_s=float(rates.kmalloc_bytes_per_s[rows].sum()),
+        page_bytes_per_s=float(rates.page_bytes_per_s[rows].sum()),
+        rss_bytes=int(rates.rss_bytes[rows].sum()), sample_rates=sample_rates, notes=notes)
+
+
+def subjects(rates: Rates, sample_rates: tuple[int, int], owners: Owners, flagged: dict[str, np.ndarray],
+             read: ReadHeadroom = headroom) -> list[Subject]:
+    """Every limiting cgroup this tick (and the host, for processes under no limit) as a Subject."""
+    groups = group_by_limit(rates, owners, read)
+    host = host_group(rates, groups)
+
+    def command_of(pid: int) -> str:
+        return owners.owner_of(pid).command
+
+    return [subject_of(g, rates, sample_rates, owners, Screens.notes(rates, g.rows, flagged, command_of))
+            for g in groups + ([host] if host else [])]

@@ -1,0 +1,86 @@
+"""Per-process growth screens: every process in one numpy pass per tick, flagging growth far above its own norm."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..arrays import match
+from ..sampling.rates import Rates
+from ..units import format_bytes
+
+
+def sigma_screen(values: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: float,
+                 sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One vectorised EWMA step over all processes: (new mean, new var, flagged mask).
+
+    Flags the processes whose value is `sigma` standard deviations above
+    their own running mean (never on the first sample: var 0, mean = value).
+    """
+    deviation = values - mean
+    flagged = deviation > sigma * np.sqrt(np.maximum(var, 1.0))
+    mean = mean + alpha * deviation
+    var = (1 - alpha) * (var + alpha * deviation ** 2)
+    return mean, var, flagged & (var > 0)
+
+
+class PidScreen:
+    """Per-process RSS growth screen: all processes in one vectorised pass per tick (numpy only).
+
+    Keeps an EWMA mean and variance of each process's RSS slope, aligned by
+    pid; a process growing `sigma` deviations above its own norm, and by at
+    least `min_growth`, is flagged. Flags name the processes in an alert's
+    explanation; the per-cgroup models above decide.
+    """
+
+    def __init__(self, alpha: float = 0.1, sigma: float = 4.0, min_growth: float = 1 << 20):
+        self.alpha, self.sigma, self.min_growth = alpha, sigma, min_growth
+        self.pid = np.zeros(0, dtype=np.uint32)
+        self.mean = np.zeros(0)
+        self.var = np.zeros(0)
+
+    def update(self, pids: np.ndarray, rss_slope: np.ndarray) -> np.ndarray:
+        """Mask over `pids` (sorted) of the processes flagged this tick."""
+        pos, found = match(self.pid, pids)
+        mean = np.where(found, self.mean[pos] if len(self.pid) else 0.0, rss_slope)
+        var = np.where(found, self.var[pos] if len(self.pid) else 0.0, 0.0)
+        self.mean, self.var, flagged = sigma_screen(rss_slope.astype(np.float64), mean, var, self.alpha, self.sigma)
+        self.pid = pids
+        return flagged & found & (rss_slope > self.min_growth)
+
+
+SIGNALS = ("RSS", "page allocations", "kmalloc")  # what each screen watches, as alerts name it
+
+
+def _signal_values(rates: Rates) -> dict[str, np.ndarray]:
+    return {"RSS": rates.rss_bytes_per_s, "page allocations": rates.page_bytes_per_s,
+            "kmalloc": rates.kmalloc_bytes_per_s}
+
+
+class Screens:
+    """One PidScreen per signal (RSS growth, page and kmalloc rates), over every process each tick."""
+
+    def __init__(self, sigma: float):
+        self.screens = {name: PidScreen(sigma=sigma) for name in SIGNALS}
+
+    def reconfigure(self, sigma: float) -> None:
+        for screen in self.screens.values():
+            screen.sigma = sigma
+
+    def update(self, rates: Rates) -> dict[str, np.ndarray]:
+        """Per signal, the mask of processes flagged this tick."""
+        values = _signal_values(rates)
+        return {name: screen.update(rates.pid, values[name]) for name, screen in self.screens.items()}
+
+    @staticmethod
+    def notes(rates: Rates, rows: list[int], flagged: dict[str, np.ndarray], command_of: Callable[[int], str]) -> str:
+        """The flagged processes among `rows`, for an alert's explanation."""
+        values = _signal_values(rates)
+        notes = []
+        for i in rows:
+            signals = [f"{name} +{format_bytes(values[name][i])}/s" for name, mask in flagged.items() if mask[i]]
+            if signals:
+                pid = int(rates.pid[i])
+                notes.append(f"pid {pid} ({command_of(pid)}) {', '.join(signals)}, far above its own norm")
+        return "; ".join(notes[:5])

@@ -1,0 +1,113 @@
+"""A process's memory cgroup and that cgroup's headroom (usage against its effective limit).
+
+Works on cgroup v1 (memory controller), v2 and hybrid hosts. Pure parsing
+takes text; the functions that read /proc and /sys take their roots as
+arguments so tests can point them at a temporary tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+UNLIMITED = 1 << 62  # v1 reports "no limit" as a huge page-aligned number; anything above this is none
+
+
+@dataclass(frozen=True)
+class MemoryCgroup:
+    """Where a process's memory is accounted: the hierarchy version and the path inside it."""
+
+    version: int  # 1 or 2
+    path: str  # as in /proc/PID/cgroup, starting with "/"
+
+
+@dataclass(frozen=True)
+class Headroom:
+    usage_bytes: int  # the working set: usage minus inactive file cache
+    limit_bytes: int | None  # the smallest limit on the way to the root; None: no limit
+    limited_at: str | None  # the cgroup path that sets it
+
+    @property
+    def free_bytes(self) -> int | None:
+        return None if self.limit_bytes is None else self.limit_bytes - self.usage_bytes
+
+
+def parse_proc_cgroup(text: str) -> MemoryCgroup | None:
+    """The memory cgroup from /proc/PID/cgroup text: the v1 memory line, else the v2 line."""
+    unified = None
+    for line in text.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue  # malformed: ignore rather than mis-attribute
+        hierarchy, controllers, path = parts
+        if "memory" in controllers.split(","):
+            return MemoryCgroup(1, path)
+        if hierarchy == "0" and controllers == "":
+            unified = MemoryCgroup(2, path)
+    return unified
+
+
+def memory_cgroup_of(pid: int, proc: Path = Path("/proc")) -> MemoryCgroup | None:
+    try:
+        return parse_proc_cgroup((proc / str(pid) / "cgroup").read_text())
+    except OSError:
+        return None
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    if text == "max":
+        return UNLIMITED
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def headroom(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Headroom | None:
+    """Usage of the cgroup and the smallest limit from it up to the root; None if unreadable."""
+    base = root / "memory" if cgroup.version == 1 else root
+    usage_file, limit_file = (("memory.usage_in_bytes", "memory.limit_in_bytes") if cgroup.version == 1
+                              else ("memory.current", "memory.max"))
+    directory = base / cgroup.path.lstrip("/")
+    usage = _read_int(directory / usage_file)
+    if usage is None:
+        return None
+    limit, limited_at = None, None
+    path = Path(cgroup.path)
+    while True:
+        value = _read_int(base / str(path).lstrip("/") / limit_file)
+        if value is not None and value < UNLIMITED and (limit is None or value < limit):
+            limit, limited_at = value, str(path)
+        if path == path.parent:
+            break
+        path = path.parent
+    # The working set, as the kubelet counts it: inactive file cache is reclaimed before any kill.
+    inactive_file = _keyed_ints(directory / "memory.stat").get(
+        "total_inactive_file" if cgroup.version == 1 else "inactive_file", 0)
+    return Headroom(max(0, usage - inactive_file), limit, limited_at)
+
+
+def _keyed_ints(path: Path) -> dict[str, int]:
+    """'key value' lines (memory.stat) as a dict; {} if unreadable."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    pairs = (line.split() for line in lines)
+    return {p[0]: int(p[1]) for p in pairs if len(p) == 2 and p[1].lstrip("-").isdigit()}
+
+
+def cgroup_limit(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> int | None:
+    """The effective memory limit of a cgroup (smallest up the tree); None: no limit or unreadable."""
+    room = headroom(cgroup, root)
+    return room.limit_bytes if room else None
+
+
+def default_memory_version(root: Path = CGROUP_ROOT) -> int:
+    """1 where the v1 memory controller is mounted (v1 or hybrid host), else 2."""
+    return 1 if (root / "memory" / "memory.usage_in_bytes").exists() else 2

@@ -1,0 +1,124 @@
+"""Which processes oomguard watches: include/exclude by cgroup path prefix and by command.
+
+The user-space filter is the reference and always applies. Where the host has
+cgroup v2, the cgroup part is also enforced in the kernel (see
+kernel_cgroup_filter), so excluded processes cost no map updates at all.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..bpf.events import CGROUP_FILTER_SLOTS, FILTER_EXCLUDE, FILTER_INCLUDE, FILTER_OFF
+from ..config import SelectionConfig
+from ..sampling.rates import Rates
+from .attribution import under_cgroup
+from .procfs import Identity, ProcessDirectory
+
+log = logging.getLogger("oomguard")
+
+
+
+
+@dataclass(frozen=True)
+class ProcessFilter:
+    include_cgroups: tuple[str, ...] = ()
+    exclude_cgroups: tuple[str, ...] = ()
+    include_commands: tuple[str, ...] = ()
+    exclude_commands: tuple[str, ...] = ()
+
+    @classmethod
+    def from_policy(cls, policy: SelectionConfig) -> ProcessFilter:
+        return cls(policy.include_cgroups, policy.exclude_cgroups, policy.include_commands, policy.exclude_commands)
+
+    @property
+    def active(self) -> bool:
+        return any((self.include_cgroups, self.exclude_cgroups, self.include_commands, self.exclude_commands))
+
+    def allows(self, who: Identity) -> bool:
+        """Included (or no include list) and not excluded. An unknown cgroup matches no prefix."""
+        path = who.cgroup.path if who.cgroup else None
+
+        def in_cgroups(prefixes: tuple[str, ...]) -> bool:
+            return path is not None and any(under_cgroup(path, p) for p in prefixes)
+
+        if self.include_cgroups and not in_cgroups(self.include_cgroups):
+            return False
+        if self.include_commands and who.command not in self.include_commands:
+            return False
+        return not in_cgroups(self.exclude_cgroups) and who.command not in self.exclude_commands
+
+
+def cgroup2_mount(mounts_text: str) -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted, from /proc/self/mounts text."""
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "cgroup2":
+            return Path(fields[1])
+    return None
+
+
+def kernel_cgroup_filter(rules: ProcessFilter, mount: Path | None) -> tuple[int, list[Path]]:
+    """(mode, v2 cgroup directories) for the kernel-side filter; FILTER_OFF where it cannot be exact.
+
+    Include lists win over exclude lists (the user-space filter still applies
+    both). The kernel filter is off when a listed cgroup is not a directory
+    of the v2 hierarchy (a v1-only host), or there are more than the slots.
+    """
+    mode, prefixes = ((FILTER_INCLUDE, rules.include_cgroups) if rules.include_cgroups
+                      else (FILTER_EXCLUDE, rules.exclude_cgroups))
+    if not prefixes or mount is None or len(prefixes) > CGROUP_FILTER_SLOTS:
+        return FILTER_OFF, []
+    directories = [mount / p.strip("/") for p in prefixes]
+    if not all(d.is_dir() for d in directories):
+        return FILTER_OFF, []
+    return mode, directories
+
+
+class Selection:
+    """The policy's process selection over the pids the kernel reports: each judged once, at first sight.
+
+    Also keeps the identity cache in step with the maps: new pids are
+    identified (one /proc read each), exited ones forgotten.
+    """
+
+    def __init__(self, directory: ProcessDirectory, policy: SelectionConfig):
+        self.directory = directory
+        self.rules = ProcessFilter.from_policy(policy)
+        self._excluded = np.zeros(0, dtype=np.uint32)  # pids the rules rejected, sorted
+
+    def reconfigure(self, policy: SelectionConfig) -> None:
+        """New rules apply at once, to every process known."""
+        self.rules = ProcessFilter.from_policy(policy)
+        self._excluded = np.zeros(0, dtype=np.uint32)
+        self._judge(np.array(sorted(self.directory.pids()), dtype=np.uint32))
+
+    def admit(self, rates: Rates | None, seen: np.ndarray, exited: np.ndarray) -> Rates | None:
+        """`rates` without the excluded processes; learns the new pids in `seen`, forgets `exited`."""
+        self._judge(self.directory.learn(seen))
+        if rates is not None and len(self._excluded):
+            rates = rates.select(~np.isin(rates.pid, self._excluded))
+        if len(exited):
+            self.directory.forget(exited)
+            self._excluded = np.setdiff1d(self._excluded, exited)
+        return rates
+
+    def _judge(self, new_pids: np.ndarray) -> None:
+        if not self.rules.active or not len(new_pids):
+            return
+        rejected = [pid for pid in new_pids.tolist() if not self.rules.allows(self.directory.identity(pid))]
+        if rejected:
+            self._excluded = np.union1d(self._excluded, np.array(rejected, dtype=np.uint32))
+
+
+def kernel_filter_for(rules: ProcessFilter, mounts: Path = Path("/proc/self/mounts")) -> tuple[int, list[Path]]:
+    """The in-kernel filter for these rules on this host (see kernel_cgroup_filter), logged when active."""
+    mode, directories = kernel_cgroup_filter(rules, cgroup2_mount(mounts.read_text()))
+    if rules.active:
+        log.info("process selection: %s; in the kernel: %s", rules,
+                 "off (filtering in user space)" if mode == FILTER_OFF else ", ".join(map(str, directories)))
+    return mode, directories

@@ -1,0 +1,92 @@
+"""One tick of the kernel stage: read the maps, turn them into rates, adapt N, drop exited processes.
+
+The collector is the only user of the Tracer on the per-tick path. It knows
+nothing of containers or policy beyond the sampling section.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..bpf.events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, Counters
+from ..bpf.tracer import Tracer
+from ..config import SamplingConfig
+from .controller import SampleRateController
+from .rates import Rates, RateTracker
+
+log = logging.getLogger("oomguard")
+
+
+def live_pids(proc: Path = Path("/proc")) -> np.ndarray:
+    """Every process (tgid) alive now, sorted. One directory listing, not one stat per PID."""
+    return np.array(sorted(int(name) for name in os.listdir(proc) if name.isdigit()), dtype=np.uint32)
+
+
+@dataclass(frozen=True)
+class Tick:
+    """What one tick learnt."""
+
+    rates: Rates | None  # None on the first tick (no interval yet)
+    counters: Counters
+    sample_rates: tuple[int, int]  # N in force during the interval, per source
+    seen_pids: np.ndarray  # every pid in the maps this tick, sorted
+    exited_pids: np.ndarray  # processes pruned from the maps this tick
+
+
+class Collector:
+    """Reads the maps once per tick; holds the sampling controllers that keep N on target."""
+
+    def __init__(self, tracer: Tracer, policy: SamplingConfig):
+        self.tracer = tracer
+        self.controllers = [SampleRateController(policy.target_events_per_sec, initial_n=policy.initial_rate)
+                            for _ in SOURCES]
+        for source, controller in enumerate(self.controllers):
+            tracer.set_sample_rate(source, controller.n)
+        self.rates = RateTracker()
+        self._previous: tuple[Counters, float] | None = None
+        self._warned_full = False
+
+    def reconfigure(self, policy: SamplingConfig) -> None:
+        """A new target applies from the next interval; max_pids and initial_rate need a restart."""
+        for controller in self.controllers:
+            controller.target_per_s = float(policy.target_events_per_sec)
+
+    @property
+    def sample_rates(self) -> tuple[int, int]:
+        return self.controllers[SOURCE_KMALLOC].n, self.controllers[SOURCE_PAGE].n
+
+    def tick(self) -> Tick:
+        snapshot = self.tracer.snapshot()
+        counters = self.tracer.counters()
+        in_force = self.sample_rates
+        rates, exited = self.rates.update(snapshot, live_pids())
+        if len(exited):
+            self.tracer.forget_pids(exited)
+        if len(snapshot) >= self.tracer.max_pids and not self._warned_full:
+            log.warning("per-process map full (%d entries): least active processes are being evicted; "
+                        "raise [sampling] max_pids", self.tracer.max_pids)
+            self._warned_full = True
+        self._adapt(counters, snapshot.monotonic_s)
+        return Tick(rates=rates, counters=counters, sample_rates=in_force, seen_pids=snapshot.pid,
+                    exited_pids=exited)
+
+    def events_per_s(self, interval_s: float) -> list[float]:
+        """Events seen per source over the last interval."""
+        return [float(c.last_seen) / interval_s if interval_s > 0 else 0.0 for c in self.controllers]
+
+    def _adapt(self, counters: Counters, now: float) -> None:
+        previous, self._previous = self._previous, (counters, now)
+        if previous is None:
+            return
+        before, last = previous
+        for source, (name, old, new) in enumerate(
+                (("kmalloc", before.kmalloc, counters.kmalloc), ("page", before.page, counters.page))):
+            decision = self.controllers[source].update(new.seen - old.seen, now - last)
+            if decision.changed:
+                self.tracer.set_sample_rate(source, decision.n)
+                log.info("sample rate %s: %s", name, decision.reason)

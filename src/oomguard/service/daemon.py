@@ -1,0 +1,271 @@
+"""The daemon: one tick per interval, OOM kills as they arrive, SIGHUP applied in place, clean exit on signals.
+
+Data flows one way each tick: collector (maps -> rates) -> selection and
+identity -> subjects (limiting cgroups) -> alert engine -> delivery, metrics,
+console, status. Kills flow: ring buffer + kernel log -> correlator ->
+attributed report -> alert engine -> delivery.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+import time
+from contextlib import ExitStack
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import TextIO
+
+from ..alerting import store
+from ..alerting.engine import AlertEngine, KillOutcome
+from ..alerting.messages import Message
+from ..alerting.outbox import Outbox, receivers_for
+from ..bpf.events import Counters, OomKill
+from ..bpf.preflight import check_pid_namespace
+from ..bpf.tracer import Tracer
+from ..config import Config, ConfigError, live_part, load, needs_restart
+from ..detection.groups import Subject, subjects
+from ..detection.screen import Screens
+from ..identity.owners import Owners
+from ..identity.pods import PodDirectory
+from ..identity.procfs import ProcessDirectory
+from ..identity.selection import Selection, kernel_filter_for
+from ..kills.kmsg import KernelOomRecord, KmsgReader
+from ..kills.report import KillAttributor, KillCorrelator
+from ..sampling.collector import Collector, Tick
+from ..signals import Signals
+from ..views.console import print_kill, print_message, print_tick
+from ..views.table import busiest_rows
+from . import systemd
+from .metrics import Exporter, Figures
+from .recording import Recorder
+from .status import write_status
+
+log = logging.getLogger("oomguard")
+POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
+STATUS_TOP = 10  # processes in status.json
+DISK_ERROR_EVERY_S = 60.0  # how often a persisting disk error is logged again
+
+
+def open_kmsg() -> KmsgReader | None:
+    try:
+        return KmsgReader()
+    except OSError as exc:
+        log.warning("cannot read /dev/kmsg (%s): kills are reported from the ring buffer alone, without the "
+                    "cgroup whose limit was hit; run as root or grant CAP_SYSLOG", exc.strerror)
+        return None
+
+
+def pods_for(config: Config) -> PodDirectory:
+    return PodDirectory(config.attribution.pods_log_dir, config.attribution.containers_log_dir)
+
+
+class Daemon:
+    """The running watchdog. `run()` owns every resource through one ExitStack."""
+
+    def __init__(self, config: Config, out: TextIO = sys.stdout, record_to: Path | None = None):
+        self.config, self.out, self.record_to = config, out, record_to
+        self.started = time.time()
+        self.kills_seen = 0
+        self.signals = Signals()
+        self.pinger = systemd.WatchdogPinger()
+        self.directory = ProcessDirectory()
+        self.owners = Owners(self.directory, pods_for(config))
+        self.selection = Selection(self.directory, config.selection)
+        self.screens = Screens(config.detect.screen_sigma)
+        self.engine = AlertEngine(config)
+        self.state_file = config.state.dir / store.ALERTS_FILE
+        store.load(self.engine.book, self.state_file)
+        self.correlator = KillCorrelator()
+        self.attributor = KillAttributor(self.owners)
+        self.previous_counters: Counters | None = None
+        self.outbox: Outbox | None = None
+        self.exporter: Exporter | None = None
+        self.recorder: Recorder | None = None
+        self.kmsg: KmsgReader | None = None
+        self._disk_error_at = float("-inf")
+
+    # -- lifetime ----------------------------------------------------------
+
+    def run(self) -> int:
+        with ExitStack() as stack:
+            self._open(stack)
+            log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", self.config.source)
+            namespace = check_pid_namespace()
+            if not namespace.ok:
+                log.warning("running in a %s: %s", namespace.detail, namespace.fix)
+            systemd.notify("READY=1")  # only now: every program is attached
+            stack.callback(systemd.notify, "STOPPING=1")
+            self._loop()
+        log.info("stopped; BPF programs detached")
+        return 0
+
+    def _open(self, stack: ExitStack) -> None:
+        config = self.config
+        self.kmsg = open_kmsg()
+        if self.kmsg:
+            stack.callback(self.kmsg.close)
+        if self.record_to:
+            self.recorder = Recorder(self.record_to, socket.gethostname(), config.sampling.interval)
+            stack.callback(self.recorder.close)
+        if config.metrics.listen:
+            exporter = Exporter(config.metrics)
+            if exporter.start():
+                self.exporter = exporter
+                stack.callback(exporter.stop)
+        receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager)
+        if receivers and not self.record_to:  # a recording prints alerts, never sends them
+            self.outbox = Outbox(config.state.dir / "spool", receivers)
+            self.outbox.start()
+            stack.callback(self.outbox.stop, 1.0)  # what is not sent stays in the spool for the next start
+        self.tracer = stack.enter_context(Tracer(max_pids=config.sampling.max_pids))
+        self.collector = Collector(self.tracer, config.sampling)
+        self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
+
+    def _loop(self) -> None:
+        next_tick = time.monotonic() + self.config.sampling.interval
+        while not self.signals.stop:
+            self.pinger.ping()
+            if self.signals.reload:
+                self.signals.reload = False
+                self.reload()
+            wait_ms = int(max(0.0, min(next_tick - time.monotonic(), POLL_SLICE_MS / 1000)) * 1000)
+            for kill in self.tracer.poll_oom_kills(wait_ms):
+                self.directory.identity(kill.victim_pid)  # read /proc now, while the victim may still be there
+                self.correlator.add_kill(kill, time.monotonic())
+            for record in self.kmsg.read() if self.kmsg else ():
+                self.correlator.add_record(record, time.monotonic())
+            for pair in self.correlator.ready(time.monotonic()):
+                self.on_kill(*pair)
+            if time.monotonic() < next_tick:
+                continue
+            self.on_tick()
+            # A late tick (a stalled machine) starts a fresh schedule rather than firing a burst.
+            next_tick = max(next_tick + self.config.sampling.interval, time.monotonic())
+
+    # -- events ------------------------------------------------------------
+
+    def on_kill(self, kill: OomKill | None, record: KernelOomRecord | None) -> KillOutcome:
+        self.kills_seen += 1
+        report = self.attributor.report(kill, record)
+        print_kill(report, self.out)
+        outcome = self.engine.kill(report, time.monotonic())
+        self._deliver([outcome.message])
+        if self.exporter and outcome.lead_s is not None:
+            self.exporter.lead_time.observe(outcome.lead_s)
+        if self.recorder:
+            self.recorder.kill(time.monotonic(), report)
+        return outcome
+
+    def on_tick(self) -> Tick:
+        started = time.perf_counter()
+        tick = self.collector.tick()
+        rates = self.selection.admit(tick.rates, tick.seen_pids, tick.exited_pids)
+        found: list[Subject] = []
+        if rates is not None:
+            found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
+            self._deliver(self.engine.observe(found, time.monotonic()))
+            if self.recorder:
+                self.recorder.tick(time.monotonic(), found)
+        if self.exporter:
+            self.exporter.tick_duration.observe(time.perf_counter() - started)
+            self.exporter.update(Figures(
+                rates=rates, owner_of=self.owners.owner_of, subjects=found, verdicts=self.engine.verdicts,
+                sample_rates=tick.sample_rates, counters=tick.counters, processes=len(self.directory),
+                tallies=self.engine.book.tallies, open_alerts=len(self.engine.book.open)))
+        print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,
+                   self.owners.owner_of, self.out)
+        self.previous_counters = tick.counters
+        self._write_status(tick)
+        return tick
+
+    def reload(self) -> None:
+        """Re-read the policy file; apply what can change live, keep the rest (logged), keep all on any error."""
+        current = self.config
+        if current.source == "built-in defaults":
+            log.warning("SIGHUP: running on built-in defaults, there is no file to reload")
+            return
+        systemd.notify("RELOADING=1")
+        try:
+            new = load(Path(current.source))
+        except ConfigError as exc:
+            log.error("SIGHUP: new policy rejected, keeping the old one: %s (fix: %s)", exc.cause, exc.fix)
+        except Exception as exc:  # never let a reload kill the watchdog  # noqa: BLE001
+            log.error("SIGHUP: reading the new policy failed (%s: %s), keeping the old one; fix: check the file "
+                      "with `oomguard check-config -c %s`", type(exc).__name__, exc, current.source)
+        else:
+            for key in needs_restart(current, new):
+                log.warning("SIGHUP: %s changed: needs a restart to apply (systemctl restart oomguard); "
+                            "keeping the running value", key)
+            self.apply(live_part(current, new))
+            log.info("SIGHUP: policy reloaded from %s", new.source)
+        systemd.notify("READY=1")
+
+    def apply(self, config: Config) -> None:
+        """Put a policy in force in place: every stage keeps what it has learnt."""
+        self.collector.reconfigure(config.sampling)
+        self.selection.reconfigure(config.selection)
+        self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
+        self.screens.reconfigure(config.detect.screen_sigma)
+        self.engine.reconfigure(config)
+        if config.attribution != self.config.attribution:
+            self.owners.pods = pods_for(config)
+        if self.exporter:
+            self.exporter.reconfigure(config.metrics)
+        self.config = config
+
+    # -- edges ---------------------------------------------------------------
+
+    def _deliver(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        for message in messages:
+            print_message(message, self.out)
+            if self.outbox:
+                self.outbox.put(message)
+        try:
+            store.save(self.engine.book, self.state_file)
+        except OSError as exc:
+            self._disk_error(self.state_file, exc)
+
+    def _write_status(self, tick: Tick) -> None:
+        rates, config = tick.rates, self.config
+        interval = rates.interval_s if rates is not None else config.sampling.interval
+        book = self.engine.book
+        status = {
+            "pid": os.getpid(), "started": self.started, "updated": time.time(), "policy": config.source,
+            "interval_s": config.sampling.interval,
+            "sample_rates": list(self.collector.sample_rates),
+            "events_per_s": self.collector.events_per_s(interval),
+            "ringbuf_drops": tick.counters.ringbuf_drops,
+            "processes": len(self.directory), "kills_seen": self.kills_seen,
+            "top": [asdict(row) for row in busiest_rows(rates, STATUS_TOP, self.owners.owner_of)] if rates else [],
+            "open_alerts": [{"id": a.id, "cgroup": a.cgroup, "title": a.title, "age_s": time.monotonic() - a.opened_at}
+                            for a in book.open.values()],
+            "tallies": asdict(book.tallies) | {"summary": book.tallies.lead_time_summary()},
+            "undelivered": self.outbox.pending() if self.outbox else 0,
+        }
+        try:
+            write_status(config.state.dir, status)
+        except OSError as exc:
+            self._disk_error(config.state.dir, exc)
+        kmalloc_n, page_n = self.collector.sample_rates
+        systemd.notify(f"STATUS=kmalloc 1-in-{kmalloc_n}, page 1-in-{page_n}; {len(self.directory)} processes; "
+                       f"{self.kills_seen} OOM kills seen; "
+                       f"{len(book.open)} open alerts")
+
+    def _disk_error(self, path: Path, exc: OSError) -> None:
+        """A state write failed: say so (at most once a minute) and keep watching."""
+        now = time.monotonic()
+        if now - self._disk_error_at >= DISK_ERROR_EVERY_S:
+            self._disk_error_at = now
+            log.error("cannot write %s (%s): alerts still go to the console and the receivers, but state is not "
+                      "kept; fix: free space or permissions on [state] dir %s", path, exc.strerror or exc,
+                      self.config.state.dir)
+
+
+def run(config: Config, out: TextIO = sys.stdout, record_to: Path | None = None) -> int:
+    """The daemon. With `record_to`, it records what it sees there and delivers no alert (only prints)."""
+    return Daemon(config, out, record_to).run()

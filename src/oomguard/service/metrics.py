@@ -1,0 +1,180 @@
+"""The Prometheus exporter (prometheus-client): per-container and top-N per-process figures, bounded.
+
+Each tick builds the metric families from that tick's figures and swaps them
+in at once; scrapes (on the exporter's own thread) read the last complete
+set. Per-process series exist only for the top `[metrics] top_pids`
+processes and per-container series for at most `max_containers`, so PID
+churn cannot grow the number of series. Names follow Prometheus conventions
+(units in names, `_total` counters); pod labels are spelled as
+kube-state-metrics spells them (namespace, pod, container).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from ..alerting.lifecycle import Tallies
+from ..bpf.events import SOURCES, Counters
+from ..config import MetricsConfig
+from ..detection.detector import Verdict
+from ..detection.groups import Subject
+from ..identity.owners import Owner
+from ..sampling.rates import Rates
+
+log = logging.getLogger("oomguard")
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Everything one tick exports: the exporter's whole input."""
+
+    rates: Rates | None
+    owner_of: Callable[[int], Owner]
+    subjects: list[Subject]  # limiting cgroups this tick
+    verdicts: dict[str, Verdict]  # by cgroup
+    sample_rates: tuple[int, int]
+    counters: Counters
+    processes: int
+    tallies: Tallies
+    open_alerts: int
+
+
+class Exporter:
+    def __init__(self, config: MetricsConfig):
+        self.config = config
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)  # the daemon's own CPU and memory: process_*
+        self.tick_duration = Histogram("oomguard_tick_duration_seconds", "Time one tick takes (maps, rates, alerts)",
+                                       buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+                                       registry=self.registry)
+        self.lead_time = Histogram("oomguard_alert_lead_time_seconds", "From pre-OOM alert to the kill it foresaw",
+                                   buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800), registry=self.registry)
+        self._families: list[Metric] = []
+        self.registry.register(self)  # a duck-typed collector, as the client documents
+        self._server: Any = None
+
+    def start(self) -> bool:
+        """Serve /metrics; False (logged with the fix) if the address cannot be had: alerts matter more."""
+        host, _, port = self.config.listen.rpartition(":")
+        try:
+            self._server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+        except OSError as exc:
+            log.error("metrics exporter cannot listen on %s (%s): running without it; fix: choose a free address "
+                      "in [metrics] listen, or \"\" to turn the exporter off", self.config.listen, exc.strerror)
+            return False
+        log.info("metrics on http://%s/metrics", self.config.listen)
+        return True
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def reconfigure(self, config: MetricsConfig) -> None:
+        """top_pids and max_containers apply from the next tick; listen needs a restart."""
+        self.config = config
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)  # the last complete set; replaced whole each tick
+
+    def describe(self) -> list[Metric]:
+        return []  # unchecked collector: its series change with the workload
+
+    def update(self, figures: Figures) -> None:
+        counters, tallies, sample_rates = figures.counters, figures.tallies, figures.sample_rates
+        families = [
+            _gauge("oomguard_sample_rate", "Events per sample (the N of 1-in-N) in force", ["source"],
+                   [((s,), n) for s, n in zip(SOURCES, sample_rates, strict=False)]),
+            _counter("oomguard_events_seen", "Allocation events that reached the BPF program", ["source"],
+                     [(("kmalloc",), counters.kmalloc.seen), (("page",), counters.page.seen)]),
+            _counter("oomguard_events_sampled", "Allocation events recorded per process", ["source"],
+                     [(("kmalloc",), counters.kmalloc.sampled), (("page",), counters.page.sampled)]),
+            _counter("oomguard_ringbuf_drops", "OOM kill events lost to a full ring buffer", [],
+                     [((), counters.ringbuf_drops)]),
+            _gauge("oomguard_processes_tracked", "Processes with allocation data", [], [((), figures.processes)]),
+            _counter("oomguard_oom_kills", "OOM kills, by whether a pre-OOM alert foresaw them", ["result"],
+                     [(("foreseen",), tallies.foreseen), (("unforeseen",), tallies.unforeseen)]),
+            _counter("oomguard_false_alarms", "Pre-OOM alerts cleared without a kill", [],
+                     [((), tallies.false_alarms)]),
+            _gauge("oomguard_open_alerts", "Pre-OOM alerts open now", [], [((), figures.open_alerts)]),
+        ]
+        if figures.rates is not None:
+            families += self._process_families(figures.rates, figures.owner_of)
+            families += self._container_families(figures.rates, figures.owner_of)
+        families += self._cgroup_families(figures.subjects, figures.verdicts)
+        self._families = families
+
+    def _process_families(self, rates: Rates, owner_of: Callable[[int], Owner]) -> list[Metric]:
+        labels = ["pid", "command", "namespace", "pod", "container"]
+        alloc, rss = [], []
+        for i in rates.busiest(self.config.top_pids):
+            pid = int(rates.pid[i])
+            who = owner_of(pid)
+            base = (str(pid), who.command, who.namespace, who.pod_name, who.container)
+            alloc += [((*base, "kmalloc"), float(rates.kmalloc_bytes_per_s[i])),
+                      ((*base, "page"), float(rates.page_bytes_per_s[i]))]
+            rss.append((base, int(rates.rss_bytes[i])))
+        return [_gauge("oomguard_process_alloc_bytes_per_second", "Allocation rate of the top processes",
+                       [*labels, "source"], alloc),
+                _gauge("oomguard_process_rss_bytes", "Resident memory of the top processes", labels, rss)]
+
+    def _container_families(self, rates: Rates, owner_of: Callable[[int], Owner]) -> list[Metric]:
+        sums: dict[tuple[str, ...], list[float]] = {}
+        for i, pid in enumerate(rates.pid.tolist()):
+            who = owner_of(pid)
+            if not who.container_id:
+                continue
+            key = (who.namespace, who.pod_name, who.container, who.container_id)
+            entry = sums.setdefault(key, [0.0, 0.0])
+            entry[0] += float(rates.kmalloc_bytes_per_s[i])
+            entry[1] += float(rates.page_bytes_per_s[i])
+        busiest = sorted(sums.items(), key=lambda kv: -(kv[1][0] + kv[1][1]))[:self.config.max_containers]
+        samples = [((*key, source), value[k]) for key, value in busiest for k, source in enumerate(SOURCES)]
+        return [_gauge("oomguard_container_alloc_bytes_per_second", "Allocation rate per container",
+                       ["namespace", "pod", "container", "container_id", "source"], samples)]
+
+    def _cgroup_families(self, subjects: list[Subject], verdicts: dict[str, Verdict]) -> list[Metric]:
+        labels = ["cgroup", "namespace", "pod", "container"]
+        usage, limit, free, eta = [], [], [], []
+        for seen in subjects:
+            pod = seen.pod
+            key = (seen.cgroup, pod.namespace if pod else "", pod.pod if pod else "",
+                   (pod.container or "") if pod else "")
+            usage.append((key, seen.usage))
+            limit.append((key, seen.limit))
+            free.append((key, seen.limit - seen.usage))
+            verdict = verdicts.get(seen.cgroup)
+            if verdict is not None and verdict.seconds_to_limit is not None:
+                eta.append((key, verdict.seconds_to_limit))
+        return [
+            _gauge("oomguard_cgroup_memory_usage_bytes", "Usage of each limiting memory cgroup", labels, usage),
+            _gauge("oomguard_cgroup_memory_limit_bytes", "Effective memory limit", labels, limit),
+            _gauge("oomguard_cgroup_memory_headroom_bytes", "Limit minus usage", labels, free),
+            _gauge("oomguard_cgroup_forecast_seconds_to_oom", "Seconds until usage reaches the limit at its "
+                   "recent growth (absent when not growing)", labels, eta),
+        ]
+
+
+Samples = Sequence[tuple[tuple[str, ...], float]]
+
+
+def _gauge(name: str, documentation: str, labels: list[str], samples: Samples) -> Metric:
+    family = GaugeMetricFamily(name, documentation, labels=labels)
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family
+
+
+def _counter(name: str, documentation: str, labels: list[str], samples: Samples) -> Metric:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for values, value in samples:
+        family.add_metric(list(values), value)
+    return family

@@ -1,0 +1,63 @@
+"""The Prometheus exporter of the live daemon, scraped over HTTP while a process allocates and pids churn."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from support import Daemon, free_port, memory_cgroup, procs_file
+
+pytestmark = pytest.mark.kernel
+MIB = 1 << 20
+
+
+def samples(text: str) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+def test_scrape_the_live_daemon_while_a_process_allocates_and_pids_churn(tmp_path, workload):
+    port = free_port()
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[sampling]\ninterval = "500ms"\ninitial_rate = 1\n[output]\ntop_pids = 0\n'
+                      f'[metrics]\nlisten = "127.0.0.1:{port}"\ntop_pids = 10\n[state]\ndir = "{tmp_path / "s"}"\n')
+    daemon = Daemon(policy)
+    url = f"http://127.0.0.1:{port}/metrics"
+    try:
+        daemon.wait_for(lambda l: "metrics on http://" in l, 30)
+        with memory_cgroup(512 * MIB) as cgroup:
+            procs = procs_file(cgroup)
+            leaker = subprocess.Popen([str(workload), "leak", "200", "20"], stdout=subprocess.DEVNULL,
+                                      preexec_fn=lambda: procs.write_text(str(os.getpid())))
+            try:
+                time.sleep(3)
+                got = samples(urllib.request.urlopen(url, timeout=5).read().decode())
+            finally:
+                leaker.kill()
+                leaker.wait()
+        page = [s for s in got["oomguard_process_alloc_bytes_per_second"]
+                if s.labels["pid"] == str(leaker.pid) and s.labels["source"] == "page"]
+        assert page and 3 * MIB < page[0].value < 40 * MIB, page  # ~10 MiB/s
+        limits = {s.labels["cgroup"]: s.value for s in got["oomguard_cgroup_memory_limit_bytes"]}
+        assert any(path.endswith(cgroup.name) and value == 512 * MIB for path, value in limits.items()), limits
+        assert sum(s.value for s in got["oomguard_events_seen_total"]) > 0
+        assert got["oomguard_tick_duration_seconds_count"][0].value > 0
+
+        churn = subprocess.run([str(workload), "spawn", "10000"], timeout=120)
+        assert churn.returncode == 0
+        time.sleep(1.5)
+        got = samples(urllib.request.urlopen(url, timeout=5).read().decode())
+        assert len(got["oomguard_process_alloc_bytes_per_second"]) <= 2 * 10
+        assert len(got.get("oomguard_process_rss_bytes", [])) <= 10
+        total_series = sum(len(v) for v in got.values())
+        assert total_series < 200, total_series
+    finally:
+        code, _ = daemon.stop()
+    assert code == 0

@@ -1,0 +1,377 @@
+"""What the tests share: prerequisites, throw-away memory cgroups, local receivers, a booted systemd, a daemon.
+
+Every helper cleans up what it makes, even when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import email.policy
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+WORKLOAD_SOURCE = Path(__file__).with_name("workloads") / "workload.c"
+
+
+def require(condition: bool, why: str) -> None:
+    """Skip when a prerequisite is missing, except under CI, where that is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"prerequisite missing under CI: {why}", pytrace=False)
+    pytest.skip(why)
+
+
+# -- throw-away memory cgroups ---------------------------------------------------------------------------
+
+V1_ROOT = Path("/sys/fs/cgroup/memory")
+V2_ROOT = Path("/sys/fs/cgroup")
+
+
+def own_memory_cgroup() -> tuple[Path, int] | None:
+    """(directory, version) of this process's memory cgroup, or None if memory is not controlled."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(",") and (V1_ROOT / path.lstrip("/")).is_dir():
+            return V1_ROOT / path.lstrip("/"), 1
+        if hierarchy == "0" and "memory" in (V2_ROOT / "cgroup.controllers").read_text(errors="ignore").split():
+            # v2 forbids processes in inner nodes: make ours under the root.
+            return V2_ROOT, 2
+    return None
+
+
+@contextlib.contextmanager
+def memory_cgroup(limit_bytes: int, *, relative: str | None = None) -> Iterator[Path]:
+    """A new memory cgroup with `limit_bytes` and no swap; every process in it is killed on exit."""
+    found = own_memory_cgroup()
+    if found is None:
+        raise RuntimeError("no memory cgroup controller: mount the v1 memory controller or enable memory in cgroup v2")
+    parent, version = found
+    relative = relative or f"oomguard-test-{uuid.uuid4().hex[:8]}"
+    path = parent / relative
+    top = parent / Path(relative).parts[0]  # the first directory we create; all of it goes
+    if top.exists():
+        raise RuntimeError(f"{top} exists already: a previous run left it, remove it")
+    path.mkdir(parents=True)
+    try:
+        if version == 1:
+            (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
+            (path / "memory.swappiness").write_text("0")  # OOM instead of swapping
+        else:
+            (path / "memory.max").write_text(str(limit_bytes))
+            with contextlib.suppress(FileNotFoundError):
+                (path / "memory.swap.max").write_text("0")
+        yield path
+    finally:
+        _remove_tree(top)
+
+
+@contextlib.contextmanager
+def unified_cgroup(mount: Path) -> Iterator[Path]:
+    """A new cgroup in the v2 hierarchy at `mount` (no controllers needed); removed, with its processes, on exit."""
+    path = mount / f"oomguard-test-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        _remove_tree(path)
+
+
+def procs_file(path: Path) -> Path:
+    return path / "cgroup.procs"
+
+
+def _remove_tree(top: Path) -> None:
+    """Kill every process in `top` and below, then remove the directories, deepest first."""
+    deadline = time.monotonic() + 10
+    directories = sorted((p for p in top.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [top]
+    for directory in directories:
+        while True:
+            for pid in procs_file(directory).read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
+            try:
+                directory.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+# -- local receivers (SMTP, HTTP) on 127.0.0.1 -----------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def subjects(self) -> list[str]:
+        return [str(m["Subject"]) for m in self.messages]
+
+    def body(self, i: int) -> str:
+        return self.messages[i].get_content().replace("\r\n", "\n")
+
+
+@contextlib.contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, str]]:
+    """(mailbox, apprise mailto:// URL that delivers into it)."""
+    mailbox, port = Mailbox(), free_port()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield mailbox, f"mailto://127.0.0.1:{port}?from=oomguard@localhost&to=ops@localhost&secure=no"
+    finally:
+        controller.stop()
+
+
+class HttpReceiver:
+    """Collects JSON POST bodies; can be taken down and brought back on the same port."""
+
+    def __init__(self, port: int | None = None):
+        self.port = port or free_port()
+        self.payloads: list[dict] = []
+        self.paths: list[str] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"json://127.0.0.1:{self.port}/alerts"
+
+    def start(self) -> None:
+        payloads, paths = self.payloads, self.paths
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                payloads.append(json.loads(self.rfile.read(length)))
+                paths.append(self.path)
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+@contextlib.contextmanager
+def http_receiver() -> Iterator[HttpReceiver]:
+    receiver = HttpReceiver()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+# -- a throw-away systemd --------------------------------------------------------------------------------
+
+BOOT = """
+set -e
+mkdir -p /var/lib/oomguard
+for dir in /run /var/lib/oomguard; do mount -t tmpfs tmpfs "$dir"; done
+mkdir -p /run/systemd/system
+# /tmp is shared with the host (the checkout may live there): make sure nothing
+# can run systemd-tmpfiles, which would clean it.
+for unit in systemd-tmpfiles-setup.service systemd-tmpfiles-setup-dev.service \
+            systemd-tmpfiles-clean.service systemd-tmpfiles-clean.timer; do
+  ln -s /dev/null "/run/systemd/system/$unit"
+done
+cat > /run/systemd/system/oomguard-test.target <<'UNIT'
+[Unit]
+Description=oomguard test boot: only what the test starts
+DefaultDependencies=no
+UNIT
+export container=oomguard-test
+exec /lib/systemd/systemd --system --unit=oomguard-test.target --log-target=console
+"""
+
+
+class Systemd:
+    def __init__(self, unshare: subprocess.Popen, pid: int):
+        self.unshare, self.pid = unshare, pid  # pid: systemd's, as the host sees it
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """Run a command inside the namespaces (its mounts and its PID numbering)."""
+        return subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-p", *argv], capture_output=True, text=True,
+                              check=check, timeout=timeout)
+
+    def show(self, unit: str, *properties: str) -> dict[str, str]:
+        out = self.run("systemctl", "show", unit, *(f"-p{p}" for p in properties)).stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def wait_until(self, predicate, seconds: float, what: str):
+        deadline = time.monotonic() + seconds
+        last = None
+        while time.monotonic() < deadline:
+            last = predicate()
+            if last:
+                return last
+            time.sleep(0.25)
+        raise AssertionError(f"{what}: not within {seconds}s (last: {last!r})")
+
+
+@contextlib.contextmanager
+def booted_systemd(log_path) -> Iterator[Systemd]:
+    state_dir = Path("/var/lib/oomguard")
+    made_state_dir = not state_dir.exists()  # the mount point, on the host: removed again below
+    with open(log_path, "w") as log:
+        unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "sh", "-c", BOOT],
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        pid = None
+        while pid is None and time.monotonic() < deadline:
+            children = subprocess.run(["pgrep", "-P", str(unshare.pid)], capture_output=True, text=True).stdout.split()
+            if children and os.readlink(f"/proc/{children[0]}/exe").endswith("systemd"):
+                pid = int(children[0])
+            else:
+                time.sleep(0.1)
+        assert pid is not None, f"systemd did not start: {open(log_path).read()[-2000:]}"
+        systemd = Systemd(unshare, pid)
+        systemd.wait_until(lambda: systemd.run("systemctl", "is-system-running", check=False).stdout.strip()
+                           in ("running", "degraded"), 60, "systemd boot")
+        yield systemd
+    finally:
+        with contextlib.suppress(Exception):
+            subprocess.run(["nsenter", "-t", str(pid), "-m", "-p", "systemctl", "poweroff"], timeout=20,
+                           capture_output=True)
+        try:
+            unshare.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(unshare.pid, signal.SIGKILL)
+            unshare.wait(timeout=10)
+        if made_state_dir:
+            with contextlib.suppress(OSError):
+                state_dir.rmdir()
+
+# -- `oomguard run` as a child process -------------------------------------------------------------------
+
+def our_program_names() -> set[str]:
+    out = subprocess.run(["bpftool", "prog", "show", "-j"], check=True, capture_output=True, text=True).stdout
+    return {p.get("name", "") for p in json.loads(out)}
+
+
+def read_lines(stream, into: queue.Queue) -> None:
+    for line in stream:
+        into.put(line.rstrip("\n"))
+
+
+def wait_for(lines: queue.Queue, predicate, seconds: float, seen: list[str]) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            continue
+        seen.append(line)
+        if predicate(line):
+            return line
+    raise AssertionError(f"not seen within {seconds}s; output was:\n" + "\n".join(seen[-40:]))
+
+
+class Daemon:
+    """`oomguard run` as a child process, its output read line by line; SIGTERM on exit."""
+
+    def __init__(self, policy: Path):
+        self.process = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "run", "-c", str(policy)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        threading.Thread(target=read_lines, args=(self.process.stdout, self.lines), daemon=True).start()
+
+    def wait_for(self, predicate, seconds: float) -> str:
+        return wait_for(self.lines, predicate, seconds, self.seen)
+
+    def stop(self) -> tuple[int, float]:
+        """(exit code, seconds SIGTERM took)."""
+        self.process.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        try:
+            return self.process.wait(timeout=10), time.monotonic() - started
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+
+
+# -- sample values for the pure stages ------------------------------------------------------------------
+
+UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+CID = "ab" * 32
+CGROUP = f"/kubepods/burstable/pod{UID}/{CID}"
+MIB = 1 << 20
+
+
+def subject(cgroup: str = CGROUP, pids=(100,), command: str = "java", usage: int = 100 * MIB,
+            limit: int = 128 * MIB):
+    from oomguard.detection.groups import Subject
+    from oomguard.identity.attribution import attribute
+    from oomguard.identity.pods import PodNames
+
+    return Subject(cgroup=cgroup, usage=usage, limit=limit, pids=tuple(pids), command=command,
+                   attribution=attribute(cgroup), pod=PodNames("shop", "cart-7d9f", "app"),
+                   kmalloc_bytes_per_s=2048.0, page_bytes_per_s=8 * MIB, rss_bytes=100 * MIB, sample_rates=(32, 4))
+
+
+def verdict(cgroup: str = CGROUP, eta: float = 20.0):
+    from oomguard.detection.detector import Verdict
+
+    return Verdict(cgroup, 100 * MIB, 128 * MIB, 1.4 * MIB, eta, True, "usage growing 1.4 MiB/s reaches the limit")
+
+
+def kill_report(pid: int = 100, cgroup: str = CGROUP, comm: str = "java", constraint: str = "CONSTRAINT_MEMCG"):
+    from oomguard.bpf.events import OomKill
+    from oomguard.identity.attribution import attribute
+    from oomguard.identity.pods import PodNames
+    from oomguard.kills.kmsg import KernelOomRecord
+    from oomguard.kills.report import KillReport
+
+    kill = OomKill(timestamp_ns=1, victim_pid=pid, victim_comm=comm, victim_uid=0, total_vm_kb=1, anon_rss_kb=131072,
+                   file_rss_kb=0, shmem_rss_kb=0, oom_score_adj=0, trigger_pid=pid, trigger_comm=comm, cgroup_id=1)
+    record = KernelOomRecord(1, constraint, cgroup, cgroup, comm, pid, 0)
+    return KillReport(kill, record, attribute(cgroup), PodNames("shop", "cart-7d9f", "app"), 128 * MIB, None)
+
+
+def engine(horizon: float = 60, cooldown: float = 300, max_per_hour: int = 30):
+    """An AlertEngine on host node-1 with counter-made ids."""
+    import itertools
+
+    from oomguard.alerting.engine import AlertEngine
+    from oomguard.config import from_mapping
+
+    config = from_mapping({"alerts": {"horizon": horizon, "cooldown": cooldown, "max_per_hour": max_per_hour}}, "t")
+    counter, wall = itertools.count(1), itertools.count(1_700_000_000)
+    return AlertEngine(config, host="node-1", new_id=lambda: f"alert{next(counter):04d}",
+                       wall_clock=lambda: float(next(wall)))

@@ -1,0 +1,75 @@
+"""Alertmanager's v2 API as an alert route: payloads valid against its schema, resolution on clear."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import jsonschema
+from support import engine as book
+from support import http_receiver, kill_report, subject
+from support import verdict as forecast
+
+from oomguard.alerting.alertmanager import postable_alerts
+from oomguard.alerting.outbox import Outbox, receivers_for
+
+# postableAlerts from Alertmanager's api/v2/openapi.yaml
+LABEL_SET = {"type": "object", "additionalProperties": {"type": "string"}}
+POSTABLE_ALERTS = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["labels"],
+        "properties": {
+            "labels": LABEL_SET,
+            "annotations": LABEL_SET,
+            "startsAt": {"type": "string", "format": "date-time"},
+            "endsAt": {"type": "string", "format": "date-time"},
+            "generatorURL": {"type": "string", "format": "uri"},
+        },
+        "additionalProperties": False,
+    },
+}
+CHECKER = jsonschema.Draft7Validator(POSTABLE_ALERTS, format_checker=jsonschema.FormatChecker())
+
+
+def test_every_lifecycle_message_is_a_valid_postable_alert_list():
+    alerts = book()
+    pre = alerts.warn(forecast(), subject(), now=0.0)
+    confirmed = alerts.kill(kill_report(), now=5.0).message
+    unforeseen = alerts.kill(kill_report(pid=9, cgroup="/other"), now=6.0).message
+    alerts.warn(forecast("/b"), subject("/b"), now=400.0)
+    cleared = alerts.expire(1000.0, set())[0]
+    for message in (pre, confirmed, unforeseen, cleared):
+        payload = postable_alerts(asdict(message))
+        CHECKER.validate(payload)
+        assert payload
+    labels = postable_alerts(asdict(pre))[0]["labels"]
+    assert labels == {"alertname": "OomguardPreOOM", "severity": "warning", "node": "node-1",
+                      "cgroup": subject().cgroup, "namespace": "shop", "pod": "cart-7d9f", "container": "app"}
+    resolved, kill = postable_alerts(asdict(confirmed))
+    assert resolved["labels"] == labels and "endsAt" in resolved  # the pre-OOM alert resolves
+    assert kill["labels"]["alertname"] == "OomguardOOMKill" and "endsAt" not in kill
+    assert postable_alerts(asdict(unforeseen))[0]["labels"]["alertname"] == "OomguardUnforeseenOOMKill"
+    (clear,) = postable_alerts(asdict(cleared))
+    assert clear["labels"]["alertname"] == "OomguardPreOOM" and clear["endsAt"] > clear["startsAt"]
+
+
+def test_posted_to_a_local_alertmanager_stand_in(tmp_path):
+    alerts = book(horizon=5)
+    with http_receiver() as receiver:
+        base = f"http://127.0.0.1:{receiver.port}"
+        outbox = Outbox(tmp_path / "spool", receivers_for((), base))
+        outbox.start()
+        try:
+            outbox.put(alerts.warn(forecast(), subject(), now=0.0))
+            outbox.put(alerts.expire(10.0, set())[0])
+            deadline = time.monotonic() + 10
+            while len(receiver.payloads) < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            outbox.stop()
+    assert len(receiver.payloads) == 2 and receiver.paths == ["/api/v2/alerts"] * 2
+    for payload in receiver.payloads:
+        CHECKER.validate(payload)
+    assert "endsAt" not in receiver.payloads[0][0] and "endsAt" in receiver.payloads[1][0]

@@ -1,0 +1,74 @@
+"""The Kubernetes manifests validate offline against the API schemas, and agree with the policy and the unit."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from oomguard.config import from_mapping
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+KUBERNETES_VERSION = "1.30"
+
+
+def documents():
+    for path in MANIFESTS:
+        for document in yaml.safe_load_all(path.read_text()):
+            if document:
+                yield path.name, document
+
+
+def by_kind(kind: str) -> dict:
+    (found,) = [d for _, d in documents() if d["kind"] == kind]
+    return found
+
+
+@pytest.mark.parametrize("name, document", list(documents()), ids=lambda v: v if isinstance(v, str) else "")
+def test_manifest_validates(name, document):
+    if document["kind"] == "ServiceMonitor":  # a CRD: checked against its schema, vendored
+        schema = json.loads((Path(__file__).parent / "schemas" / "servicemonitor.json").read_text())
+        jsonschema.validate(document, schema)
+    else:
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_broken_manifest_is_caught():
+    daemonset = by_kind("DaemonSet")
+    daemonset["spec"]["template"]["spec"]["hostPID"] = "yes"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(daemonset, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_configmap_policy_is_valid():
+    policy = tomllib.loads(by_kind("ConfigMap")["data"]["config.toml"])
+    config = from_mapping(policy, "configmap")
+    assert config.metrics.listen == "0.0.0.0:9843"
+    assert config.alerts.urls_file == "/etc/oomguard/secret/urls"
+
+
+def test_daemonset_has_the_units_capabilities_not_privileged_and_read_only_mounts():
+    spec = by_kind("DaemonSet")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    security = container["securityContext"]
+    unit = (ROOT / "systemd" / "oomguard.service").read_text()
+    unit_caps = set(re.search(r"^CapabilityBoundingSet=(.*)$", unit, re.M).group(1).split())
+    assert {f"CAP_{c}" for c in security["capabilities"]["add"]} == unit_caps
+    assert security["capabilities"]["drop"] == ["ALL"] and security["privileged"] is False
+    assert spec["hostPID"] is True
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    for path in ("/sys/kernel/tracing", "/sys/fs/cgroup", "/var/log/pods", "/lib/modules", "/usr/src"):
+        assert mounts[path]["readOnly"] is True, path
+    assert container["ports"][0]["containerPort"] == 9843

@@ -1,0 +1,123 @@
+"""The alert lifecycle and its messages on a fake clock, through the AlertEngine."""
+
+from __future__ import annotations
+
+from support import CGROUP, CID, MIB, UID, kill_report, subject
+from support import engine as book
+from support import verdict as forecast
+
+from oomguard.alerting import store
+from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, PRE_OOM, UNFORESEEN
+from oomguard.text import inert
+
+
+def test_pre_oom_then_confirmed_with_lead_time():
+    alerts = book()
+    pre = alerts.warn(forecast(), subject(), now=1000.0)
+    assert pre.kind == PRE_OOM and pre.namespace == "shop"
+    for part in ("host: node-1", "pid: 100", "command: java", f"container: {CID}", f"pod uid: {UID}",
+                 "namespace/pod: shop/cart-7d9f", f"cgroup: {CGROUP}",
+                 "allocation rate: kmalloc 2.0KiB/s, pages 8.0MiB/s",
+                 "RSS: 100.0MiB", "cgroup usage: 100.0MiB of limit 128.0MiB", "forecast time to OOM: 20s",
+                 "sample rate in force: kmalloc 1-in-32, page 1-in-4", "Why: usage growing"):
+        assert part in pre.body, part
+    outcome = alerts.kill(kill_report(), now=1017.0)
+    confirmed = outcome.message
+    assert outcome.foreseen and outcome.lead_s == 17.0
+    assert confirmed.kind == CONFIRMED and confirmed.alert_id == pre.alert_id
+    assert f"Confirms pre-OOM alert {pre.alert_id}" in confirmed.body and "Lead time: 17s" in confirmed.body
+    assert alerts.book.tallies.foreseen == 1 and alerts.book.tallies.lead_times_s == [17.0]
+    assert not alerts.book.open
+
+
+def test_kill_matched_by_cgroup_when_the_pid_is_new():
+    alerts = book()
+    pre = alerts.warn(forecast(), subject(pids=(100,)), now=0.0)
+    assert alerts.kill(kill_report(pid=555), now=5.0).message.alert_id == pre.alert_id
+
+
+def test_unforeseen_kill():
+    alerts = book()
+    alerts.subjects = [subject(usage=127 * MIB)]  # what the last tick saw
+    outcome = alerts.kill(kill_report(), now=0.0)
+    message = outcome.message
+    assert not outcome.foreseen and outcome.lead_s is None
+    assert message.kind == UNFORESEEN and "No pre-OOM alert foresaw this kill" in message.body
+    assert f"container: {CID}" in message.body and "limit hit: 128.0MiB" in message.body
+    assert "allocation rate (last tick): kmalloc 2.0KiB/s, pages 8.0MiB/s" in message.body
+    assert "cgroup usage (last tick): 127.0MiB of limit 128.0MiB" in message.body
+    assert alerts.book.tallies.unforeseen == 1
+    assert "not observed before the kill" in alerts.kill(kill_report(pid=5, cgroup="/x"), now=1.0).message.body
+
+
+def test_cleared_after_the_horizon_and_when_the_processes_are_gone():
+    alerts = book(horizon=60)
+    pre = alerts.warn(forecast(), subject(), now=0.0)
+    alerts.warn(forecast(), subject(), now=30.0)  # still warning at 30 s: the horizon counts from here
+    assert alerts.expire(80.0, {CGROUP}) == []
+    cleared = alerts.expire(91.0, {CGROUP})
+    assert [m.kind for m in cleared] == [CLEARED] and cleared[0].alert_id == pre.alert_id
+    assert "false alarm" in cleared[0].body and alerts.book.tallies.false_alarms == 1
+    other = book()
+    other.warn(forecast("/other"), subject("/other"), now=0.0)
+    gone = other.expire(1.0, set())
+    assert "exited without an OOM kill" in gone[0].body
+
+
+def test_a_hundred_forks_in_one_container_give_one_alert():
+    alerts = book()
+    messages = [alerts.warn(forecast(), subject(pids=(1000 + i,)), now=float(i)) for i in range(100)]
+    assert sum(m is not None for m in messages) == 1
+    assert len(alerts.book.open[CGROUP].pids) == 100
+
+
+def test_cooldown_and_rate_limit():
+    alerts = book(cooldown=300, max_per_hour=2)
+    alerts.warn(forecast(), subject(), now=0.0)
+    alerts.kill(kill_report(), now=10.0)
+    assert alerts.warn(forecast(), subject(), now=100.0) is None  # cooling down
+    assert alerts.warn(forecast(), subject(), now=311.0) is not None
+    assert alerts.warn(forecast("/b"), subject("/b"), now=312.0) is None  # third in the hour: limited
+    assert alerts.warn(forecast("/b"), subject("/b"), now=3700.0) is not None  # an hour later
+
+
+def test_state_survives_a_restart(tmp_path):
+    alerts = book()
+    pre = alerts.warn(forecast(), subject(), now=0.0)
+    alerts.kill(kill_report(pid=7, cgroup="/elsewhere"), now=1.0)
+    store.save(alerts.book, tmp_path / "alerts.json")
+    assert (tmp_path / "alerts.json").stat().st_mode & 0o777 == 0o600  # holds pod names: root's only
+    resumed = book()
+    store.load(resumed.book, tmp_path / "alerts.json")
+    assert resumed.book.tallies.unforeseen == 1
+    assert resumed.kill(kill_report(), now=9.0).message.alert_id == pre.alert_id
+
+
+def test_corrupt_state_is_moved_aside_and_started_afresh(tmp_path, caplog):
+    for garbage in (b"{not json", b"", b"{}", b"[]", b'{"tallies": 1, "open": 2}'):
+        path = tmp_path / "alerts.json"
+        path.write_bytes(garbage)
+        resumed = book()
+        store.load(resumed.book, path)
+        assert not path.exists() and resumed.book.tallies.unforeseen == 0 and not resumed.book.open
+        assert "unreadable" in caplog.text and "moved aside" in caplog.text
+        for aside in tmp_path.glob("alerts.json.corrupt-*"):
+            assert aside.read_bytes() == garbage
+            aside.unlink()
+
+
+def test_a_host_alert_is_confirmed_only_by_a_machine_wide_kill():
+    alerts = book()
+    host = alerts.warn(forecast("/"), subject("/", pids=(1,)), now=0.0)
+    outcome = alerts.kill(kill_report(pid=555), now=1.0)  # a container's own limit: not the host's alert
+    assert not outcome.foreseen and "/" in alerts.book.open
+    confirmed = alerts.kill(kill_report(pid=556, cgroup="/system.slice/x.service", constraint="CONSTRAINT_NONE"),
+                            now=2.0)
+    assert confirmed.foreseen and confirmed.message.alert_id == host.alert_id
+
+
+def test_process_names_cannot_inject_markup():
+    alerts = book()
+    pre = alerts.warn(forecast(), subject(command="<@channel> *x* [a](http://e)"), now=0.0)
+    assert "<@channel>" not in pre.body and "＜＠channel＞" in pre.body and "[a](" not in pre.body
+    assert inert("evil\x1b[31m\nline") == "evil［31mline"
