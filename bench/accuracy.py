@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import build_workload
 
 from oomguard.bpf.events import SOURCE_KMALLOC
 from oomguard.bpf.tracer import Tracer
 from oomguard.config import defaults
 from oomguard.sampling.controller import SampleRateController
+
+from common import build_workload
 
 TARGET_ERROR = 0.05
 RATES_MB_S = (1, 4, 16, 64)

@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from common import build_workload
 
 from oomguard.bpf.events import SOURCE_KMALLOC
 from oomguard.bpf.tracer import Tracer
 from oomguard.config import defaults
 from oomguard.sampling.controller import SampleRateController
+
+from common import build_workload
 
 TOLERANCE = 0.20
 SETTLE_UP = 2  # intervals after a rise before the band applies (the issue: react within two)

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import common  # noqa: F401  (puts src/ on the import path)
 import numpy as np
 
 from oomguard.alerting.lifecycle import AlertBook
@@ -30,6 +29,8 @@ from oomguard.detection.screen import PidScreen
 from oomguard.identity.attribution import attribute
 from oomguard.kills.report import KillReport
 from oomguard.service.recording import read_recording
+
+import common  # noqa: F401  (puts src/ on the import path)
 
 sys.path.insert(0, str(Path(__file__).with_name("baselines")))
 from linear_rule import CgroupForecaster

@@ -16,10 +16,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import build_workload
-
 from oomguard.bpf.events import SOURCE_KMALLOC
 from oomguard.bpf.tracer import Tracer
+
+from common import build_workload
 
 BASELINES = Path(__file__).with_name("baselines")
 TARGET_RATIO = 1.3

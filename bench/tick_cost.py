@@ -16,12 +16,13 @@ import statistics
 import sys
 import time
 
-import common  # noqa: F401  (puts src/ on the import path)
 import numpy as np
 
 from oomguard.bpf.tracer import Tracer
 from oomguard.sampling.collector import live_pids
 from oomguard.sampling.rates import RateTracker
+
+import common  # noqa: F401  (puts src/ on the import path)
 
 FIRST_FAKE_PID = 10_000_000
 TARGET_MS = 10.0

@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from support import Daemon, memory_cgroup, our_program_names, procs_file, smtp_server
 
 pytestmark = pytest.mark.kernel

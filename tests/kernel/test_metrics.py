@@ -9,6 +9,7 @@ import urllib.request
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
 from support import Daemon, free_port, memory_cgroup, procs_file
 
 pytestmark = pytest.mark.kernel

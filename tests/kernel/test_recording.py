@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+
 from support import memory_cgroup, procs_file
 
 pytestmark = pytest.mark.kernel

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support import require, unified_cgroup
 
 from oomguard.bpf.events import FILTER_EXCLUDE as MODE_EXCLUDE
 from oomguard.bpf.events import FILTER_INCLUDE as MODE_INCLUDE
@@ -20,6 +19,8 @@ from oomguard.config import from_mapping
 from oomguard.identity.procfs import ProcessDirectory
 from oomguard.identity.selection import Selection, cgroup2_mount
 from oomguard.sampling.collector import Collector
+
+from support import require, unified_cgroup
 
 pytestmark = pytest.mark.kernel
 

@@ -10,6 +10,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from support import HttpReceiver, booted_systemd, memory_cgroup, procs_file, require
 
 pytestmark = pytest.mark.kernel

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from support import memory_cgroup, procs_file
 
 pytestmark = pytest.mark.kernel

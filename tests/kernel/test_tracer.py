@@ -11,10 +11,11 @@ import time
 
 import numpy as np
 import pytest
-from support import memory_cgroup, procs_file
 
 from oomguard.bpf.events import RSS_MEMBERS, SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, compile_flags
 from oomguard.bpf.tracer import BPF_SOURCE
+
+from support import memory_cgroup, procs_file
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20

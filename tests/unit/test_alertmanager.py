@@ -6,12 +6,13 @@ import time
 from dataclasses import asdict
 
 import jsonschema
-from support import engine as book
-from support import http_receiver, kill_report, subject
-from support import verdict as forecast
 
 from oomguard.alerting.alertmanager import postable_alerts
 from oomguard.alerting.outbox import Outbox, receivers_for
+
+from support import engine as book
+from support import http_receiver, kill_report, subject
+from support import verdict as forecast
 
 # postableAlerts from Alertmanager's api/v2/openapi.yaml
 LABEL_SET = {"type": "object", "additionalProperties": {"type": "string"}}

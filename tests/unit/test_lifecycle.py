@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from support import CGROUP, CID, MIB, UID, kill_report, subject
-from support import engine as book
-from support import verdict as forecast
-
 from oomguard.alerting import store
 from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, PRE_OOM, UNFORESEEN
 from oomguard.text import inert
+
+from support import CGROUP, CID, MIB, UID, kill_report, subject
+from support import engine as book
+from support import verdict as forecast
 
 
 def test_pre_oom_then_confirmed_with_lead_time():

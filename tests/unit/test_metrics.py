@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-from support import CGROUP, subject
 
 from oomguard.alerting.lifecycle import Tallies
 from oomguard.bpf.events import Counters, SourceCounters
@@ -16,6 +15,8 @@ from oomguard.identity.owners import Owner
 from oomguard.identity.pods import PodNames
 from oomguard.sampling.rates import Rates
 from oomguard.service.metrics import Exporter, Figures
+
+from support import CGROUP, subject
 
 MIB = 1 << 20
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 
 import apprise
-from support import HttpReceiver, http_receiver, smtp_server
 
 from oomguard.alerting.messages import Message
 from oomguard.alerting.outbox import Outbox, receivers_for, redact, send_with_apprise
 from oomguard.cli import main
+
+from support import HttpReceiver, http_receiver, smtp_server
 
 
 def wait_until(predicate, seconds: float = 10.0) -> None:

@@ -8,7 +8,6 @@ import io
 import json
 
 import pytest
-from support import CGROUP, kill_report, subject
 
 from oomguard.config import defaults
 from oomguard.errors import OomguardError
@@ -20,6 +19,8 @@ from oomguard.service.recording import (
     subject_from_json,
     subject_to_json,
 )
+
+from support import CGROUP, kill_report, subject
 
 MIB = 1 << 20
 

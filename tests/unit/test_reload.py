@@ -12,6 +12,7 @@ import pytest
 from oomguard.config import SECTIONS, live_part, load, needs_restart, section_keys
 from oomguard.sampling.collector import Collector
 from oomguard.service.daemon import Daemon
+
 from support import CGROUP, MIB, subject
 
 # The reload contract, section by section: which keys a SIGHUP applies and which need a restart.
