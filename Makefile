@@ -1,7 +1,8 @@
-# oomguard: every target does its own set-up, idempotently, on Debian/Ubuntu as root.
-#   sudo make run    set up, then run the daemon in the foreground on config.example.toml
-#   sudo make test   set up, then run every test
-#   sudo make bench  set up, then run the benchmarks
+# oomguard: every target does its own set-up, idempotently, on Debian/Ubuntu as root
+# (a root shell needs no sudo; from a user account prefix sudo).
+#   make run    set up, then run the daemon in the foreground on config.example.toml
+#   make test   set up, then lint, type-check and run every test
+#   make bench  set up, then run the benchmarks
 
 PYTHON_SYSTEM := /usr/bin/python3
 VENV := .venv

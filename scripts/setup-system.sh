@@ -6,7 +6,7 @@ set -euo pipefail
 say() { printf 'oomguard setup: %s\n' "$*"; }
 die() { printf 'oomguard setup: error: %s\n' "$*" >&2; exit 1; }
 
-[ "$(id -u)" -eq 0 ] || die "must run as root (BPF and apt need it): use 'sudo make ...'"
+[ "$(id -u)" -eq 0 ] || die "must run as root (BPF and apt need it): run as root (from a user account: sudo make ...)"
 command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian/Ubuntu only; install bcc (python3 bindings), bpftool, gcc and kernel headers by hand"
 
 kver=$(uname -r)
