@@ -11,9 +11,10 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_PATH, ConfigError, load, load_or_defaults
+from .config import DEFAULT_PATH, Config, ConfigError, load, load_or_defaults
 from .errors import OomguardError
-from .service.systemd import configure_logging
+from .service.systemd import configure_logging, keep_secret
+from .text import printable, scrub
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -79,10 +80,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def usable(config: Config) -> Config:
+    """The policy, if every alert URL is one apprise can send to; else a ConfigError naming the first bad one."""
+    if config.alerts.urls:
+        from .alerting.outbox import unusable_urls
+
+        bad = unusable_urls(config.alerts.urls)
+        if bad:
+            raise ConfigError(f"{config.source}: [alerts] urls: apprise does not understand {', '.join(bad)}",
+                              "fix the scheme or the missing parts (see apprise's URL list), or remove it")
+    return config
+
+
+def exit_now_if_threads_linger(code: int) -> int:
+    """A library thread still sending (apprise's are not daemon threads) must not hold up the exit."""
+    import os
+    import threading
+
+    if any(t.is_alive() and not t.daemon and t is not threading.main_thread() for t in threading.enumerate()):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def policy_for(args: argparse.Namespace) -> Config:
+    """The policy to run with, its secrets registered with the log scrubber first."""
+    config = load_or_defaults(args.config)
+    keep_secret((*config.alerts.urls, config.alerts.alertmanager))
+    return usable(config)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .service.daemon import run
 
-    return run(load_or_defaults(args.config))
+    return exit_now_if_threads_linger(run(policy_for(args)))
 
 
 def cmd_top(args: argparse.Namespace) -> int:
@@ -104,26 +136,34 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_test_alert(args: argparse.Namespace) -> int:
     import socket
 
-    from .alerting.outbox import redact, send_with_apprise
+    from .alerting.outbox import send_with_apprise
+    from .text import redact
 
-    config = load_or_defaults(args.config)
-    if not config.alerts.urls:
-        print(f"{config.source}: [alerts] urls is empty: nothing to test")
+    config = policy_for(args)
+    if not config.alerts.urls and not config.alerts.alertmanager:
+        print(f"{config.source}: [alerts] urls and alertmanager are empty: nothing to test")
         return EXIT_FAILURE
-    title = f"[oomguard] test alert from {socket.gethostname()}"
+    host = socket.gethostname()
+    title = f"[oomguard] test alert from {host}"
     body = "This is a test message from `oomguard test-alert`. If you read it, alerts reach you.\n"
     failed = 0
     for url in config.alerts.urls:
         ok = send_with_apprise(url, title, body)
         failed += not ok
         print(f"{'ok    ' if ok else 'FAILED'} {redact(url)}")
+    if config.alerts.alertmanager:
+        from .alerting.alertmanager import send_test_alert
+
+        ok = send_test_alert(config.alerts.alertmanager, host, title, body)
+        failed += not ok
+        print(f"{'ok    ' if ok else 'FAILED'} alertmanager {redact(config.alerts.alertmanager)}")
     return EXIT_OK if not failed else EXIT_FAILURE
 
 
 def cmd_record(args: argparse.Namespace) -> int:
     from .service.daemon import run
 
-    return run(load_or_defaults(args.config), record_to=args.output)
+    return exit_now_if_threads_linger(run(policy_for(args), record_to=args.output))
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -134,7 +174,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = usable(load(args.config))
     print(f"{config.source}: valid")
     return EXIT_OK
 
@@ -160,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except OomguardError as exc:
-        print(f"oomguard: error: {exc.cause}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
+        cause = printable(scrub(exc.cause))  # never echo a password, never let a name forge a line
+        print(f"oomguard: error: {cause}" + (f"\n  fix: {exc.fix}" if exc.fix else ""), file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILURE
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from .errors import OomguardError
+from .text import redact
 from .units import parse_duration, parse_size
 
 if sys.version_info >= (3, 11):
@@ -90,7 +91,8 @@ def _size_up_to(high: int) -> Check:
 
 def _http_url(value: Any) -> str:
     if not isinstance(value, str) or not (value == "" or value.startswith(("http://", "https://"))):
-        raise ValueError(f'expected "" (off) or an http(s):// URL such as "http://alertmanager:9093", got {value!r}')
+        shown = redact(value) if isinstance(value, str) else repr(value)
+        raise ValueError(f'expected "" (off) or an http(s):// URL such as "http://alertmanager:9093", got {shown}')
     return value
 
 

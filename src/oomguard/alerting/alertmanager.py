@@ -7,9 +7,12 @@ also re-posts the pre-OOM alert it closes with endsAt set, which resolves it.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timezone
 from typing import Any
@@ -41,18 +44,42 @@ def postable_alerts(message: dict[str, Any]) -> list[dict[str, Any]]:
                        "endsAt": rfc3339(message["starts_at"]),
                        "annotations": {"summary": message["title"], "description": message["body"]}})
     if message.get("labels"):
-        alerts.append({"labels": message["labels"], "startsAt": rfc3339(message["starts_at"]),
-                       "annotations": {"summary": message["title"], "description": message["body"]}})
+        alert = {"labels": message["labels"], "startsAt": rfc3339(message["starts_at"]),
+                 "annotations": {"summary": message["title"], "description": message["body"]}}
+        if message.get("ends_at"):
+            alert["endsAt"] = rfc3339(message["ends_at"])
+        alerts.append(alert)
     return alerts
 
 
-def send_to_alertmanager(base_url: str, message: dict[str, Any], timeout_s: float = 5.0) -> bool:
+def split_credentials(base_url: str) -> tuple[str, dict[str, str]]:
+    """(URL without user:password@, the Authorization header they make): urllib would take them for a host."""
+    parts = urllib.parse.urlsplit(base_url)
+    if parts.username is None:
+        return base_url, {}
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    token = base64.b64encode(f"{urllib.parse.unquote(parts.username)}:"
+                             f"{urllib.parse.unquote(parts.password or '')}".encode()).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
+def send_to_alertmanager(base_url: str, message: dict[str, Any], timeout_s: float = 10.0) -> bool:
+    url, headers = split_credentials(base_url)
     body = json.dumps(postable_alerts(message)).encode()
-    request = urllib.request.Request(base_url.rstrip("/") + API_PATH, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(url.rstrip("/") + API_PATH, data=body, method="POST",
+                                     headers={"Content-Type": "application/json", **headers})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return 200 <= int(response.status) < 300
-    except (urllib.error.URLError, OSError) as exc:
-        log.debug("alertmanager %s: %s", base_url, exc)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        log.warning("alertmanager at %s: %s", url, getattr(exc, "reason", exc))
         return False
+
+
+def send_test_alert(base_url: str, host: str, title: str, body: str) -> bool:
+    """A test alert that resolves itself after a minute, so it shows in Alertmanager and then goes."""
+    now = time.time()
+    return send_to_alertmanager(base_url, {
+        "title": title, "body": body, "starts_at": now, "ends_at": now + 60,
+        "labels": {"alertname": "OomguardTestAlert", "severity": "none", "node": host}})

@@ -1,39 +1,66 @@
-"""Delivery through apprise that loses nothing: an on-disk spool per receiver and a sender thread each.
+"""Delivery that loses nothing and never blocks the watchdog: a disk spool per receiver, a sender thread each.
 
 put() writes the message into every receiver's spool directory (one small
-file each, written atomically) and returns: the sampling loop never waits
-on the network. Each receiver's thread sends its oldest file first and
-removes it only once apprise reports success, so a receiver that is down
-gets everything, in order, when it comes back, and a restart resumes the
-spool. Failures back off exponentially (1 s doubling to 60 s).
-Exactly once per receiver, except for the one message in flight if the
-daemon dies between the receiver's acceptance and the file's removal.
+file each, atomic, 0600) and returns: the sampling loop never waits on the
+network. Each receiver's sender thread sends its oldest file first and
+removes it only once the receiver took it, so a receiver that is down gets
+everything, in order, when it comes back, and a restart resumes the spool.
+
+What is promised — at least once, with duplicates bounded:
+- every message is sent until a receiver takes it, or until it is older than
+  `max_age_s` (then dropped, logged and counted), through outages, HTTP
+  errors and restarts;
+- each attempt has a deadline (`attempt_s`) of its own, whatever the library
+  underneath does: a send still running then is abandoned (its worker
+  thread is left to finish) and counts as failed. A receiver that stored the
+  message but answered after the deadline, or a crash between its answer and
+  the file's removal, gets it again: at most one copy per attempt, attempts
+  spaced by the backoff (1 s doubling to 60 s). Alertmanager deduplicates by
+  labels, so repeats there are harmless;
+- the spool is bounded (`max_files` per receiver): past it the oldest
+  messages are dropped, logged and counted;
+- a spool file that cannot be read or is not a message is moved to
+  `quarantine/`, logged and counted, and delivery goes on behind it;
+- a message that cannot be spooled (full or read-only disk) is kept in
+  memory (bounded) and still sent, and the failure is logged and counted;
+- a sender thread that dies is restarted by `supervise()` and counted;
+- `stop()` returns within its budget whatever the receivers do: what is not
+  sent stays in the spool for the next start.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
-import os
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import apprise
-
+from ..files import atomic_write
+from ..text import redact
 from .alertmanager import send_to_alertmanager
 from .messages import Message
 
 log = logging.getLogger("oomguard")
 Sender = Callable[[dict[str, Any]], bool]  # takes a Message as a dict; True once the receiver has it
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 1.0, 60.0
+ATTEMPT_S = 30.0  # one send's deadline
+MAX_FILES = 1000  # messages spooled per receiver
+MAX_AGE_S = 24 * 3600.0  # a message older than this is dropped unsent
+MEMORY_QUEUE = 100  # messages kept in memory per receiver when the spool cannot take them
+REQUIRED = ("alert_id", "kind", "title", "body")
 
 
 def send_with_apprise(url: str, title: str, body: str) -> bool:
     """One notification to one apprise URL, as plain text; True if the receiver took it."""
+    import apprise  # imported on first use: the daemon without alert URLs never pays for it
+
     notifier = apprise.Apprise()
     if not notifier.add(url):
         log.error("alert URL not understood by apprise (check its scheme): %s", redact(url))
@@ -41,14 +68,11 @@ def send_with_apprise(url: str, title: str, body: str) -> bool:
     return bool(notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
 
 
-def redact(url: str) -> str:
-    """The scheme and host of a URL, never its credentials or tokens."""
-    scheme, _, rest = url.partition("://")
-    scheme = scheme.rsplit(" ", 1)[-1]  # "alertmanager http://..." names its receiver first
-    host = rest.split("?", 1)[0].split("/", 1)[0].rsplit("@", 1)[-1]
-    if "." not in host and host != "localhost":  # slack://TokenA/..., discord://id/token: the "host" is a secret
-        return f"{scheme}://…"
-    return f"{scheme}://{host}/…"
+def unusable_urls(urls: tuple[str, ...]) -> list[str]:
+    """The URLs apprise does not understand (unknown scheme, missing parts), redacted."""
+    import apprise
+
+    return [redact(url) for url in urls if not apprise.Apprise().add(url)]
 
 
 def receiver_key(url: str) -> str:
@@ -67,73 +91,210 @@ def receivers_for(apprise_urls: tuple[str, ...], alertmanager_url: str = "") -> 
     return receivers
 
 
-class Outbox:
-    def __init__(self, directory: Path, receivers: dict[str, Sender],
-                 backoff_first_s: float = BACKOFF_FIRST_S, backoff_max_s: float = BACKOFF_MAX_S):
-        self.directory, self.receivers = directory, receivers
-        self.urls = tuple(receivers)
-        self.backoff_first_s, self.backoff_max_s = backoff_first_s, backoff_max_s
-        self._stop = threading.Event()
-        self._wake = {url: threading.Event() for url in self.urls}
-        self._threads: list[threading.Thread] = []
-        for url in self.urls:
-            self._spool(url).mkdir(parents=True, exist_ok=True, mode=0o700)
-        existing = [int(p.stem) for url in self.urls for p in self._spool(url).glob("*.json") if p.stem.isdigit()]
-        self._sequence = max(existing, default=0)  # continues after a restart, so order holds
-        self._lock = threading.Lock()
+def send_within(sender: Sender, message: dict[str, Any], deadline_s: float) -> bool | None:
+    """sender(message) in a worker thread; its answer, or None if it did not answer within the deadline."""
+    result: list[bool] = []
 
-    def _spool(self, url: str) -> Path:
-        return self.directory / receiver_key(url)
+    def attempt() -> None:
+        try:
+            result.append(bool(sender(message)))
+        except Exception:  # a plugin bug must not kill anything
+            log.exception("sending alert %s failed inside the library", message.get("alert_id"))
+            result.append(False)
+
+    worker = threading.Thread(target=attempt, name="alert send", daemon=True)
+    worker.start()
+    worker.join(deadline_s)
+    return result[0] if result else None
+
+
+@dataclass
+class OutboxCounts:
+    """What delivery had to give up or work around, since start (for status and metrics)."""
+
+    delivered: int = 0
+    failed_attempts: int = 0
+    timed_out: int = 0  # attempts abandoned at their deadline
+    dropped_full: int = 0  # oldest messages dropped: spool over max_files
+    dropped_old: int = 0  # messages older than max_age_s
+    quarantined: int = 0  # unreadable spool files moved aside
+    spool_failures: int = 0  # messages that could not be written to disk (sent from memory)
+    sender_restarts: int = 0
+
+
+class Outbox:
+    def __init__(self, directory: Path, receivers: dict[str, Sender], *,
+                 backoff_first_s: float = BACKOFF_FIRST_S, backoff_max_s: float = BACKOFF_MAX_S,
+                 attempt_s: float = ATTEMPT_S, max_files: int = MAX_FILES, max_age_s: float = MAX_AGE_S,
+                 clock: Callable[[], float] = time.time):
+        self.directory, self.receivers = directory, receivers
+        self.names = tuple(receivers)
+        self.backoff_first_s, self.backoff_max_s = backoff_first_s, backoff_max_s
+        self.attempt_s, self.max_files, self.max_age_s, self.clock = attempt_s, max_files, max_age_s, clock
+        self.counts = OutboxCounts()
+        self._stop = threading.Event()
+        self._wake = {name: threading.Event() for name in self.names}
+        self._memory: dict[str, deque[dict[str, Any]]] = {name: deque(maxlen=MEMORY_QUEUE) for name in self.names}
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._failing_since: float | None = None
+        self._skipped: set[Path] = set()  # bad files that could not even be moved aside
+        existing = []
+        for name in self.names:
+            try:
+                self._spool(name).mkdir(parents=True, exist_ok=True, mode=0o700)
+                existing += [int(p.stem) for p in self._spool(name).glob("*.json") if p.stem.isdigit()]
+            except OSError as exc:
+                self._spool_failed(self._spool(name), exc)
+        self._sequence = max(existing, default=0)  # continues after a restart, so order holds
+
+    def _spool(self, name: str) -> Path:
+        return self.directory / receiver_key(name)
+
+    # -- the daemon's side ---------------------------------------------------
 
     def start(self) -> None:
-        for url in self.urls:
-            thread = threading.Thread(target=self._run, args=(url,), name=f"alerts {redact(url)}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        for name in self.names:
+            self._start_sender(name)
+
+    def supervise(self) -> None:
+        """Restart any sender thread that died (it should not; if it does, delivery must go on)."""
+        for name, thread in list(self._threads.items()):
+            if not thread.is_alive() and not self._stop.is_set():
+                self.counts.sender_restarts += 1
+                log.error("the sender thread for %s died; restarted it (%d restarts so far)", redact(name),
+                          self.counts.sender_restarts)
+                self._start_sender(name)
 
     def put(self, message: Message) -> None:
+        """Spool `message` for every receiver; never raises (a disk that fails costs the spool, not the alert)."""
+        data = asdict(message) | {"spooled_at": self.clock()}
         with self._lock:
             self._sequence += 1
             name = f"{self._sequence:016d}.json"
-        data = json.dumps(asdict(message))
-        for url in self.urls:
-            spool = self._spool(url)
-            temporary = spool / f".{name}.tmp"
-            temporary.write_text(data)
-            os.replace(temporary, spool / name)
-            self._wake[url].set()
+        text = json.dumps(data)
+        for receiver in self.names:
+            spool = self._spool(receiver)
+            try:
+                atomic_write(spool / name, text)
+                self._bound(receiver)
+            except OSError as exc:
+                self._spool_failed(spool, exc)
+                self._memory[receiver].append(data)
+            self._wake[receiver].set()
 
     def pending(self) -> int:
         """Messages not yet delivered, summed over receivers."""
-        return sum(len(list(self._spool(url).glob("*.json"))) for url in self.urls)
+        total = 0
+        for name in self.names:
+            with contextlib.suppress(OSError):
+                total += sum(1 for _ in self._spool(name).glob("*.json"))
+            total += len(self._memory[name])
+        return total
 
-    def stop(self, timeout_s: float = 1.0) -> None:
+    def stop(self, timeout_s: float = 2.0) -> bool:
+        """Ask every sender to stop; True if all did within `timeout_s` (sends in flight are abandoned)."""
         self._stop.set()
         for event in self._wake.values():
             event.set()
-        for thread in self._threads:
-            thread.join(timeout_s / max(len(self._threads), 1))
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads.values())
 
-    def _run(self, url: str) -> None:
-        spool, wake = self._spool(url), self._wake[url]
-        backoff = self.backoff_first_s
+    # -- the sender threads ----------------------------------------------------
+
+    def _start_sender(self, name: str) -> None:
+        thread = threading.Thread(target=self._run, args=(name,), name=f"alerts {redact(name)}", daemon=True)
+        thread.start()
+        self._threads[name] = thread
+
+    def _run(self, name: str) -> None:
+        wake, backoff = self._wake[name], self.backoff_first_s
         while not self._stop.is_set():
-            files = sorted(spool.glob("*.json"))
-            if not files:
+            path, message = self._next(name)
+            if message is None:
                 wake.wait(1.0)
                 wake.clear()
                 continue
-            message = json.loads(files[0].read_text())
-            try:
-                delivered = self.receivers[url](message)
-            except Exception:  # a plugin bug must not kill the sender
-                log.exception("sending to %s failed", redact(url))
-                delivered = False
-            if delivered:
-                files[0].unlink()
+            if self.clock() - float(message.get("spooled_at", self.clock())) > self.max_age_s:
+                self.counts.dropped_old += 1
+                log.error("alert %s to %s dropped unsent: older than %.0fh; fix: bring the receiver back or "
+                          "remove it from [alerts]", message["alert_id"], redact(name), self.max_age_s / 3600)
+                self._done(name, path)
+                continue
+            answer = send_within(self.receivers[name], message, self.attempt_s)
+            if answer:
+                self.counts.delivered += 1
+                self._done(name, path)
                 backoff = self.backoff_first_s
-            else:
-                log.warning("alert %s to %s not delivered; retrying in %.0fs (%d waiting)",
-                            message["alert_id"], redact(url), backoff, len(files))
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.backoff_max_s)
+                continue
+            self.counts.failed_attempts += 1
+            if answer is None:
+                self.counts.timed_out += 1
+            why = f"no answer within {self.attempt_s:.0f}s" if answer is None else "refused"
+            log.warning("alert %s to %s not delivered (%s); retrying in %.0fs (%d waiting)", message["alert_id"],
+                        redact(name), why, backoff, self.pending())
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self.backoff_max_s)
+
+    def _next(self, name: str) -> tuple[Path | None, dict[str, Any] | None]:
+        """The oldest message for this receiver (spool first, then memory), quarantining bad files."""
+        spool = self._spool(name)
+        try:
+            files = sorted(spool.glob("*.json"))
+        except OSError:
+            files = []
+        for path in files:
+            if path in self._skipped:
+                continue
+            try:
+                message = json.loads(path.read_text())
+                if isinstance(message, dict) and all(isinstance(message.get(k), str) for k in REQUIRED):
+                    return path, message
+                problem = f"not an alert message (needs {', '.join(REQUIRED)})"
+            except (OSError, ValueError) as exc:
+                problem = f"unreadable ({exc})"
+            self._quarantine(path, problem)
+        memory = self._memory[name]
+        return (None, memory[0]) if memory else (None, None)
+
+    def _done(self, name: str, path: Path | None) -> None:
+        if path is None:
+            self._memory[name].popleft()
+            return
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # cannot remove: move on all the same, or it would be sent forever
+            self._quarantine(path, f"cannot be removed after delivery ({exc.strerror})")
+
+    def _quarantine(self, path: Path, problem: str) -> None:
+        self.counts.quarantined += 1
+        target = path.parent / "quarantine" / path.name
+        try:
+            target.parent.mkdir(exist_ok=True, mode=0o700)
+            path.rename(target)
+            where = f"moved to {target}"
+        except OSError as exc:
+            where = f"could not be moved aside ({exc.strerror}); skipped from now on"
+            self._skipped.add(path)
+        log.error("spool file %s is %s: %s; delivery goes on behind it", path, problem, where)
+
+    def _bound(self, name: str) -> None:
+        """Keep at most max_files in this receiver's spool, dropping the oldest."""
+        files = sorted(self._spool(name).glob("*.json"))
+        for old in files[: max(0, len(files) - self.max_files)]:
+            old.unlink(missing_ok=True)
+            self.counts.dropped_full += 1
+            log.error("alert spool for %s over %d messages: dropped the oldest (%s); fix: bring the receiver "
+                      "back or remove it from [alerts]", redact(name), self.max_files, old.name)
+
+    def _spool_failed(self, where: Path, exc: OSError) -> None:
+        self.counts.spool_failures += 1
+        now = time.monotonic()
+        if self._failing_since is None or now - self._failing_since > 60:
+            self._failing_since = now
+            log.error("cannot write the alert spool %s (%s): alerts are sent from memory and lost if the daemon "
+                      "stops; fix: free space or permissions on [state] dir", where, exc.strerror or exc)

@@ -47,6 +47,18 @@ log = logging.getLogger("oomguard")
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
 STATUS_TOP = 10  # processes in status.json
 DISK_ERROR_EVERY_S = 60.0  # how often a persisting disk error is logged again
+SHUTDOWN_S = 2.0  # what stopping may wait for the senders (systemd's TimeoutStopSec is 5 s)
+
+
+def prepare_state_dir(directory: Path) -> None:
+    """[state] dir exists and is root's only (0700, whatever the umask); a failure is logged, never fatal."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        directory.chmod(0o700)
+    except OSError as exc:
+        log.error("cannot prepare [state] dir %s (%s): alerts still go to the console and the receivers, but "
+                  "state and the spool are not kept; fix: make it a writable directory, or set [state] dir",
+                  directory, exc.strerror or exc)
 
 
 def open_kmsg() -> KmsgReader | None:
@@ -77,6 +89,7 @@ class Daemon:
         self.screens = Screens(config.detect.screen_sigma)
         self.engine = AlertEngine(config)
         self.state_file = config.state.dir / store.ALERTS_FILE
+        prepare_state_dir(config.state.dir)
         store.load(self.engine.book, self.state_file)
         self.correlator = KillCorrelator()
         self.attributor = KillAttributor(self.owners)
@@ -119,7 +132,7 @@ class Daemon:
         if receivers and not self.record_to:  # a recording prints alerts, never sends them
             self.outbox = Outbox(config.state.dir / "spool", receivers)
             self.outbox.start()
-            stack.callback(self.outbox.stop, 1.0)  # what is not sent stays in the spool for the next start
+            stack.callback(self._stop_outbox)
         self.tracer = stack.enter_context(Tracer(max_pids=config.sampling.max_pids))
         self.collector = Collector(self.tracer, config.sampling)
         self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
@@ -159,8 +172,15 @@ class Daemon:
             self.recorder.kill(time.monotonic(), report)
         return outcome
 
+    def _stop_outbox(self) -> None:
+        """Within SHUTDOWN_S whatever the receivers do; what is not sent stays in the spool for the next start."""
+        if self.outbox and not self.outbox.stop(SHUTDOWN_S):
+            log.warning("a receiver did not answer in time: its message stays in the spool for the next start")
+
     def on_tick(self) -> Tick:
         started = time.perf_counter()
+        if self.outbox:
+            self.outbox.supervise()
         tick = self.collector.tick()
         rates = self.selection.admit(tick.rates, tick.seen_pids, tick.exited_pids)
         found: list[Subject] = []

@@ -12,6 +12,8 @@ import socket
 import time
 from collections.abc import Callable
 
+from ..text import printable, scrub
+
 # syslog priorities journald reads from a "<N>" line prefix on stderr
 _PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3, logging.CRITICAL: 2}
 
@@ -59,12 +61,41 @@ class JournalFormatter(logging.Formatter):
         return f"<{_PRIORITY.get(record.levelno, 6)}>{super().format(record)}"
 
 
+class Scrubber(logging.Filter):
+    """Every log line, ours or a library's, with secrets redacted and control characters escaped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: tuple[str, ...] = ()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        record.msg, record.args = printable(scrub(message, self.secrets)), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text, self.secrets)
+        return True
+
+
+SCRUBBER = Scrubber()
+
+
 def configure_logging(verbose: bool) -> None:
+    """oomguard's own lines at INFO (DEBUG with -v); libraries' at WARNING whatever -v says (apprise logs
+    webhook URLs at DEBUG); every line through the scrubber."""
     handler = logging.StreamHandler()
     if os.environ.get("JOURNAL_STREAM"):  # stderr goes to the journal
         handler.setFormatter(JournalFormatter("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(SCRUBBER)
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("oomguard").setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def keep_secret(urls: tuple[str, ...]) -> None:
+    """Register the policy's secrets (alert URLs, the Alertmanager URL) so no log line shows them."""
+    SCRUBBER.secrets = tuple(u for u in urls if u)

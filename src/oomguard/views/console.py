@@ -11,6 +11,7 @@ from ..bpf.events import Counters
 from ..identity.owners import Owner, owner_text
 from ..kills.report import KillReport
 from ..sampling.collector import Tick
+from ..text import printable
 from ..units import format_bytes, format_count
 from .table import busiest_rows, format_rows
 
@@ -51,7 +52,7 @@ def oom_line(report: KillReport) -> str:
         parts.append("no kernel log line")
     if report.mismatch:
         parts.append(f"SOURCES DISAGREE: {report.mismatch}")
-    return "; ".join(parts)
+    return printable("; ".join(parts))  # one line, whatever the victim named itself
 
 
 def print_tick(tick: Tick, previous: Counters | None, top: int, owner_of: Callable[[int], Owner], out: TextIO) -> None:
@@ -69,4 +70,4 @@ def print_kill(report: KillReport, out: TextIO) -> None:
 
 
 def print_message(message: Message, out: TextIO) -> None:
-    print(f"ALERT {message.kind} {message.alert_id}: {message.title}", file=out, flush=True)
+    print(printable(f"ALERT {message.kind} {message.alert_id}: {message.title}"), file=out, flush=True)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..identity.owners import Owner
 from ..sampling.rates import Rates
+from ..text import printable
 from ..units import format_bytes
 
 
@@ -43,7 +44,8 @@ def busiest_rows(rates: Rates, count: int, owner_of: Callable[[int], Owner]) -> 
 def format_rows(rows: list[ProcessRow]) -> list[str]:
     """A plain-text table: header, then one line per row."""
     lines = [f"{'PID':>8} {'COMMAND':<16} {'KMALLOC/s':>11} {'PAGES/s':>11} {'RSS':>10}  OWNER"]
-    for row in rows:
-        lines.append(f"{row.pid:>8} {row.command[:16]:<16} {format_bytes(row.kmalloc_bytes_per_s):>11} "
-                     f"{format_bytes(row.page_bytes_per_s):>11} {format_bytes(row.rss_bytes):>10}  {row.owner}")
+    for row in rows:  # names as processes and cgroups chose them: control characters escaped, one line each
+        lines.append(f"{row.pid:>8} {printable(row.command)[:16]:<16} {format_bytes(row.kmalloc_bytes_per_s):>11} "
+                     f"{format_bytes(row.page_bytes_per_s):>11} {format_bytes(row.rss_bytes):>10}  "
+                     f"{printable(row.owner)}")
     return lines

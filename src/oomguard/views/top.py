@@ -20,6 +20,7 @@ from ..identity.procfs import ProcessDirectory, meminfo
 from ..identity.selection import Selection, kernel_filter_for
 from ..sampling.collector import Collector
 from ..signals import Signals
+from ..text import printable
 from ..units import format_bytes
 from .console import sampling_line
 from .table import ProcessRow, busiest_rows
@@ -37,6 +38,11 @@ def room_text(room: Headroom | None) -> str:
     return f"{format_bytes(room.limit_bytes - room.usage_bytes)} of {format_bytes(room.limit_bytes)}"
 
 
+def safe(name: str) -> str:
+    """A name as rich should show it: control characters escaped, markup ([/], [bold]) literal."""
+    return escape(printable(name))
+
+
 def render(rows: list[ProcessRow], title: str, room_of: Callable[[ProcessRow], Headroom | None]) -> Table:
     table = Table(title=escape(title), title_justify="left", expand=False)
     for name, justify in COLUMNS:
@@ -44,7 +50,7 @@ def render(rows: list[ProcessRow], title: str, room_of: Callable[[ProcessRow], H
                          overflow="fold" if name in ("CGROUP", "OWNER") else "ellipsis")
     for row in rows:
         # Names come from processes and cgroups anyone can create: never let rich read them as markup.
-        table.add_row(str(row.pid), escape(row.command), escape(row.owner), escape(row.cgroup),
+        table.add_row(str(row.pid), safe(row.command), safe(row.owner), safe(row.cgroup),
                       format_bytes(row.kmalloc_bytes_per_s), format_bytes(row.page_bytes_per_s),
                       "-" if row.error == float("inf") else f"{row.error:.0%}",
                       format_bytes(row.rss_bytes), format_bytes(row.rss_bytes_per_s), room_text(room_of(row)))
