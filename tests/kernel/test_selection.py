@@ -66,7 +66,7 @@ def test_selection_leaves_excluded_commands_out_of_the_rates(tracer, workload):
     child = subprocess.Popen([str(workload), "poll-for", "1"], stdout=subprocess.DEVNULL)
     time.sleep(0.5)
     tick = collector.tick()
-    rates = selection.admit(tick.rates, tick.seen_pids, tick.exited_pids)
+    rates = selection.admit(tick.rates, tick.seen_pids, tick.live_pids)
     child.wait()
     assert child.pid in tracer.snapshot().pid.tolist()  # recorded by the kernel (no v2 rule)...
     assert child.pid in tick.rates.pid.tolist() and child.pid not in rates.pid.tolist()  # ...but not watched

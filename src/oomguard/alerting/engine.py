@@ -22,7 +22,7 @@ from ..detection.groups import Subject
 from ..identity.attribution import under_cgroup
 from ..kills.report import KillReport
 from . import messages
-from .lifecycle import AlertBook
+from .lifecycle import AlertBook, Closed
 from .messages import Message
 
 
@@ -50,13 +50,13 @@ def last_seen(report: KillReport, subjects: list[Subject]) -> Subject | None:
 
 class AlertEngine:
     def __init__(self, config: Config, host: str | None = None, new_id: Callable[[], str] | None = None,
-                 wall_clock: Callable[[], float] = time.time):
+                 wall_clock: Callable[[], float] = time.time, boot_id: str = ""):
         self.host = host or socket.gethostname()
         self.new_id = new_id or (lambda: uuid.uuid4().hex[:12])  # replay passes a counter: deterministic ids
         self.wall_clock = wall_clock
         alerts = config.alerts
         self.detector = CgroupDetector(config.detect, alerts.horizon, alerts.headroom_floor)
-        self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour)
+        self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour, boot_id)
         self.verdicts: dict[str, Verdict] = {}  # by cgroup, from the last tick
         self.subjects: list[Subject] = []  # the last tick's
 
@@ -78,6 +78,11 @@ class AlertEngine:
         out = [m for s, v in zip(subjects, verdicts, strict=True)
                if v.warn and (m := self.warn(v, s, now)) is not None]
         return out + self.expire(now, {s.cgroup for s in subjects})
+
+    def restored(self, closed: list[Closed], now: float) -> list[Message]:
+        """Messages for alerts left open by an earlier boot (see store.load): they resolve everywhere."""
+        wall = self.wall_clock()
+        return [messages.cleared(c, self.host, now, wall) for c in closed]
 
     def expire(self, now: float, live_cgroups: set[str]) -> list[Message]:
         """Messages for the alerts that closed as false alarms (see AlertBook.expire)."""

@@ -31,7 +31,8 @@ class Alert:
     last_warned_at: float
     title: str = ""
     labels: dict[str, str] = field(default_factory=dict)
-    started_wall: float = 0.0
+    started_wall: float = 0.0  # wall clock, for receivers and people
+    boot_id: str = ""  # the boot whose monotonic clock opened_at is on
 
 
 @dataclass
@@ -55,13 +56,15 @@ class Closed:
     alert: Alert
     lead_s: float | None = None
     why: str = ""
+    outcome_unknown: bool = False  # closed because the machine restarted, not judged
 
 
 class AlertBook:
     """Open alerts by cgroup, cooldowns, the hourly budget and the tallies; every decision of the lifecycle."""
 
-    def __init__(self, horizon_s: float, cooldown_s: float, max_per_hour: int):
+    def __init__(self, horizon_s: float, cooldown_s: float, max_per_hour: int, boot_id: str = ""):
         self.horizon_s, self.cooldown_s, self.max_per_hour = horizon_s, cooldown_s, max_per_hour
+        self.boot_id = boot_id  # monotonic times mean nothing across a reboot: alerts carry the boot they are on
         self.open: dict[str, Alert] = {}  # by cgroup
         self.tallies = Tallies()
         self.closed_at: dict[str, float] = {}  # cgroup -> when its last alert closed (cooldown)
@@ -85,7 +88,7 @@ class AlertBook:
         if len(self.recent) >= self.max_per_hour:
             return None
         self.recent.append(now)
-        alert = Alert(alert_id, cgroup, sorted(pids)[:MAX_PIDS_KEPT], now, now)
+        alert = Alert(alert_id, cgroup, sorted(pids)[:MAX_PIDS_KEPT], now, now, boot_id=self.boot_id)
         self.open[cgroup] = alert
         return alert
 
@@ -139,6 +142,12 @@ class AlertBook:
     def state(self) -> dict[str, Any]:
         return {"tallies": asdict(self.tallies), "open": [asdict(a) for a in self.open.values()]}
 
-    def restore(self, state: dict[str, Any]) -> None:
-        self.tallies = Tallies(**state["tallies"])
-        self.open = {a["cgroup"]: Alert(**a) for a in state["open"]}
+    def restore(self, state: dict[str, Any]) -> list[Closed]:
+        """Resume tallies and open alerts; alerts from an earlier boot are closed (returned), not resumed."""
+        tallies = Tallies(**state["tallies"])
+        alerts = [Alert(**a) for a in state["open"]]
+        self.tallies = tallies
+        self.open = {a.cgroup: a for a in alerts if a.boot_id == self.boot_id}
+        return [Closed(a, why="the machine restarted since it opened, so its outcome is unknown "
+                          "(closed as daemon restarted)", outcome_unknown=True)
+                for a in alerts if a.boot_id != self.boot_id]

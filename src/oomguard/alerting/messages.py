@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,9 +85,12 @@ def unforeseen(alert_id: str, report: KillReport, last_seen: Subject | None, hos
 def cleared(closed: Closed, host: str, now: float, wall: float) -> Message:
     alert = closed.alert
     subject = alert.title.split(": ", 1)[1] if ": " in alert.title else alert.cgroup
-    return Message(alert.id, CLEARED, f"[oomguard] cleared on {host}: {subject}",
-                   f"Pre-OOM alert {alert.id} was a false alarm: {closed.why}.\n"
-                   f"Open for {now - alert.opened_at:.0f}s.\n",
+    if closed.outcome_unknown:
+        body = (f"Pre-OOM alert {alert.id} is closed: {closed.why}.\n"
+                f"Opened at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(alert.started_wall))}.\n")
+    else:
+        body = f"Pre-OOM alert {alert.id} was a false alarm: {closed.why}.\nOpen for {now - alert.opened_at:.0f}s.\n"
+    return Message(alert.id, CLEARED, f"[oomguard] cleared on {host}: {subject}", body,
                    alert.labels.get("namespace"), {}, wall, _resolves(alert))
 
 

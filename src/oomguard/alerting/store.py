@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..files import atomic_write
-from .lifecycle import AlertBook
+from .lifecycle import AlertBook, Closed
 
 log = logging.getLogger("oomguard")
 ALERTS_FILE = "alerts.json"
@@ -18,12 +18,23 @@ def save(book: AlertBook, path: Path) -> None:
     atomic_write(path, json.dumps(book.state()))
 
 
-def load(book: AlertBook, path: Path) -> None:
-    """Resume tallies and open alerts; a missing file is a first start, a corrupt one is moved aside."""
+def boot_id(path: Path = Path("/proc/sys/kernel/random/boot_id")) -> str:
+    """This boot's id: alert times are on the monotonic clock, which restarts at each boot."""
     try:
-        book.restore(json.loads(path.read_text()))
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def load(book: AlertBook, path: Path) -> list[Closed]:
+    """Resume tallies and open alerts; a missing file is a first start, a corrupt one is moved aside.
+
+    Returns the alerts that were open on an earlier boot, now closed.
+    """
+    try:
+        return book.restore(json.loads(path.read_text()))
     except FileNotFoundError:
-        return
+        return []
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         try:
@@ -33,3 +44,4 @@ def load(book: AlertBook, path: Path) -> None:
             moved = f"could not be moved aside ({rename_error.strerror})"
         log.error("%s unreadable (%s): %s; starting with no open alerts and zero tallies; fix: nothing needed, "
                   "inspect the moved file if the tallies matter", path, exc, moved)
+        return []

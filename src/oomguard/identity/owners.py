@@ -62,8 +62,14 @@ class Owners:
         self.directory, self.pods = directory, pods
 
     def owner_of(self, pid: int) -> Owner:
-        """The owner of a live or remembered process (read from /proc if not seen before)."""
-        return self._owner(self.directory.identity(pid))
+        """The owner of a live or remembered process: read from /proc if not known yet, re-read if the pid
+        now belongs to a newer process. For the few processes a tick names (tables, alerts, kills)."""
+        return self._owner(self.directory.current(pid))
+
+    def cached(self, pid: int) -> Owner | None:
+        """The owner if known, without touching /proc: for passes over every process (metrics)."""
+        identity = self.directory.known(pid)
+        return self._owner(identity) if identity is not None else None
 
     def known_owner(self, pid: int, cgroup_path: str | None = None) -> Owner | None:
         """The owner without reading /proc: from the cache, else from a cgroup path the kernel gave; else None."""

@@ -39,6 +39,19 @@ def process_name(pid: int, proc: Path = PROC) -> str:
         return "-"
 
 
+def start_time(pid: int, proc: Path = PROC) -> int | None:
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22); None once it has exited.
+
+    A pid and its start time name one process for good: a reused pid has a later start time.
+    """
+    try:
+        stat = (proc / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command, in parentheses, may hold spaces and ")"
+    return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
 @dataclass(frozen=True)
 class Identity:
     """What is looked up once per process, when it is first seen."""
@@ -46,28 +59,41 @@ class Identity:
     command: str
     cgroup: MemoryCgroup | None
     attribution: Attribution | None  # None when the process was gone before it could be read
+    started: int | None = None  # start time (see start_time): tells a reused pid from its predecessor
 
 
 def identify(pid: int, proc: Path = PROC) -> Identity:
+    started = start_time(pid, proc)
     cgroup = memory_cgroup_of(pid, proc)
-    return Identity(process_name(pid, proc), cgroup, attribute(cgroup.path) if cgroup else None)
+    return Identity(process_name(pid, proc), cgroup, attribute(cgroup.path) if cgroup else None, started)
 
 
 class ProcessDirectory:
-    """Identity per pid, taken once when the pid is first seen and kept until it exits.
+    """Identity per live pid, taken once when the pid is first seen, forgotten when it exits.
 
-    So a victim that is gone by the time its kill is reported is still
-    attributed, and nothing is read from /proc per tick per process.
+    So nothing is read from /proc per tick per process, and a victim that is
+    gone by the time its kill is reported is still attributed (it is read at
+    the kill, before it exits). Bounded: the selection forgets every pid a
+    tick after it is found dead (`not_in(live)`), so churn cannot grow it, and a pid reused by a
+    new process is told apart by its start time (`current`).
     """
 
-    def __init__(self, identify: Callable[[int], Identity] = identify) -> None:
-        self._identify = identify
+    def __init__(self, identify: Callable[[int], Identity] = identify,
+                 started: Callable[[int], int | None] = start_time) -> None:
+        self._identify, self._started = identify, started
         self._known: dict[int, Identity] = {}
-        self._pids = np.zeros(0, dtype=np.uint32)  # sorted keys of _known
+        self._pids = np.zeros(0, dtype=np.uint32)  # sorted keys of _known, rebuilt lazily
+        self._dirty = False
+
+    def _sorted(self) -> np.ndarray:
+        if self._dirty:
+            self._pids = np.array(sorted(self._known), dtype=np.uint32)
+            self._dirty = False
+        return self._pids
 
     def learn(self, pids: np.ndarray) -> np.ndarray:
-        """Identify the pids not seen before (sorted input); returns them."""
-        _, found = match(self._pids, pids)
+        """Identify the pids not seen before (sorted input); returns them. O(new) reads."""
+        _, found = match(self._sorted(), pids)
         new = pids[~found]
         for pid in new.tolist():
             self._known[pid] = self._identify(pid)
@@ -76,9 +102,20 @@ class ProcessDirectory:
         return new
 
     def identity(self, pid: int) -> Identity:
-        if pid not in self._known:
-            self.learn(np.array([pid], dtype=np.uint32))
-        return self._known[pid]
+        """The identity of a pid, read from /proc if it is not known yet."""
+        known = self._known.get(pid)
+        if known is None:
+            known = self._known[pid] = self._identify(pid)
+            self._dirty = True
+        return known
+
+    def current(self, pid: int) -> Identity:
+        """Like identity(), but re-read if the pid now belongs to a newer process (one stat read)."""
+        known = self.identity(pid)
+        now = self._started(pid)
+        if now is not None and known.started is not None and now != known.started:
+            known = self._known[pid] = self._identify(pid)
+        return known
 
     def pids(self) -> list[int]:
         return list(self._known)
@@ -87,9 +124,13 @@ class ProcessDirectory:
         return self._known.get(pid)
 
     def forget(self, pids: Iterable[int] | np.ndarray) -> None:
-        for pid in pids:
+        for pid in np.asarray(list(pids), dtype=np.int64).tolist():
             self._known.pop(int(pid), None)
-        self._pids = np.setdiff1d(self._pids, np.asarray(list(pids), dtype=np.uint32))
+        self._dirty = True
+
+    def not_in(self, live: np.ndarray) -> np.ndarray:
+        """The known pids that are not in `live` (sorted): the exited. One vectorised pass."""
+        return np.setdiff1d(self._sorted(), live, assume_unique=True)
 
     def __len__(self) -> int:
         return len(self._known)

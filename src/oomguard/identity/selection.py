@@ -90,6 +90,7 @@ class Selection:
         self.directory = directory
         self.rules = ProcessFilter.from_policy(policy)
         self._excluded = np.zeros(0, dtype=np.uint32)  # pids the rules rejected, sorted
+        self._dying = np.zeros(0, dtype=np.uint32)  # known pids found dead this tick: forgotten at the next
 
     def reconfigure(self, policy: SelectionConfig) -> None:
         """New rules apply at once, to every process known."""
@@ -97,14 +98,16 @@ class Selection:
         self._excluded = np.zeros(0, dtype=np.uint32)
         self._judge(np.array(sorted(self.directory.pids()), dtype=np.uint32))
 
-    def admit(self, rates: Rates | None, seen: np.ndarray, exited: np.ndarray) -> Rates | None:
-        """`rates` without the excluded processes; learns the new pids in `seen`, forgets `exited`."""
-        self._judge(self.directory.learn(seen))
+    def admit(self, rates: Rates | None, seen: np.ndarray, live: np.ndarray) -> Rates | None:
+        """`rates` without the excluded processes. Learns the live pids in `seen` it has not met (their
+        identity, once); forgets every pid no longer alive, so the cache holds live processes only."""
+        # Dead since the last tick: forgotten now, so this tick could still name them in its output.
+        self.directory.forget(self._dying)
+        self._judge(self.directory.learn(np.intersect1d(seen, live, assume_unique=True)))
         if rates is not None and len(self._excluded):
             rates = rates.select(~np.isin(rates.pid, self._excluded))
-        if len(exited):
-            self.directory.forget(exited)
-            self._excluded = np.setdiff1d(self._excluded, exited)
+        self._dying = self.directory.not_in(live)
+        self._excluded = np.intersect1d(self._excluded, live, assume_unique=True)
         return rates
 
     def _judge(self, new_pids: np.ndarray) -> None:

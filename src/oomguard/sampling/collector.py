@@ -36,6 +36,7 @@ class Tick:
     sample_rates: tuple[int, int]  # N in force during the interval, per source
     seen_pids: np.ndarray  # every pid in the maps this tick, sorted
     exited_pids: np.ndarray  # processes pruned from the maps this tick
+    live_pids: np.ndarray  # every process alive at this tick, sorted
 
 
 class Collector:
@@ -64,7 +65,8 @@ class Collector:
         snapshot = self.tracer.snapshot()
         counters = self.tracer.counters()
         in_force = self.sample_rates
-        rates, exited = self.rates.update(snapshot, live_pids())
+        live = live_pids()
+        rates, exited = self.rates.update(snapshot, live)
         if len(exited):
             self.tracer.forget_pids(exited)
         if len(snapshot) >= self.tracer.max_pids and not self._warned_full:
@@ -73,7 +75,7 @@ class Collector:
             self._warned_full = True
         self._adapt(counters, snapshot.monotonic_s)
         return Tick(rates=rates, counters=counters, sample_rates=in_force, seen_pids=snapshot.pid,
-                    exited_pids=exited)
+                    exited_pids=exited, live_pids=live)
 
     def events_per_s(self, interval_s: float) -> list[float]:
         """Events seen per source over the last interval."""

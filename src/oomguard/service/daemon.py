@@ -87,10 +87,11 @@ class Daemon:
         self.owners = Owners(self.directory, pods_for(config))
         self.selection = Selection(self.directory, config.selection)
         self.screens = Screens(config.detect.screen_sigma)
-        self.engine = AlertEngine(config)
+        self.engine = AlertEngine(config, boot_id=store.boot_id())
         self.state_file = config.state.dir / store.ALERTS_FILE
         prepare_state_dir(config.state.dir)
-        store.load(self.engine.book, self.state_file)
+        # Alerts left open by an earlier boot: resolved (sent once the receivers are up), not resumed.
+        self.stale = self.engine.restored(store.load(self.engine.book, self.state_file), time.monotonic())
         self.correlator = KillCorrelator()
         self.attributor = KillAttributor(self.owners)
         self.previous_counters: Counters | None = None
@@ -111,6 +112,7 @@ class Daemon:
                 log.warning("running in a %s: %s", namespace.detail, namespace.fix)
             systemd.notify("READY=1")  # only now: every program is attached
             stack.callback(systemd.notify, "STOPPING=1")
+            self._deliver(self.stale)
             self._loop()
         log.info("stopped; BPF programs detached")
         return 0
@@ -146,7 +148,7 @@ class Daemon:
                 self.reload()
             wait_ms = int(max(0.0, min(next_tick - time.monotonic(), POLL_SLICE_MS / 1000)) * 1000)
             for kill in self.tracer.poll_oom_kills(wait_ms):
-                self.directory.identity(kill.victim_pid)  # read /proc now, while the victim may still be there
+                self.directory.current(kill.victim_pid)  # read /proc now, while the victim is still there
                 self.correlator.add_kill(kill, time.monotonic())
             for record in self.kmsg.read() if self.kmsg else ():
                 self.correlator.add_record(record, time.monotonic())
@@ -182,7 +184,7 @@ class Daemon:
         if self.outbox:
             self.outbox.supervise()
         tick = self.collector.tick()
-        rates = self.selection.admit(tick.rates, tick.seen_pids, tick.exited_pids)
+        rates = self.selection.admit(tick.rates, tick.seen_pids, tick.live_pids)
         found: list[Subject] = []
         if rates is not None:
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
@@ -192,7 +194,7 @@ class Daemon:
         if self.exporter:
             self.exporter.tick_duration.observe(time.perf_counter() - started)
             self.exporter.update(Figures(
-                rates=rates, owner_of=self.owners.owner_of, subjects=found, verdicts=self.engine.verdicts,
+                rates=rates, owner_of=self.owners.cached, subjects=found, verdicts=self.engine.verdicts,
                 sample_rates=tick.sample_rates, counters=tick.counters, processes=len(self.directory),
                 tallies=self.engine.book.tallies, open_alerts=len(self.engine.book.open)))
         print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,

@@ -36,7 +36,7 @@ class Figures:
     """Everything one tick exports: the exporter's whole input."""
 
     rates: Rates | None
-    owner_of: Callable[[int], Owner]
+    owner_of: Callable[[int], Owner | None]  # from the identity cache only: never reads /proc per process
     subjects: list[Subject]  # limiting cgroups this tick
     verdicts: dict[str, Verdict]  # by cgroup
     sample_rates: tuple[int, int]
@@ -112,13 +112,14 @@ class Exporter:
         families += self._cgroup_families(figures.subjects, figures.verdicts)
         self._families = families
 
-    def _process_families(self, rates: Rates, owner_of: Callable[[int], Owner]) -> list[Metric]:
+    def _process_families(self, rates: Rates, owner_of: Callable[[int], Owner | None]) -> list[Metric]:
         labels = ["pid", "command", "namespace", "pod", "container"]
         alloc, rss = [], []
         for i in rates.busiest(self.config.top_pids):
             pid = int(rates.pid[i])
             who = owner_of(pid)
-            base = (str(pid), who.command, who.namespace, who.pod_name, who.container)
+            base = ((str(pid), who.command, who.namespace, who.pod_name, who.container) if who
+                    else (str(pid), "-", "", "", ""))  # exited before it could be named
             alloc += [((*base, "kmalloc"), float(rates.kmalloc_bytes_per_s[i])),
                       ((*base, "page"), float(rates.page_bytes_per_s[i]))]
             rss.append((base, int(rates.rss_bytes[i])))
@@ -126,11 +127,11 @@ class Exporter:
                        [*labels, "source"], alloc),
                 _gauge("oomguard_process_rss_bytes", "Resident memory of the top processes", labels, rss)]
 
-    def _container_families(self, rates: Rates, owner_of: Callable[[int], Owner]) -> list[Metric]:
+    def _container_families(self, rates: Rates, owner_of: Callable[[int], Owner | None]) -> list[Metric]:
         sums: dict[tuple[str, ...], list[float]] = {}
         for i, pid in enumerate(rates.pid.tolist()):
             who = owner_of(pid)
-            if not who.container_id:
+            if who is None or not who.container_id:
                 continue
             key = (who.namespace, who.pod_name, who.container, who.container_id)
             entry = sums.setdefault(key, [0.0, 0.0])
