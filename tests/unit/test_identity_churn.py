@@ -18,7 +18,7 @@ def fake_directory(reads: list[int], started: dict[int, int]) -> ProcessDirector
         reads.append(pid)
         return Identity(f"proc{pid}-{started.get(pid, 0)}", None, None, started.get(pid, 0))
 
-    return ProcessDirectory(identify=identify, started=lambda pid: started.get(pid))
+    return ProcessDirectory(identify=identify, started=started.get)
 
 
 def test_dead_pids_are_forgotten_a_tick_after_they_die_and_never_relearnt():
