@@ -150,12 +150,19 @@ def smtp_server() -> Iterator[tuple[Mailbox, str]]:
 
 
 class HttpReceiver:
-    """Collects JSON POST bodies; can be taken down and brought back on the same port."""
+    """Collects JSON POST bodies; can be taken down and brought back on the same port.
 
-    def __init__(self, port: int | None = None):
+    Faults on demand: `status` to answer (e.g. 500), `delay_s` to store the message and answer only that
+    much later (a slow receiver), `hang` to store it and never answer (until stop()).
+    """
+
+    def __init__(self, port: int | None = None, *, status: int = 200, delay_s: float = 0.0, hang: bool = False):
         self.port = port or free_port()
         self.payloads: list[dict] = []
         self.paths: list[str] = []
+        self.headers: list[dict[str, str]] = []
+        self.status, self.delay_s, self.hang = status, delay_s, hang
+        self.released = threading.Event()
         self._server: ThreadingHTTPServer | None = None
 
     @property
@@ -163,14 +170,19 @@ class HttpReceiver:
         return f"json://127.0.0.1:{self.port}/alerts"
 
     def start(self) -> None:
-        payloads, paths = self.payloads, self.paths
+        receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                payloads.append(json.loads(self.rfile.read(length)))
-                paths.append(self.path)
-                self.send_response(200)
+                receiver.payloads.append(json.loads(self.rfile.read(length)))
+                receiver.paths.append(self.path)
+                receiver.headers.append(dict(self.headers))
+                if receiver.hang:
+                    receiver.released.wait(60)
+                    return
+                time.sleep(receiver.delay_s)
+                self.send_response(receiver.status)
                 self.end_headers()
 
             def log_message(self, *args):
@@ -181,6 +193,7 @@ class HttpReceiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self.released.set()
         if self._server:
             self._server.shutdown()
             self._server.server_close()
@@ -305,9 +318,10 @@ def wait_for(lines: queue.Queue, predicate, seconds: float, seen: list[str]) -> 
 class Daemon:
     """`oomguard run` as a child process, its output read line by line; SIGTERM on exit."""
 
-    def __init__(self, policy: Path):
+    def __init__(self, policy: Path, env: dict[str, str] | None = None, preexec_fn=None):
         self.process = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "run", "-c", str(policy)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                        env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
         self.lines: queue.Queue = queue.Queue()
         self.seen: list[str] = []
         threading.Thread(target=read_lines, args=(self.process.stdout, self.lines), daemon=True).start()
@@ -375,3 +389,29 @@ def engine(horizon: float = 60, cooldown: float = 300, max_per_hour: int = 30):
     counter, wall = itertools.count(1), itertools.count(1_700_000_000)
     return AlertEngine(config, host="node-1", new_id=lambda: f"alert{next(counter):04d}",
                        wall_clock=lambda: float(next(wall)))
+
+
+# -- small filesystems for disk faults ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str = "64k", *, full: bool = False, read_only: bool = False) -> Iterator[Path]:
+    """A tmpfs mounted at `path` (made if missing): `full` fills it to ENOSPC, `read_only` remounts it ro.
+    Unmounted on exit, even on failure (lazily, if a process still holds it)."""
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)], check=True)
+    try:
+        if full:
+            fd = os.open(path / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                with contextlib.suppress(OSError):  # ENOSPC: full
+                    while os.write(fd, b"\0" * 4096):
+                        pass
+            finally:
+                os.close(fd)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True)
+        yield path
+    finally:
+        if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)

@@ -72,3 +72,22 @@ def test_daemonset_has_the_units_capabilities_not_privileged_and_read_only_mount
     for path in ("/sys/kernel/tracing", "/sys/fs/cgroup", "/var/log/pods", "/lib/modules", "/usr/src"):
         assert mounts[path]["readOnly"] is True, path
     assert container["ports"][0]["containerPort"] == 9843
+
+
+def unit_settings() -> dict[str, str]:
+    text = (ROOT / "systemd" / "oomguard.service").read_text()
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def seconds(value: str) -> float:
+    return float(value[:-3]) * 60 if value.endswith("min") else float(value.rstrip("s"))
+
+
+def test_a_start_that_keeps_failing_is_stopped_not_retried_forever():
+    unit = unit_settings()
+    burst, window = int(unit["StartLimitBurst"]), seconds(unit["StartLimitIntervalSec"])
+    restart = seconds(unit["RestartSec"])
+    failing_start_s = 3.3  # measured: a start that dies after compiling its programs
+    # every failed start within one window counts, so the limit is reached and the loop stops
+    assert burst * (restart + failing_start_s) < window
+    assert unit["Restart"] == "on-failure" and burst <= 10

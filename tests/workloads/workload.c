@@ -148,6 +148,30 @@ int main(int argc, char **argv)
         }
         return 0;
     }
-    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS | hog MIB | spawn N | sawtooth MIB PERIOD SECS\n");
+    if (argc == 4 && !strcmp(argv[1], "spawn-paced")) {
+        // RATE short-lived children per second for SECS seconds, each allocating once and exiting at once.
+        long rate = atol(argv[2]);
+        double secs = atof(argv[3]);
+        long total = (long)(rate * secs), spawned = 0;
+        double start = now();
+        while (spawned < total) {
+            double due = start + (double)spawned / (double)rate;
+            double wait = due - now();
+            if (wait > 0) usleep((useconds_t)(wait * 1e6));
+            pid_t child = fork();
+            if (child == 0) {
+                struct pollfd fds[NFDS];
+                setup_pollfds(fds);
+                poll(fds, NFDS, 0);
+                _exit(0);
+            }
+            if (child < 0 || waitpid(child, NULL, 0) < 0) { perror("spawn-paced"); return 3; }
+            spawned++;
+        }
+        printf("%ld\n", spawned);
+        return 0;
+    }
+    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS [QUIET] | "
+                    "hog MIB | spawn N | spawn-paced RATE SECS | sawtooth MIB PERIOD SECS\n");
     return 2;
 }

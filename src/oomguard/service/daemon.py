@@ -61,6 +61,24 @@ def prepare_state_dir(directory: Path) -> None:
                   directory, exc.strerror or exc)
 
 
+def own_usage(status: Path = Path("/proc/self/status")) -> dict[str, float]:
+    """The daemon's own footprint: resident memory (and its anonymous part), threads, CPU seconds so far."""
+    fields: dict[str, float] = {}
+    try:
+        for line in status.read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "RssAnon", "VmHWM"):
+                fields[name] = int(value.split()[0]) * 1024
+            elif name == "Threads":
+                fields["threads"] = int(value)
+    except (OSError, ValueError, IndexError):
+        pass
+    times = os.times()
+    return {"rss_bytes": fields.get("VmRSS", 0), "rss_anon_bytes": fields.get("RssAnon", 0),
+            "peak_rss_bytes": fields.get("VmHWM", 0), "threads": fields.get("threads", 0),
+            "cpu_s": times.user + times.system}
+
+
 def open_kmsg() -> KmsgReader | None:
     try:
         return KmsgReader()
@@ -200,7 +218,7 @@ class Daemon:
         print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,
                    self.owners.owner_of, self.out)
         self.previous_counters = tick.counters
-        self._write_status(tick)
+        self._write_status(tick, time.perf_counter() - started)
         return tick
 
     def reload(self) -> None:
@@ -252,7 +270,7 @@ class Daemon:
         except OSError as exc:
             self._disk_error(self.state_file, exc)
 
-    def _write_status(self, tick: Tick) -> None:
+    def _write_status(self, tick: Tick, tick_s: float) -> None:
         rates, config = tick.rates, self.config
         interval = rates.interval_s if rates is not None else config.sampling.interval
         book = self.engine.book
@@ -268,6 +286,9 @@ class Daemon:
                             for a in book.open.values()],
             "tallies": asdict(book.tallies) | {"summary": book.tallies.lead_time_summary()},
             "undelivered": self.outbox.pending() if self.outbox else 0,
+            "delivery": asdict(self.outbox.counts) if self.outbox else {},
+            "tick_s": tick_s,
+            "self": own_usage(),
         }
         try:
             write_status(config.state.dir, status)
