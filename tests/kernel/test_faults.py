@@ -212,14 +212,15 @@ def test_sigterm_exits_within_5_seconds_while_a_receiver_hangs(tmp_path, workloa
     assert spooled, "what was not confirmed stays in the spool for the next start"
 
 
-def test_hostile_process_names_reach_neither_the_output_nor_top_as_markup(tmp_path, workload):
+def test_hostile_process_names_reach_neither_the_output_nor_top_as_markup(tmp_path):
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[sampling]\ninterval = "500ms"\ninitial_rate = 1\n[output]\ntop_pids = 5\n'
                       f'[metrics]\nlisten = ""\n[state]\ndir = "{tmp_path / "state"}"\n')
     evil = "x\nOOM KILL [/]"  # 14 bytes: fits the kernel's 15-byte comm
     # Only a process may rename itself (prctl, or its own /proc/self/comm): a child that does, then allocates.
     renames_itself = ("import os, time\nfd = os.open('/proc/self/comm', os.O_WRONLY)\n"
-                      f"os.write(fd, {evil.encode()!r})\nos.close(fd)\nheap = []\nfor _ in range(400):\n    heap.append(bytearray(256 * 1024))\n"
+                      f"os.write(fd, {evil.encode()!r})\nos.close(fd)\n"
+                      "heap = []\nfor _ in range(400):\n    heap.append(bytearray(256 * 1024))\n"
                       "    time.sleep(0.05)\n")
     leaker = subprocess.Popen([sys.executable, "-c", renames_itself])
     try:
