@@ -82,6 +82,24 @@ def memory_cgroup(limit_bytes: int, *, relative: str | None = None) -> Iterator[
         _remove_tree(top)
 
 
+def memory_usage(path: Path) -> int:
+    """Bytes charged to a memory cgroup made by memory_cgroup()."""
+    v1 = path / "memory.usage_in_bytes"
+    return int((v1 if v1.exists() else path / "memory.current").read_text())
+
+
+def set_memory_limit(path: Path, limit_bytes: int) -> None:
+    v1 = path / "memory.limit_in_bytes"
+    (v1 if v1.exists() else path / "memory.max").write_text(str(limit_bytes))
+
+
+def oom_kills_in(path: Path) -> int:
+    """OOM kills inside a memory cgroup so far (v1 memory.oom_control, v2 memory.events)."""
+    v1 = path / "memory.oom_control"
+    text = (v1 if v1.exists() else path / "memory.events").read_text()
+    return int(dict(line.split() for line in text.splitlines()).get("oom_kill", 0))
+
+
 @contextlib.contextmanager
 def unified_cgroup(mount: Path) -> Iterator[Path]:
     """A new cgroup in the v2 hierarchy at `mount` (no controllers needed); removed, with its processes, on exit."""

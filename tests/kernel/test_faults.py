@@ -240,3 +240,31 @@ def test_hostile_process_names_reach_neither_the_output_nor_top_as_markup(tmp_pa
     assert not any(line.startswith("OOM KILL") for line in daemon.seen)  # no forged kill line
     assert top.returncode == 0, top.stderr[-2000:]
     assert "x\\nOOM KILL [/]" in top.stdout and "Traceback" not in top.stderr
+
+
+def test_the_first_alert_fits_in_a_cgroup_11_percent_above_steady_state(tmp_path, workload):
+    """Alerting must not need memory the steady daemon does not have: capped at steady + 11%, it alerts and lives."""
+    from support import http_receiver, memory_usage, oom_kills_in, set_memory_limit
+
+    with http_receiver() as receiver, memory_cgroup(1 << 30) as home:
+        procs = procs_file(home)
+        policy = leak_policy(tmp_path, tmp_path / "state", f'[alerts]\nurls = ["{receiver.url}"]\n')
+        daemon = Daemon(policy, preexec_fn=lambda: procs.write_text(str(os.getpid())))
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
+            time.sleep(3)  # steady: programs loaded, first ticks done
+            steady = memory_usage(home)
+            set_memory_limit(home, int(steady * 1.11))
+            leak_to_kill(daemon, workload)
+            deadline = time.monotonic() + 10
+            while len(receiver.payloads) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+            peak = memory_usage(home)
+            alive = daemon.process.poll() is None
+        finally:
+            code, _ = daemon.stop()
+        kills = oom_kills_in(home)
+    print(f"daemon cgroup: steady {steady / MIB:.1f} MiB, capped at {steady * 1.11 / MIB:.1f} MiB, "
+          f"after two alerts {peak / MIB:.1f} MiB")
+    assert alive and code == 0 and kills == 0, "\n".join(daemon.seen[-30:])
+    assert len(receiver.payloads) == 2

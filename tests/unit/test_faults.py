@@ -381,3 +381,12 @@ def _reload_many(tmp_path: Path) -> None:
         assert daemon.config.state.dir == good.state.dir  # never moved by a reload
 
     reload()
+
+
+def test_check_config_refuses_urls_apprise_cannot_send_to(tmp_path, capsys):
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[alerts]\nurls = ["bogus://token@x", "json://127.0.0.1:9/ok"]\n')
+    policy.chmod(0o600)
+    assert main(["check-config", "-c", str(policy)]) == 2
+    err = capsys.readouterr().err
+    assert "apprise does not understand bogus://" in err and "token" not in err and "fix:" in err

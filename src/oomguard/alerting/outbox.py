@@ -85,6 +85,8 @@ def apprise_sender(url: str) -> Sender:
 
 def receivers_for(apprise_urls: tuple[str, ...], alertmanager_url: str = "") -> dict[str, Sender]:
     """Receiver name -> sender: one per apprise URL, and Alertmanager's v2 API when configured."""
+    if apprise_urls:
+        import apprise  # noqa: F401  # now, not at the first alert: steady state holds all an alert needs
     receivers = {url: apprise_sender(url) for url in apprise_urls}
     if alertmanager_url:
         receivers[f"alertmanager {alertmanager_url}"] = lambda m: send_to_alertmanager(alertmanager_url, m)
