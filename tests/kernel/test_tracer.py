@@ -50,11 +50,15 @@ def test_one_declaration_of_every_struct_and_constant(tracer):
         name = flag[2:].split("=")[0]
         assert f"#define {name}" not in source, f"{name} is defined in oomguard.c too: it must come as -D{name}"
     bpf = tracer._bpf
-    # the map leaves as bcc generated them from the C source, with the sizes the constants give
-    assert ctypes.sizeof(bpf[b"allocs"].sLeaf) == 2 * 8 * len(SOURCES)
-    assert ctypes.sizeof(bpf[b"rss"].Leaf) == 8 * len(RSS_MEMBERS)
-    assert tracer._allocs.values["bytes"].shape[1:] == (tracer._ncpus, len(SOURCES))
-    assert tracer._rss.values["bytes"].shape[1:] == (len(RSS_MEMBERS),)
+    # the map leaf as bcc generated it from the C source, with the sizes the constants give: one entry per
+    # process, shared by every CPU (its size does not grow with the CPU count)
+    assert ctypes.sizeof(bpf[b"pids"].Leaf) == 2 * 8 * len(SOURCES) + 8 * len(RSS_MEMBERS)
+    values = tracer._pids.values
+    assert values["bytes"].shape[1:] == values["samples"].shape[1:] == (len(SOURCES),)
+    assert values["rss"].shape[1:] == (len(RSS_MEMBERS),)
+    for gone in (b"allocs", b"rss"):  # one per-PID map, read once a tick
+        with pytest.raises(KeyError):
+            bpf[gone]
 
 
 def test_sample_rate_is_read_back_from_the_array_map(tracer):

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -148,6 +149,21 @@ int main(int argc, char **argv)
         }
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "fault-for")) {
+        // Page faults for SECS seconds: map 2 MiB, touch every page (one RSS change each), unmap; prints faults/s.
+        double secs = atof(argv[2]), start = now();
+        long faults = 0;
+        while (now() - start < secs) {
+            char *p = mmap(NULL, 2 * MIB, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (p == MAP_FAILED) return 3;
+            for (long off = 0; off < 2 * MIB; off += 4096)
+                p[off] = 1;
+            munmap(p, 2 * MIB);
+            faults += 2 * MIB / 4096;
+        }
+        printf("%.0f\n", faults / (now() - start));
+        return 0;
+    }
     if (argc == 4 && !strcmp(argv[1], "spawn-paced")) {
         // RATE short-lived children per second for SECS seconds, each allocating once and exiting at once.
         long rate = atol(argv[2]);
@@ -172,6 +188,6 @@ int main(int argc, char **argv)
         return 0;
     }
     fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS [QUIET] | "
-                    "hog MIB | spawn N | spawn-paced RATE SECS | sawtooth MIB PERIOD SECS\n");
+                    "hog MIB | spawn N | spawn-paced RATE SECS | fault-for SECS | sawtooth MIB PERIOD SECS\n");
     return 2;
 }

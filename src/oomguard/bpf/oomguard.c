@@ -14,21 +14,20 @@
 // Per-CPU sampling state, one slot per source.
 struct sampler {
     u64 seen;      // events that reached the program
-    u64 sampled;   // events recorded in `allocs` (after the cgroup filter)
+    u64 sampled;   // events recorded in `pids` (after the cgroup filter)
     u32 countdown; // events left until the next sample, this one included
     u32 weight;    // the N in force when the current gap was drawn
 };
 
-// Per-process sampled totals; each sample adds bytes * weight, so `bytes`
-// is an unbiased estimate of all bytes allocated, even while N changes.
-struct alloc_stats {
+// Everything known of one process, in one entry of one shared map, so a tick
+// reads one map once and its cost does not grow with the CPU count.
+// Each sample adds bytes * weight, so `bytes` is an unbiased estimate of all
+// bytes allocated, even while N changes; `rss` is the latest RSS counters,
+// in bytes, as rss_stat reported them.
+struct pid_stats {
     u64 bytes[NSOURCES];
     u64 samples[NSOURCES];
-};
-
-// Latest RSS counters of a process, in bytes, as rss_stat reported them.
-struct rss_stats {
-    s64 bytes[RSS_MEMBERS];
+    s64 rss[RSS_MEMBERS];
 };
 
 // One OOM kill, as oom:mark_victim saw it.
@@ -52,8 +51,9 @@ BPF_PERCPU_ARRAY(sampler, struct sampler, NSOURCES);
 BPF_PERCPU_ARRAY(ringbuf_drops, u64, 1);                // OOM events lost to a full ring buffer
 // LRU: when more than MAX_PIDS processes allocate, the least recently active
 // entry is evicted instead of the insert failing, so the map can never wedge.
-BPF_TABLE("lru_percpu_hash", u32, struct alloc_stats, allocs, MAX_PIDS);
-BPF_TABLE("lru_hash", u32, struct rss_stats, rss, MAX_PIDS);
+// Shared by all CPUs: updated with atomic adds, which only sampled events
+// (1 in N) pay, so contention stays as rare as the samples.
+BPF_TABLE("lru_hash", u32, struct pid_stats, pids, MAX_PIDS);
 BPF_RINGBUF_OUTPUT(oom_events, 8);                      // 8 pages: kills are rare
 BPF_CGROUP_ARRAY(cgroup_filter, MAX_CGROUP_FILTERS);    // v2 cgroups named by the policy
 BPF_ARRAY(filter_config, u32, 2);                       // [0] mode, [1] slots in use
@@ -110,12 +110,12 @@ static __always_inline void account(u32 source, u64 bytes)
 
     s->sampled++;
     u32 pid = bpf_get_current_pid_tgid() >> 32;
-    struct alloc_stats zero = {};
-    struct alloc_stats *a = allocs.lookup_or_try_init(&pid, &zero);
-    if (!a)
+    struct pid_stats zero = {};
+    struct pid_stats *p = pids.lookup_or_try_init(&pid, &zero);
+    if (!p)
         return;
-    a->bytes[source] += bytes * weight;
-    a->samples[source]++;
+    __sync_fetch_and_add(&p->bytes[source], bytes * weight); // other CPUs add to the same entry
+    __sync_fetch_and_add(&p->samples[source], 1);
 }
 
 // kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node)
@@ -142,10 +142,10 @@ TRACEPOINT_PROBE(kmem, rss_stat)
     if (member >= RSS_MEMBERS) // bounds the array index for the verifier
         return 0;
     u32 pid = bpf_get_current_pid_tgid() >> 32;
-    struct rss_stats zero = {};
-    struct rss_stats *r = rss.lookup_or_try_init(&pid, &zero);
-    if (r)
-        r->bytes[member] = args->size;
+    struct pid_stats zero = {};
+    struct pid_stats *p = pids.lookup_or_try_init(&pid, &zero);
+    if (p)
+        p->rss[member] = args->size; // a plain store: the latest value is the truth
     return 0;
 }
 

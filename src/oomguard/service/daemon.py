@@ -16,7 +16,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ..alerting import store
 from ..alerting.engine import AlertEngine, KillOutcome
@@ -39,7 +39,6 @@ from ..signals import Signals
 from ..views.console import print_kill, print_message, print_tick
 from ..views.table import busiest_rows
 from . import systemd
-from .metrics import Exporter, Figures
 from .recording import Recorder
 from .status import write_status
 
@@ -114,7 +113,7 @@ class Daemon:
         self.attributor = KillAttributor(self.owners)
         self.previous_counters: Counters | None = None
         self.outbox: Outbox | None = None
-        self.exporter: Exporter | None = None
+        self.exporter: Any = None  # metrics.Exporter, imported only when the exporter is on
         self.recorder: Recorder | None = None
         self.kmsg: KmsgReader | None = None
         self._disk_error_at = float("-inf")
@@ -144,6 +143,8 @@ class Daemon:
             self.recorder = Recorder(self.record_to, socket.gethostname(), config.sampling.interval)
             stack.callback(self.recorder.close)
         if config.metrics.listen:
+            from .metrics import Exporter  # prometheus-client only when the exporter is on
+
             exporter = Exporter(config.metrics)
             if exporter.start():
                 self.exporter = exporter
@@ -210,6 +211,8 @@ class Daemon:
             if self.recorder:
                 self.recorder.tick(time.monotonic(), found)
         if self.exporter:
+            from .metrics import Figures
+
             self.exporter.tick_duration.observe(time.perf_counter() - started)
             self.exporter.update(Figures(
                 rates=rates, owner_of=self.owners.cached, subjects=found, verdicts=self.engine.verdicts,

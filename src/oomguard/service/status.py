@@ -14,6 +14,7 @@ from typing import Any
 
 from ..errors import OomguardError
 from ..files import atomic_write
+from ..units import format_bytes
 from ..views.table import ProcessRow, format_rows
 
 STATUS_FILE = "status.json"
@@ -65,6 +66,12 @@ def format_status(status: Status, now: float | None = None) -> str:
     lines.append(f"alerts: {len(status.get('open_alerts', []))} open, {status.get('undelivered', 0)} undelivered; "
                  f"kills foreseen {tallies.get('foreseen', 0)}, unforeseen {tallies.get('unforeseen', 0)}, "
                  f"false alarms {tallies.get('false_alarms', 0)}; {tallies.get('summary', 'no lead times yet')}")
+    own = status.get("self")
+    if own:
+        lines.append(f"daemon itself: RSS {format_bytes(own['rss_bytes'])} (anonymous "
+                     f"{format_bytes(own['rss_anon_bytes'])}, peak {format_bytes(own['peak_rss_bytes'])}), "
+                     f"{own['threads']:.0f} threads, CPU {own['cpu_s']:.1f}s since start; last tick "
+                     f"{status.get('tick_s', 0) * 1000:.1f} ms")
     for alert in status.get("open_alerts", []):
         lines.append(f"  open {alert['id']} for {alert['age_s']:.0f}s: {alert['title']}")
     if status.get("top"):
