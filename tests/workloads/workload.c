@@ -149,6 +149,26 @@ int main(int argc, char **argv)
         }
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "sleepers")) {
+        // N children that allocate once each (so they sit in the per-PID maps) and sleep; prints "ready".
+        // Run it in a session of its own and kill the process group to end them all.
+        long n = atol(argv[2]);
+        for (long i = 0; i < n; i++) {
+            pid_t child = fork();
+            if (child == 0) {
+                struct pollfd fds[NFDS];
+                setup_pollfds(fds);
+                poll(fds, NFDS, 0);
+                pause();
+                _exit(0);
+            }
+            if (child < 0) { perror("sleepers"); return 3; }
+        }
+        printf("ready\n");
+        fflush(stdout);
+        pause();
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "fault-for")) {
         // Page faults for SECS seconds: map 2 MiB, touch every page (one RSS change each), unmap; prints faults/s.
         double secs = atof(argv[2]), start = now();
@@ -188,6 +208,7 @@ int main(int argc, char **argv)
         return 0;
     }
     fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS [QUIET] | "
-                    "hog MIB | spawn N | spawn-paced RATE SECS | fault-for SECS | sawtooth MIB PERIOD SECS\n");
+                    "hog MIB | spawn N | spawn-paced RATE SECS | sleepers N | fault-for SECS | "
+                    "sawtooth MIB PERIOD SECS\n");
     return 2;
 }
