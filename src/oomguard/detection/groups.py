@@ -68,10 +68,15 @@ def limiting_cgroup(cgroup: MemoryCgroup, read: ReadHeadroom = headroom) -> tupl
 def group_by_limit(rates: Rates, owners: Owners, read: ReadHeadroom = headroom) -> list[Group]:
     """Each process with a memory limit, grouped under the cgroup that sets it; one read per cgroup per tick."""
     by_leaf: dict[MemoryCgroup, list[int]] = {}
-    for i, pid in enumerate(rates.pid.tolist()):
-        identity = owners.directory.known(pid)
+    known = owners.directory.known
+    for i, pid in enumerate(rates.pid.tolist()):  # the one pass over every process: kept to dict lookups
+        identity = known(pid)
         if identity is not None and identity.cgroup is not None:
-            by_leaf.setdefault(identity.cgroup, []).append(i)
+            rows = by_leaf.get(identity.cgroup)
+            if rows is None:
+                by_leaf[identity.cgroup] = [i]
+            else:
+                rows.append(i)
     groups: dict[str, Group] = {}
     for leaf, rows in by_leaf.items():
         found = limiting_cgroup(leaf, read)
@@ -87,8 +92,10 @@ def group_by_limit(rates: Rates, owners: Owners, read: ReadHeadroom = headroom) 
 
 def host_group(rates: Rates, groups: list[Group], read_meminfo: Callable[[], dict[str, int]] = meminfo) -> Group | None:
     """The processes under no memory limit, against the host's memory (MemTotal, MemAvailable)."""
-    limited = {i for g in groups for i in g.rows}
-    rows = [i for i in range(len(rates.pid)) if i not in limited]
+    free = np.ones(len(rates.pid), dtype=bool)
+    for g in groups:
+        free[g.rows] = False
+    rows = np.flatnonzero(free).tolist()
     info = read_meminfo()
     if not rows or "MemTotal" not in info or "MemAvailable" not in info:
         return None

@@ -78,7 +78,8 @@ class Screens:
         """The flagged processes among `rows`, for an alert's explanation."""
         values = _signal_values(rates)
         notes = []
-        for i in rows:
+        any_flag = np.logical_or.reduce(list(flagged.values())) if flagged else np.zeros(len(rates.pid), bool)
+        for i in np.asarray(rows, dtype=np.intp)[any_flag[rows]].tolist():  # only the flagged: a few, not all
             signals = [f"{name} +{format_bytes(values[name][i])}/s" for name, mask in flagged.items() if mask[i]]
             if signals:
                 pid = int(rates.pid[i])

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -129,7 +130,8 @@ class Exporter:
 
     def _container_families(self, rates: Rates, owner_of: Callable[[int], Owner | None]) -> list[Metric]:
         sums: dict[tuple[str, ...], list[float]] = {}
-        for i, pid in enumerate(rates.pid.tolist()):
+        active = np.flatnonzero((rates.kmalloc_bytes_per_s > 0) | (rates.page_bytes_per_s > 0))
+        for i, pid in zip(active.tolist(), rates.pid[active].tolist(), strict=True):  # idle ones add nothing
             who = owner_of(pid)
             if who is None or not who.container_id:
                 continue
