@@ -91,3 +91,16 @@ def test_a_start_that_keeps_failing_is_stopped_not_retried_forever():
     # every failed start within one window counts, so the limit is reached and the loop stops
     assert burst * (restart + failing_start_s) < window
     assert unit["Restart"] == "on-failure" and burst <= 10
+
+
+def test_the_watchdog_protects_itself_on_both_platforms():
+    unit = unit_settings()
+    assert -1000 < int(unit["OOMScoreAdjust"]) <= -500  # last in line, never unkillable
+    assert unit["MemoryHigh"].endswith("M") and unit["MemoryMax"] == "512M"
+    assert int(unit["CPUWeight"]) > 100 and int(unit["Nice"]) < 0
+    daemonset = by_kind("DaemonSet")["spec"]["template"]["spec"]
+    assert daemonset["priorityClassName"] == "system-node-critical"
+    (container,) = daemonset["containers"]
+    resources = container["resources"]
+    assert resources["requests"] == resources["limits"]  # Guaranteed QoS: oom_score_adj -997
+    assert resources["limits"]["memory"] == "512Mi"  # the unit's MemoryMax
