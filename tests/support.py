@@ -433,3 +433,46 @@ def tmpfs(path: Path, size: str = "64k", *, full: bool = False, read_only: bool 
     finally:
         if subprocess.run(["umount", str(path)], capture_output=True).returncode != 0:
             subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+# -- waiting and sample messages ---------------------------------------------------------------------------
+
+
+def wait_until(predicate, seconds: float = 10.0) -> None:
+    """Poll `predicate` every 50 ms; fail after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError("not within time")
+
+
+def message(i: int):
+    from oomguard.alerting.messages import Message
+
+    return Message(f"id{i}", "pre-OOM", f"[oomguard] alert {i}", f"body {i}\nsecond line\n")
+
+
+def metric_samples(text: str) -> dict[str, list]:
+    """Prometheus exposition text -> samples by name."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, list] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out.setdefault(sample.name, []).append(sample)
+    return out
+
+
+def leak_to_kill(daemon: Daemon, workload: Path) -> tuple[str, str]:
+    """A process quiet for 10 s, then ~20 MiB/s into a 128 MiB cgroup until the kernel kills it, watched by
+    `daemon` (a policy with 500 ms ticks and a short warm-up): (its pre-OOM line, its confirmed line)."""
+    with memory_cgroup(128 * MIB) as cgroup:
+        procs = procs_file(cgroup)
+        leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
+                                  preexec_fn=lambda: procs.write_text(str(os.getpid())))
+        pre = daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 20)
+        assert leaker.wait(timeout=30) == -9
+        confirmed = daemon.wait_for(lambda l: l.startswith("ALERT confirmed"), 5)
+    return pre, confirmed

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Daemon, memory_cgroup, procs_file
+from support import Daemon, leak_to_kill, memory_cgroup, procs_file
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -151,16 +151,6 @@ def leak_policy(tmp_path: Path, state: Path, extra: str = "") -> Path:
     return policy
 
 
-def leak_to_kill(daemon: Daemon, workload: Path) -> tuple[str, str]:
-    """A process quiet for 10 s, then ~20 MiB/s into a 128 MiB cgroup: (pre-OOM line, confirmed line)."""
-    with memory_cgroup(128 * MIB) as cgroup:
-        procs = procs_file(cgroup)
-        leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
-                                  preexec_fn=lambda: procs.write_text(str(os.getpid())))
-        pre = daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 20)
-        assert leaker.wait(timeout=30) == -9
-        confirmed = daemon.wait_for(lambda l: l.startswith("ALERT confirmed"), 5)
-    return pre, confirmed
 
 
 @pytest.mark.parametrize("fault", ["full", "read-only"])

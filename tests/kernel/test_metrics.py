@@ -8,20 +8,13 @@ import time
 import urllib.request
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
-from support import Daemon, free_port, memory_cgroup, procs_file
+from support import Daemon, free_port, memory_cgroup, metric_samples, procs_file
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
 
 
-def samples(text: str) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append(sample)
-    return out
 
 
 def test_scrape_the_live_daemon_while_a_process_allocates_and_pids_churn(tmp_path, workload):
@@ -39,7 +32,7 @@ def test_scrape_the_live_daemon_while_a_process_allocates_and_pids_churn(tmp_pat
                                       preexec_fn=lambda: procs.write_text(str(os.getpid())))
             try:
                 time.sleep(3)
-                got = samples(urllib.request.urlopen(url, timeout=5).read().decode())
+                got = metric_samples(urllib.request.urlopen(url, timeout=5).read().decode())
             finally:
                 leaker.kill()
                 leaker.wait()
@@ -54,7 +47,7 @@ def test_scrape_the_live_daemon_while_a_process_allocates_and_pids_churn(tmp_pat
         churn = subprocess.run([str(workload), "spawn", "10000"], timeout=120)
         assert churn.returncode == 0
         time.sleep(1.5)
-        got = samples(urllib.request.urlopen(url, timeout=5).read().decode())
+        got = metric_samples(urllib.request.urlopen(url, timeout=5).read().decode())
         assert len(got["oomguard_process_alloc_bytes_per_second"]) <= 2 * 10
         assert len(got.get("oomguard_process_rss_bytes", [])) <= 10
         total_series = sum(len(v) for v in got.values())

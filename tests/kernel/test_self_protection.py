@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from support import Daemon, http_receiver, memory_cgroup, oom_kills_in, procs_file
+from support import Daemon, http_receiver, leak_to_kill, memory_cgroup, oom_kills_in, procs_file
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -64,13 +63,7 @@ def test_the_daemon_lives_under_its_unit_limits_through_a_neighbours_oom_kill(tm
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
             applied = int(Path(f"/proc/{daemon.process.pid}/oom_score_adj").read_text())
             assert applied == adjust or not has_sys_resource(), applied
-            with memory_cgroup(128 * MIB) as cgroup:
-                leak_procs = procs_file(cgroup)
-                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
-                                          preexec_fn=lambda: leak_procs.write_text(str(os.getpid())))
-                daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 20)
-                assert leaker.wait(timeout=30) == -9
-                daemon.wait_for(lambda l: l.startswith("ALERT confirmed"), 5)
+            leak_to_kill(daemon, workload)
             deadline = time.monotonic() + 10
             while len(receiver.payloads) < 2 and time.monotonic() < deadline:
                 time.sleep(0.1)

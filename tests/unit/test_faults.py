@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from rich.console import Console
 
 from oomguard.alerting import store
-from oomguard.alerting.messages import Message
 from oomguard.alerting.outbox import Outbox, receiver_key, receivers_for
 from oomguard.cli import main
 from oomguard.config import ConfigError, from_mapping
@@ -28,21 +27,7 @@ from oomguard.views.console import oom_line
 from oomguard.views.table import ProcessRow, format_rows
 from oomguard.views.top import render
 
-from support import HttpReceiver, engine, http_receiver, kill_report, subject, verdict
-
-
-def wait_until(predicate, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("not within time")
-
-
-def message(i: int) -> Message:
-    return Message(f"id{i}", "pre-OOM", f"[oomguard] alert {i}", f"body {i}\n")
-
+from support import HttpReceiver, engine, http_receiver, kill_report, message, subject, verdict, wait_until
 
 # -- delivery -------------------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from oomguard.alerting.lifecycle import Tallies
 from oomguard.bpf.events import Counters, SourceCounters
@@ -16,17 +15,11 @@ from oomguard.identity.pods import PodNames
 from oomguard.sampling.rates import Rates
 from oomguard.service.metrics import Exporter, Figures
 
-from support import CGROUP, subject
+from support import CGROUP, metric_samples, subject
 
 MIB = 1 << 20
 
 
-def samples(text: str) -> dict[str, list]:
-    out: dict[str, list] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out.setdefault(sample.name, []).append(sample)
-    return out
 
 
 def fake_rates(count: int) -> Rates:
@@ -49,7 +42,7 @@ def update(exporter: Exporter, rates: Rates) -> dict:
         verdicts={CGROUP: Verdict(CGROUP, 100 * MIB, 128 * MIB, MIB, 28.0, True, "x")},
         sample_rates=(32, 4), counters=Counters(SourceCounters(1000, 31), SourceCounters(50, 12), 0),
         processes=len(rates.pid), tallies=Tallies(3, 1, 2, [12.0]), open_alerts=1))
-    return samples(generate_latest(exporter.registry).decode())
+    return metric_samples(generate_latest(exporter.registry).decode())
 
 
 def test_values_names_and_labels():

@@ -10,20 +10,7 @@ from oomguard.alerting.messages import Message
 from oomguard.alerting.outbox import Outbox, receivers_for, redact, send_with_apprise
 from oomguard.cli import main
 
-from support import HttpReceiver, http_receiver, smtp_server
-
-
-def wait_until(predicate, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError("not within time")
-
-
-def message(i: int) -> Message:
-    return Message(f"id{i}", "pre-OOM", f"[oomguard] alert {i}", f"body {i}\nsecond line\n")
+from support import HttpReceiver, http_receiver, message, smtp_server, wait_until
 
 
 def test_email_arrives_with_subject_and_body(tmp_path):

@@ -42,6 +42,13 @@ static void setup_pollfds(struct pollfd *fds)
     }
 }
 
+static void allocate_once(void) // one kmalloc under the caller's own pid: it enters the per-PID map
+{
+    struct pollfd fds[NFDS];
+    setup_pollfds(fds);
+    poll(fds, NFDS, 0);
+}
+
 static void touch(volatile char *p, long bytes) // volatile: the stores must happen
 {
     for (long off = 0; off < bytes; off += 4096)
@@ -140,9 +147,7 @@ int main(int argc, char **argv)
         for (long i = 0; i < n; i++) {
             pid_t child = fork();
             if (child == 0) {
-                struct pollfd fds[NFDS];
-                setup_pollfds(fds);
-                poll(fds, NFDS, 0); // one kmalloc under its own pid
+                allocate_once();
                 _exit(0);
             }
             if (child < 0 || waitpid(child, NULL, 0) < 0) { perror("spawn"); return 3; }
@@ -156,9 +161,7 @@ int main(int argc, char **argv)
         for (long i = 0; i < n; i++) {
             pid_t child = fork();
             if (child == 0) {
-                struct pollfd fds[NFDS];
-                setup_pollfds(fds);
-                poll(fds, NFDS, 0);
+                allocate_once();
                 pause();
                 _exit(0);
             }
@@ -196,9 +199,7 @@ int main(int argc, char **argv)
             if (wait > 0) usleep((useconds_t)(wait * 1e6));
             pid_t child = fork();
             if (child == 0) {
-                struct pollfd fds[NFDS];
-                setup_pollfds(fds);
-                poll(fds, NFDS, 0);
+                allocate_once();
                 _exit(0);
             }
             if (child < 0 || waitpid(child, NULL, 0) < 0) { perror("spawn-paced"); return 3; }

@@ -6,8 +6,9 @@
 //
 // Every struct below is declared only here: user space reads them through
 // the types bcc generates from this file. The constants shared with user
-// space (MAX_PIDS, SOURCE_*, NSOURCES, RSS_MEMBERS, MAX_CGROUP_FILTERS,
-// FILTER_OFF/INCLUDE/EXCLUDE) come as -D flags from bpf/events.py.
+// space (MAX_PIDS, SOURCE_*, NSOURCES, RSS_MEMBERS, RSS_EVERY,
+// MAX_CGROUP_FILTERS, FILTER_OFF/INCLUDE/EXCLUDE) come as -D flags from
+// bpf/events.py.
 
 #include <linux/sched.h>
 
@@ -54,6 +55,7 @@ BPF_PERCPU_ARRAY(ringbuf_drops, u64, 1);                // OOM events lost to a 
 // Shared by all CPUs: updated with atomic adds, which only sampled events
 // (1 in N) pay, so contention stays as rare as the samples.
 BPF_TABLE("lru_hash", u32, struct pid_stats, pids, MAX_PIDS);
+BPF_PERCPU_ARRAY(rss_countdown, u32, 1);                // rss_stat changes left until the next recorded one
 BPF_RINGBUF_OUTPUT(oom_events, 8);                      // 8 pages: kills are rare
 BPF_CGROUP_ARRAY(cgroup_filter, MAX_CGROUP_FILTERS);    // v2 cgroups named by the policy
 BPF_ARRAY(filter_config, u32, 2);                       // [0] mode, [1] slots in use
@@ -133,11 +135,23 @@ RAW_TRACEPOINT_PROBE(mm_page_alloc)
 }
 
 // rss_stat fires on every RSS counter change of any mm; keep only the
-// current process's own (curr == 1), last value wins.
+// current process's own (curr == 1), last value wins. It reports absolute
+// values, so recording 1 change in RSS_EVERY (a per-CPU countdown, like the
+// allocation sampler's) keeps the latest value to within a few pages while
+// the hash update, the costly part, runs on 1 change in RSS_EVERY.
 TRACEPOINT_PROBE(kmem, rss_stat)
 {
     if (!args->curr)
         return 0;
+    u32 slot = 0;
+    u32 *left = rss_countdown.lookup(&slot);
+    if (!left)
+        return 0;
+    if (*left > 1) {
+        (*left)--;
+        return 0;
+    }
+    *left = RSS_EVERY;
     u32 member = args->member;
     if (member >= RSS_MEMBERS) // bounds the array index for the verifier
         return 0;
