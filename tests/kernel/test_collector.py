@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -49,10 +50,15 @@ def test_controller_raises_n_under_a_storm_and_lowers_it_after(tracer, workload)
 
 
 def test_exited_processes_are_pruned_from_the_maps(tracer, workload):
+    """The kernel marks each exit in the map: found and pruned without listing /proc (done only every 30 s)."""
     collector = Collector(tracer, policy().sampling)
+    collector.tick()  # the first tick lists /proc; the next ones go by the kernel's marks
     child = subprocess.Popen([str(workload), "poll", "1000"])
     assert child.wait(timeout=30) == 0
-    assert child.pid in tracer.snapshot().pid.tolist()
+    snapshot = tracer.snapshot()
+    row = snapshot.pid.tolist().index(child.pid)
+    assert snapshot.exited[row] and not snapshot.exited[snapshot.pid == os.getpid()].any()
     tick = collector.tick()
-    assert child.pid in tick.exited_pids.tolist()
+    assert child.pid in tick.exited_pids.tolist() and child.pid not in tick.live_pids.tolist()
+    assert os.getpid() in tick.live_pids.tolist()
     assert child.pid not in tracer.snapshot().pid.tolist()

@@ -52,7 +52,7 @@ def test_one_declaration_of_every_struct_and_constant(tracer):
     bpf = tracer._bpf
     # the map leaf as bcc generated it from the C source, with the sizes the constants give: one entry per
     # process, shared by every CPU (its size does not grow with the CPU count)
-    assert ctypes.sizeof(bpf[b"pids"].Leaf) == 2 * 8 * len(SOURCES) + 8 * len(RSS_MEMBERS)
+    assert ctypes.sizeof(bpf[b"pids"].Leaf) == 2 * 8 * len(SOURCES) + 8 * len(RSS_MEMBERS) + 8  # + exited
     values = tracer._pids.values
     assert values["bytes"].shape[1:] == values["samples"].shape[1:] == (len(SOURCES),)
     assert values["rss"].shape[1:] == (len(RSS_MEMBERS),)

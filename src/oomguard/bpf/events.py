@@ -107,10 +107,12 @@ class AllocSnapshot:
     page_bytes: np.ndarray  # uint64
     page_samples: np.ndarray  # uint64
     rss_bytes: np.ndarray  # int64, latest RSS (anon+file+shmem), 0 when unknown
+    exited: np.ndarray | None = None  # bool: the kernel saw the process exit (None: not known)
 
     def __len__(self) -> int:
         return len(self.pid)
 
     def select(self, keep: np.ndarray) -> AllocSnapshot:
         """The rows where `keep` (a boolean mask) is true."""
-        return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self) if f.name != "monotonic_s"})
+        return replace(self, **{f.name: getattr(self, f.name)[keep] for f in fields(self)
+                                if f.name != "monotonic_s" and getattr(self, f.name) is not None})

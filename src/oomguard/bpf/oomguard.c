@@ -29,6 +29,7 @@ struct pid_stats {
     u64 bytes[NSOURCES];
     u64 samples[NSOURCES];
     s64 rss[RSS_MEMBERS];
+    u64 exited; // set when the process exits: user space reports its last interval, then deletes it
 };
 
 // One OOM kill, as oom:mark_victim saw it.
@@ -160,6 +161,22 @@ TRACEPOINT_PROBE(kmem, rss_stat)
     struct pid_stats *p = pids.lookup_or_try_init(&pid, &zero);
     if (p)
         p->rss[member] = args->size; // a plain store: the latest value is the truth
+    return 0;
+}
+
+// A process's exit marks its entry, so user space finds the exited among the
+// map's entries instead of listing /proc (which costs ~20 ms at 10,000
+// processes). Only the thread-group leader's exit counts: other threads
+// come and go inside a live process.
+TRACEPOINT_PROBE(sched, sched_process_exit)
+{
+    u64 id = bpf_get_current_pid_tgid();
+    u32 pid = id >> 32;
+    if ((u32)id != pid)
+        return 0;
+    struct pid_stats *p = pids.lookup(&pid);
+    if (p)
+        p->exited = 1;
     return 0;
 }
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
-TRACEPOINTS = ("kmem/kmalloc", "kmem/mm_page_alloc", "kmem/rss_stat", "oom/mark_victim")
+TRACEPOINTS = ("kmem/kmalloc", "kmem/mm_page_alloc", "kmem/rss_stat", "oom/mark_victim", "sched/sched_process_exit")
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 MIN_KERNEL = (5, 8)  # BPF ring buffer
 

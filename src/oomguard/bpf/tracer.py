@@ -172,6 +172,7 @@ class Tracer:
             kmalloc_samples=stats["samples"][:, SOURCE_KMALLOC],
             page_samples=stats["samples"][:, SOURCE_PAGE],
             rss_bytes=np.asarray(resident, dtype=np.int64),
+            exited=stats["exited"] != 0,
         )
 
     def forget_pids(self, pids: np.ndarray) -> None:
