@@ -158,7 +158,7 @@ def test_close_leaves_no_program_loaded():
     tracer = Tracer()
     try:
         ours = set(tracer.program_ids())
-        assert len(ours) == 4  # kmalloc, mm_page_alloc, rss_stat, mark_victim
+        assert len(ours) == 5  # kmalloc, mm_page_alloc, rss_stat, sched_process_exit, mark_victim
         assert ours <= bpftool_prog_ids()
         assert not ours & before
     finally:
