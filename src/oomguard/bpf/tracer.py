@@ -112,7 +112,6 @@ class Tracer:
                     "run `oomguard doctor`; if every check passes, report this output as a bug",
                 ) from exc
         give_back_heap()  # LLVM's compile left ~40 MiB of freed heap that glibc would otherwise keep
-        self._ncpus = self._bpf[b"sampler"].total_cpu
         # Buffers for batched reads, allocated once: a fresh 4 MiB per tick costs page faults.
         self._pids = _BatchBuffer(self._bpf[b"pids"].map_fd, max_pids, np.dtype(self._bpf[b"pids"].Leaf))
         self._pending: list[OomKill] = []
