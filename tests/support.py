@@ -448,6 +448,13 @@ def wait_until(predicate, seconds: float = 10.0) -> None:
     raise AssertionError("not within time")
 
 
+def wait_for_len(items: list, count: int, seconds: float = 10.0) -> None:
+    """Wait until `items` (filled by another thread) holds `count`, or `seconds` pass; the caller asserts."""
+    deadline = time.monotonic() + seconds
+    while len(items) < count and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def message(i: int):
     from oomguard.alerting.messages import Message
 

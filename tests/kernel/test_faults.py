@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Daemon, leak_to_kill, memory_cgroup, procs_file
+from support import Daemon, leak_to_kill, memory_cgroup, procs_file, wait_for_len
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -164,9 +164,7 @@ def test_a_full_or_read_only_state_dir_costs_state_not_alerts(tmp_path, workload
         try:
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
             leak_to_kill(daemon, workload)
-            deadline = time.monotonic() + 10
-            while len(receiver.payloads) < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for_len(receiver.payloads, 2)
         finally:
             code, _ = daemon.stop()
     log = "\n".join(daemon.seen)
@@ -189,9 +187,7 @@ def test_sigterm_exits_within_5_seconds_while_a_receiver_hangs(tmp_path, workloa
         try:
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
             leak_to_kill(daemon, workload)
-            deadline = time.monotonic() + 10
-            while not hanging.payloads and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for_len(hanging.payloads, 1)
             assert hanging.payloads  # the receiver has the message and is not answering
         finally:
             code, stop_s = daemon.stop()
@@ -246,9 +242,7 @@ def test_the_first_alert_fits_in_a_cgroup_11_percent_above_steady_state(tmp_path
             steady = memory_usage(home)
             set_memory_limit(home, int(steady * 1.11))
             leak_to_kill(daemon, workload)
-            deadline = time.monotonic() + 10
-            while len(receiver.payloads) < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for_len(receiver.payloads, 2)
             peak = memory_usage(home)
             alive = daemon.process.poll() is None
         finally:

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 from pathlib import Path
 
 import pytest
 
-from support import Daemon, http_receiver, leak_to_kill, memory_cgroup, oom_kills_in, procs_file
+from support import Daemon, http_receiver, leak_to_kill, memory_cgroup, oom_kills_in, procs_file, wait_for_len
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -64,9 +63,7 @@ def test_the_daemon_lives_under_its_unit_limits_through_a_neighbours_oom_kill(tm
             applied = int(Path(f"/proc/{daemon.process.pid}/oom_score_adj").read_text())
             assert applied == adjust or not has_sys_resource(), applied
             leak_to_kill(daemon, workload)
-            deadline = time.monotonic() + 10
-            while len(receiver.payloads) < 2 and time.monotonic() < deadline:
-                time.sleep(0.1)
+            wait_for_len(receiver.payloads, 2)
             peak, alive = peak_usage(home), daemon.process.poll() is None
         finally:
             code, _ = daemon.stop()
