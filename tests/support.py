@@ -377,10 +377,12 @@ def subject(cgroup: str = CGROUP, pids=(100,), command: str = "java", usage: int
                    kmalloc_bytes_per_s=2048.0, page_bytes_per_s=8 * MIB, rss_bytes=100 * MIB, sample_rates=(32, 4))
 
 
-def verdict(cgroup: str = CGROUP, eta: float = 20.0):
-    from oomguard.detection.detector import Verdict
+def verdict(cgroup: str = CGROUP, eta: float = 20.0, severity: str = ""):
+    """A verdict of a climb reaching the limit in `eta` s: critical within 60 s, else a warning, unless given."""
+    from oomguard.detection.detector import CRITICAL, WARNING, Verdict
 
-    return Verdict(cgroup, 100 * MIB, 128 * MIB, 1.4 * MIB, eta, True, "usage growing 1.4 MiB/s reaches the limit")
+    return Verdict(cgroup, 100 * MIB, 128 * MIB, 1.4 * MIB, eta, severity or (CRITICAL if eta <= 60 else WARNING),
+                   (0.8 * eta, 1.25 * eta), trend_s=30.0, giveback=2 * MIB)
 
 
 def kill_report(pid: int = 100, cgroup: str = CGROUP, comm: str = "java", constraint: str = "CONSTRAINT_MEMCG"):

@@ -167,7 +167,8 @@ class AlertsConfig:
     urls: tuple[str, ...] = key((), _url_list, restart=True)  # with those of urls_file, once loaded
     urls_file: str = key("", _optional_path, restart=True)  # more URLs, one per line (a mounted Secret)
     readable_config: str = key("warn", _one_of("warn", "refuse"))  # when a file with secrets is readable
-    horizon: float = key(60.0, _duration_in(5, 3600))  # warn when the forecast OOM is closer than this
+    horizon: float = key(60.0, _duration_in(5, 3600))  # critical when the forecast OOM is closer than this
+    warn_horizon: float = key(900.0, _duration_in(5, 7 * 86400))  # warning when closer than this
     headroom_floor: float = key(0.05, _fraction)  # warn when less than this fraction of the limit is free
     cooldown: float = key(600.0, _duration_in(0, 86400))  # quiet time per cgroup after an alert closes
     max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together
@@ -176,16 +177,17 @@ class AlertsConfig:
 
 @dataclass(frozen=True)
 class DetectConfig:
-    window: int = key(120, _int_in(12, 3600))  # samples of usage history per cgroup
-    blocks: int = key(6, _int_in(3, 60))  # peaks the envelope forecast is fitted through
-    envelope_fit: float = key(0.8, _fraction)  # R^2 the peaks must reach
-    short_window: int = key(8, _int_in(2, 60))  # samples of the short-term slope
-    warmup: int = key(30, _int_in(0, 3600))  # samples before the anomaly test may warn
-    anomaly_factor: float = key(2.0, _positive_float(1e6))  # times the usual 0.99-quantile of growth
-    min_growth: int = key(262144, _size_up_to(1 << 40))  # bytes/s: never anomalous below this
-    peak_half_life: float = key(3600.0, _duration_in(60, 7 * 86400))  # memory of a past growth burst fades
-    learn_after: float = key(60.0, _duration_in(0, 3600))  # growth counts as usual only this long after
+    window: int = key(600, _int_in(30, 3600))  # samples of usage history per cgroup (the longest trend window)
+    min_span: float = key(5.0, _duration_in(1, 600))  # a climb is a trend once it has lasted this long
+    trust: float = key(3.0, _positive_float(100))  # extrapolate at most this many times the span seen
+    confidence: float = key(2.0, _positive_float(10))  # standard errors between the ETA and its confident bound
+    giveback_half_life: float = key(6 * 3600.0, _duration_in(60, 7 * 86400))  # memory of the largest fall seen
     screen_sigma: float = key(4.0, _positive_float(1e6))  # per-process growth flagged this many sigma up
+
+
+# Keys of the first detector (0.1), accepted and ignored with a warning so an upgrade keeps old policies working.
+RETIRED = {("detect", k) for k in ("blocks", "envelope_fit", "short_window", "warmup", "anomaly_factor",
+                                    "min_growth", "peak_half_life", "learn_after")}
 
 
 @dataclass(frozen=True)
@@ -239,13 +241,11 @@ def _nearest(name: str, choices: Any) -> str:
 
 def _cross_check(config: Config, source: str) -> None:
     """Checks that span keys: values each valid alone that the detector cannot run with together."""
-    d = config.detect
-    if d.window < 2 * d.blocks:
-        raise ConfigError(f"{source}: [detect] window ({d.window}) must be at least twice blocks ({d.blocks})",
-                          "raise window or lower blocks: each block needs two samples or more")
-    if d.short_window > d.window:
-        raise ConfigError(f"{source}: [detect] short_window ({d.short_window}) is longer than window ({d.window})",
-                          "make short_window at most window")
+    a = config.alerts
+    if a.warn_horizon < a.horizon:
+        raise ConfigError(f"{source}: [alerts] warn_horizon ({a.warn_horizon:.0f}s) is shorter than horizon "
+                          f"({a.horizon:.0f}s)", "make warn_horizon at least horizon: a warning comes before "
+                          "the critical alert")
 
 
 def from_mapping(data: dict[str, Any], source: str) -> Config:
@@ -259,7 +259,10 @@ def from_mapping(data: dict[str, Any], source: str) -> Config:
                               f"write it as a [{section}] section")
         keys = section_keys(section)
         for name in body:
-            if name not in keys:
+            if (section, name) in RETIRED:
+                log.warning("%s: [%s] %s is no longer used (the detector was rebuilt in 0.2; see "
+                            "config.example.toml) and is ignored: remove it", source, section, name)
+            elif name not in keys:
                 raise ConfigError(f"{source}: unknown key [{section}] {name}{_nearest(name, keys)}",
                                   "remove it or fix its name")
     sections = {}

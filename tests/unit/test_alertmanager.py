@@ -46,7 +46,7 @@ def test_every_lifecycle_message_is_a_valid_postable_alert_list():
         CHECKER.validate(payload)
         assert payload
     labels = postable_alerts(asdict(pre))[0]["labels"]
-    assert labels == {"alertname": "OomguardPreOOM", "severity": "warning", "node": "node-1",
+    assert labels == {"alertname": "OomguardPreOOM", "severity": "critical", "node": "node-1",
                       "cgroup": subject().cgroup, "namespace": "shop", "pod": "cart-7d9f", "container": "app"}
     resolved, kill = postable_alerts(asdict(confirmed))
     assert resolved["labels"] == labels and "endsAt" in resolved  # the pre-OOM alert resolves

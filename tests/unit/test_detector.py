@@ -1,85 +1,111 @@
-"""The detector on hand-made series: leak, sawtooth, warm-up, sudden jump, batch cycles; the process screen."""
+"""The detector on hand-made series: fresh leak, quiet then leak, sawtooth, spikes, batch cycles, warm-up;
+the process screen."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from oomguard.config import DetectConfig
-from oomguard.detection.detector import CgroupDetector, _envelopes
+from oomguard.detection.detector import CRITICAL, WARNING, CgroupDetector, largest_fall, window_ladder
 from oomguard.detection.screen import PidScreen
 
 MIB = 1 << 20
 LIMIT = 512 * MIB
 
 
-def run(series, config=None, horizon=60.0) -> list:
-    detector = CgroupDetector(config or DetectConfig(), horizon, 0.05)
-    return [detector.update("/c", float(t), int(u), LIMIT) for t, u in enumerate(series)]
+def run(series, config=None, horizon=60.0, warn_horizon=900.0, limit=LIMIT) -> list:
+    detector = CgroupDetector(config or DetectConfig(), horizon, warn_horizon, 0.05)
+    return [detector.update("/c", float(t), int(u), limit) for t, u in enumerate(series)]
 
 
-def first_warning(forecasts) -> int | None:
-    return next((t for t, f in enumerate(forecasts) if f.warn), None)
+def first(verdicts, severity=None) -> int | None:
+    return next((t for t, v in enumerate(verdicts) if v.warn and (severity is None or v.severity == severity)), None)
 
 
-def test_linear_leak_after_a_quiet_start_warns_early():
-    series = [100 * MIB] * 60 + [100 * MIB + 2 * MIB * k for k in range(1, 250)]
-    forecasts = run(series)
-    kill = next(t for t, u in enumerate(series) if u >= LIMIT)
-    warned = first_warning(forecasts)
-    # 2 MiB/s into 412 MiB of headroom: warned as soon as the limit is within the 60 s horizon
-    assert warned is not None and 55 <= kill - warned <= 62
-    assert "peaks rising" in forecasts[warned].reason
+def kill_time(series, limit=LIMIT) -> int:
+    return next(t for t, u in enumerate(series) if u >= limit)
 
 
-def test_gc_sawtooth_near_its_limit_never_warns():
-    # grows 8 MiB/s from 300 to 460 MiB (90% of the limit), drops back, again and again, with noise
-    rng = np.random.default_rng(3)
-    series = [300 * MIB + (t % 20) * 8 * MIB + rng.integers(0, 2 * MIB) for t in range(3600)]
-    assert first_warning(run(series)) is None
+def noisy(values, sigma=MIB, seed=0):
+    return np.asarray(values, float) + np.random.default_rng(seed).normal(0, sigma, len(values))
+
+
+def test_a_container_leaking_from_its_first_second_is_warned_then_critical_well_ahead():
+    series = noisy([10 * MIB + 4 * MIB * t for t in range(200)])  # 4 MiB/s from birth: killed at ~126 s
+    verdicts = run(series)
+    kill = kill_time(series)
+    warned, critical = first(verdicts), first(verdicts, CRITICAL)
+    assert warned is not None and critical is not None
+    assert verdicts[warned].severity == WARNING and kill - warned >= 90  # warned in its first ~30 s
+    assert kill - critical >= 0.7 * 60  # critical with >= 70% of the 60 s horizon to spare
+    v = verdicts[critical]
+    assert v.eta_interval is not None and v.eta_interval[0] <= v.seconds_to_limit <= v.eta_interval[1]
+    assert "kept memory climbing 4.0MiB/s" in v.reason
+
+
+def test_a_leak_after_a_quiet_spell_is_judged_on_its_own_pace():
+    series = noisy([200 * MIB] * 1200 + [200 * MIB + 2 * MIB * k for k in range(1, 200)])
+    verdicts = run(series)
+    kill, critical = kill_time(series), first(verdicts, CRITICAL)
+    assert critical is not None and kill - critical >= 45
+    assert first(verdicts) >= 1200  # nothing while it was quiet
+
+
+def test_a_gc_sawtooth_after_its_first_cycle_never_warns():
+    # grows 8 MiB/s from 300 to 460 MiB (90% of the limit), drops back, again and again. Its first climb
+    # cannot be told from a leak (nothing can: the drop has not happened yet); after it, never a warning.
+    series = noisy([300 * MIB + (t % 20) * 8 * MIB for t in range(1200)], seed=3)
+    verdicts = run(series)
+    assert [t for t, v in enumerate(verdicts) if v.warn and t >= 20] == []
 
 
 def test_a_sawtooth_whose_floor_rises_is_a_leak():
     series = [150 * MIB + (t % 20) * 4 * MIB + t * MIB for t in range(1200)]
-    kill = next(t for t, u in enumerate(series) if u >= LIMIT)
-    warned = first_warning(run(series))
-    assert warned is not None and warned < kill - 30
-    assert "peaks rising" in run(series)[warned].reason
+    kill = kill_time(series)
+    critical = first(run(series), CRITICAL)
+    assert critical is not None and kill - critical >= 30
 
 
-def test_no_anomaly_warning_during_warm_up():
-    # a sudden climb in the first seconds: only the floor can speak
-    series = [50 * MIB + 20 * MIB * t for t in range(25)]
-    forecasts = run(series, DetectConfig(warmup=30))
-    warned = first_warning(forecasts)
-    assert warned is not None and "floor" in forecasts[warned].reason
-    assert all(not f.warn for f in forecasts if f.usage < 0.95 * LIMIT)
+def test_a_spike_at_any_age_is_not_a_trend():
+    for at in (3, 30, 900):
+        series = noisy([100 * MIB] * 1200, seed=at)
+        series[at:at + 3] = [200 * MIB, 350 * MIB, 470 * MIB]  # a 3 s climb to 92% and back
+        assert first(run(series)) is None, f"spike at {at}s"
 
 
-def test_sudden_jump_is_caught_before_the_limit():
-    series = [100 * MIB] * 100 + [100 * MIB + 80 * MIB * k for k in range(1, 6)]
-    warned = first_warning(run(series))
-    assert warned is not None and series[warned] < LIMIT
+def test_a_climb_over_seconds_to_the_limit_is_caught_before_it():
+    series = [100 * MIB] * 100 + [100 * MIB + 30 * MIB * k for k in range(1, 20)]  # 14 s to the limit
+    critical = first(run(series), CRITICAL)
+    assert critical is not None and kill_time(series) - critical >= 5
 
 
-def test_a_repeating_batch_job_is_learnt_not_alerted():
-    cycle = [100 * MIB] * 60 + [100 * MIB + 10 * MIB * k for k in range(1, 21)] + [300 * MIB] * 20
-    forecasts = run(cycle * 30)  # an hour of the same job
-    alerts_after_first_cycles = [t for t, f in enumerate(forecasts) if f.warn and t > 3 * len(cycle)]
-    assert alerts_after_first_cycles == []
+def test_a_repeating_batch_job_alerts_only_the_first_time():
+    cycle = [100 * MIB] * 600 + [100 * MIB + 10 * MIB * k for k in range(1, 21)] + [300 * MIB] * 60
+    verdicts = run(noisy(cycle * 3))
+    assert [t for t, v in enumerate(verdicts) if v.warn and t > len(cycle)] == []
 
 
-def envelope(times, values, blocks):
-    slope, r2, peak = _envelopes(times[None, :], values[None, :], blocks)
-    return float(slope[0]), float(r2[0]), float(peak[0])
+def test_a_warm_up_levelling_off_is_never_critical():
+    t = np.arange(1800)
+    series = noisy(20 * MIB + 330 * MIB * (1 - np.exp(-t / 60)))  # to 350 MiB of 512
+    assert first(run(series), CRITICAL) is None
 
 
-def test_envelope_uses_the_peaks():
-    t = np.arange(60, dtype=float)
-    sawtooth = (t % 10) * 10.0
-    slope, _, peak = envelope(t, sawtooth, 6)
-    assert abs(slope) < 1e-9 and peak == 90.0
-    slope, r2, _ = envelope(t, sawtooth + 2 * t, 6)
-    assert abs(slope - 2.0) < 0.2 and r2 > 0.95
+def test_under_the_floor_is_critical_whatever_the_trend():
+    verdicts = run([500 * MIB] * 3)
+    assert [v.severity for v in verdicts] == [CRITICAL] * 3 and "under the floor" in verdicts[0].reason
+
+
+def test_window_ladder_doubles_up_to_the_window():
+    assert window_ladder(600) == (5, 10, 20, 40, 80, 160, 320, 600)
+    assert window_ladder(30) == (5, 10, 20, 30)
+
+
+def test_largest_fall_ignores_a_spike_too_brief_to_hold():
+    values = np.array([[10, 10, 10, 10, 10, 90, 90, 10, 10, 10, 10, 10],  # held 2 samples: not a fall
+                       [10, 50, 50, 50, 50, 50, 50, 20, 20, 20, 20, 20]], float)  # held 6: a fall of 30
+    low = np.minimum.accumulate(values[:, ::-1], axis=1)[:, ::-1]
+    assert largest_fall(values, low, np.array([12, 12]), 5).tolist() == [0.0, 30.0]
 
 
 def test_screen_flags_a_process_growing_far_above_its_norm():
@@ -94,20 +120,27 @@ def test_screen_flags_a_process_growing_far_above_its_norm():
     assert not screen.update(new, np.array([0.0, 0.0, 0.0, 50 * MIB]))[3]  # a newcomer has no norm yet
 
 
-def test_update_all_matches_update_and_forget_frees_rows():
-    config = DetectConfig(warmup=5, window=24, blocks=4)
-    single = CgroupDetector(config, 60, 0.05)
-    batch = CgroupDetector(config, 60, 0.05)
-    for t in range(40):
+def test_update_all_matches_update_and_a_missing_cgroup_is_forgotten():
+    config = DetectConfig(window=40)
+    single = {c: CgroupDetector(config, 60, 900, 0.05) for c in ("/a", "/b")}
+    batch = CgroupDetector(config, 60, 900, 0.05)
+    for t in range(100):  # past twice the window: the ring wraps
         usages = np.array([100 * MIB + 3 * MIB * t, 200 * MIB + (t % 7) * MIB], dtype=np.float64)
         together = batch.update_all(["/a", "/b"], float(t), usages, np.full(2, float(LIMIT)))
-        apart = [single.update(c, float(t), int(u), LIMIT) for c, u in zip(["/a", "/b"], usages)]
+        apart = [single[c].update(c, float(t), int(u), LIMIT) for c, u in zip(["/a", "/b"], usages)]
         assert together == apart
     assert len(batch) == 2
-    batch.forget(["/a"])
-    assert len(batch) == 1
-    again = batch.update_all(["/b"], 40.0, np.array([200 * MIB], dtype=np.float64), np.array([float(LIMIT)]))
-    assert again[0].cgroup == "/b" and again[0].reason == "no OOM in sight"  # /b kept its history
+    again = batch.update_all(["/b"], 100.0, np.array([200 * MIB], dtype=np.float64), np.array([float(LIMIT)]))
+    assert len(batch) == 1 and again[0].cgroup == "/b" and not again[0].warn  # /a forgotten, /b kept its history
+
+
+def test_a_new_window_keeps_the_latest_history():
+    detector = CgroupDetector(DetectConfig(window=40), 60, 900, 0.05)
+    for t in range(60):
+        detector.update("/a", float(t), 10 * MIB + 3 * MIB * t, LIMIT)
+    detector.reconfigure(DetectConfig(window=80), 60, 900, 0.05)
+    v = detector.update("/a", 60.0, 10 * MIB + 180 * MIB, LIMIT)
+    assert v.severity == WARNING and v.trend_s >= 39  # the 40 kept samples still carry the climb
 
 
 def test_subjects_name_the_processes_the_screens_flag(tmp_path):

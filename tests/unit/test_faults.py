@@ -291,7 +291,7 @@ VALUES = st.recursive(SCALARS.filter(lambda v: v is not None),
                       lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
                                                                                     max_size=3), max_leaves=6)
 KEYS = st.sampled_from(["interval", "target_events_per_sec", "max_pids", "urls", "urls_file", "horizon",
-                        "window", "blocks", "min_growth", "anomaly_factor", "screen_sigma", "listen", "dir",
+                        "window", "min_span", "trust", "warn_horizon", "screen_sigma", "listen", "dir", "blocks",
                         "include_cgroups", "pods_log_dir", "top_pids", "alertmanager", "bogus"])
 SECTIONS = st.sampled_from(["sampling", "selection", "alerts", "detect", "metrics", "attribution", "state",
                             "output", "nope"])

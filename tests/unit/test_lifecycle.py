@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oomguard.alerting import store
-from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, PRE_OOM, UNFORESEEN
+from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
 from oomguard.text import inert
 
 from support import CGROUP, CID, MIB, UID, kill_report, subject
@@ -19,7 +19,7 @@ def test_pre_oom_then_confirmed_with_lead_time():
                  "namespace/pod: shop/cart-7d9f", f"cgroup: {CGROUP}",
                  "allocation rate: kmalloc 2.0KiB/s, pages 8.0MiB/s",
                  "RSS: 100.0MiB", "cgroup usage: 100.0MiB of limit 128.0MiB", "forecast time to OOM: 20s",
-                 "sample rate in force: kmalloc 1-in-32, page 1-in-4", "Why: usage growing"):
+                 "sample rate in force: kmalloc 1-in-32, page 1-in-4", "Why: kept memory climbing 1.4MiB/s for 30s"):
         assert part in pre.body, part
     outcome = alerts.kill(kill_report(), now=1017.0)
     confirmed = outcome.message
@@ -71,14 +71,33 @@ def test_a_hundred_forks_in_one_container_give_one_alert():
     assert len(alerts.book.open[CGROUP].pids) == 100
 
 
-def test_cooldown_and_rate_limit():
-    alerts = book(cooldown=300, max_per_hour=2)
+def test_cooldown_holds_back_a_warning_never_a_critical_and_the_hourly_budget():
+    alerts = book(cooldown=300, max_per_hour=3)
     alerts.warn(forecast(), subject(), now=0.0)
     alerts.kill(kill_report(), now=10.0)
-    assert alerts.warn(forecast(), subject(), now=100.0) is None  # cooling down
-    assert alerts.warn(forecast(), subject(), now=311.0) is not None
-    assert alerts.warn(forecast("/b"), subject("/b"), now=312.0) is None  # third in the hour: limited
+    assert alerts.warn(forecast(eta=600), subject(), now=100.0) is None  # a warning: cooling down
+    critical = alerts.warn(forecast(eta=30), subject(), now=101.0)  # an OOM 30 s away is never held back
+    assert critical is not None and "critical" in critical.title
+    alerts.kill(kill_report(), now=120.0)
+    assert alerts.warn(forecast(eta=600), subject(), now=421.0) is not None  # cooled down
+    assert alerts.warn(forecast("/b"), subject("/b"), now=422.0) is None  # fourth in the hour: limited
     assert alerts.warn(forecast("/b"), subject("/b"), now=3700.0) is not None  # an hour later
+
+
+def test_a_warning_escalates_to_critical_under_the_same_id():
+    alerts = book()
+    warning = alerts.warn(forecast(eta=400), subject(), now=0.0)
+    assert warning.kind == PRE_OOM and warning.labels["severity"] == "warning" and "pre-OOM warning" in warning.title
+    assert "in 400s (between 320s and 500s)" in warning.body
+    assert alerts.warn(forecast(eta=300), subject(), now=1.0) is None  # still a warning: nothing new
+    escalated = alerts.warn(forecast(eta=40), subject(), now=200.0)
+    assert escalated.kind == ESCALATED and escalated.alert_id == warning.alert_id
+    assert escalated.labels["severity"] == "critical" and escalated.resolves["labels"] == warning.labels
+    assert "escalated from warning to critical" in escalated.body and "in 40s (between 32s and 50s)" in escalated.body
+    assert alerts.warn(forecast(eta=30), subject(), now=201.0) is None  # critical already: once
+    outcome = alerts.kill(kill_report(), now=230.0)
+    assert outcome.lead_s == 230.0 and outcome.message.resolves["labels"] == escalated.labels
+    assert alerts.book.tallies.foreseen == 1
 
 
 def test_state_survives_a_restart(tmp_path):

@@ -77,7 +77,7 @@ def test_sighup_keeps_learnt_history_open_alerts_cooldowns_and_budget(daemon, ca
     alert_id = leak_until_alert(daemon)
     engine = daemon.engine
     history = engine.detector._values.copy()
-    quantile = engine.detector._quantiles[0]
+    giveback = engine.detector._giveback.copy()
     budget = list(engine.book.recent)
     engine.book.closed_at["/cooling"] = 5.0
     path = daemon.config.source
@@ -88,7 +88,7 @@ def test_sighup_keeps_learnt_history_open_alerts_cooldowns_and_budget(daemon, ca
     assert "policy reloaded" in caplog.text
     assert engine is daemon.engine and engine.book.open[CGROUP].id == alert_id  # the open alert stays
     assert np.array_equal(engine.detector._values, history)  # every sample learnt stays
-    assert engine.detector._quantiles[0] is quantile  # and the learnt usual growth
+    assert np.array_equal(engine.detector._giveback, giveback)  # and the falls it learnt
     assert list(engine.book.recent) == budget and engine.book.closed_at["/cooling"] == 5.0
     assert engine.book.horizon_s == 90.0 and engine.book.max_per_hour == 7 and engine.detector.horizon_s == 90.0
     assert all(s.sigma == 6.0 for s in daemon.screens.screens.values())
@@ -106,7 +106,7 @@ def test_each_section_applies_live_or_says_it_needs_a_restart(daemon, tmp_path, 
         "selection": 'exclude_commands = ["noisy"]',
         "alerts": ('urls = ["json://127.0.0.1:9/x"]\nalertmanager = "http://127.0.0.1:9093"\nhorizon = "30s"\n'
                    'headroom_floor = 0.1\ncooldown = "1m"\nmax_per_hour = 3'),
-        "detect": "window = 60\nblocks = 5\nwarmup = 10\nscreen_sigma = 5.0",
+        "detect": 'window = 60\nmin_span = "8s"\nscreen_sigma = 5.0',
         "metrics": 'listen = "127.0.0.1:1"\ntop_pids = 3\nmax_containers = 9',
         "attribution": f'pods_log_dir = "{pods}"',
         "state": f'dir = "{tmp_path / "elsewhere"}"',
@@ -123,7 +123,7 @@ def test_each_section_applies_live_or_says_it_needs_a_restart(daemon, tmp_path, 
     assert daemon.selection.rules.exclude_commands == ("noisy",) and daemon.tracer.filters
     assert config.alerts.horizon == 30.0 and daemon.engine.book.cooldown_s == 60.0
     assert daemon.engine.detector.floor_fraction == 0.1 and daemon.engine.book.max_per_hour == 3
-    assert daemon.engine.detector.config.window == 60 and daemon.engine.detector.config.warmup == 10
+    assert daemon.engine.detector.config.window == 60 and daemon.engine.detector.config.min_span == 8.0
     assert config.metrics.top_pids == 3 and config.metrics.max_containers == 9
     assert daemon.owners.pods.pods_dir == pods
     assert config.output.top_pids == 2
@@ -138,8 +138,8 @@ def test_each_section_applies_live_or_says_it_needs_a_restart(daemon, tmp_path, 
 
 
 @pytest.mark.parametrize("bad", [
-    b"[sampling]\ninterval = [1]\n", b"\x00\xff\xfe not text", b"[detect]\nwindow = 12\nblocks = 10\n",
-    b"[detect]\nanomaly_factor = inf\n", b"[detect]\nmin_growth = \"99999999TiB\"\n", b"not = [toml",
+    b"[sampling]\ninterval = [1]\n", b"\x00\xff\xfe not text", b"[detect]\nwindow = 12\n",
+    b"[detect]\ntrust = inf\n", b"[alerts]\nwarn_horizon = \"30s\"\n", b"not = [toml",
 ])
 def test_a_bad_policy_on_sighup_keeps_the_old_one(daemon, caplog, bad):
     before = daemon.config

@@ -22,7 +22,7 @@ from ..detection.groups import Subject
 from ..identity.attribution import under_cgroup
 from ..kills.report import KillReport
 from . import messages
-from .lifecycle import AlertBook, Closed
+from .lifecycle import ESCALATED, AlertBook, Closed
 from .messages import Message
 
 
@@ -55,7 +55,7 @@ class AlertEngine:
         self.new_id = new_id or (lambda: uuid.uuid4().hex[:12])  # replay passes a counter: deterministic ids
         self.wall_clock = wall_clock
         alerts = config.alerts
-        self.detector = CgroupDetector(config.detect, alerts.horizon, alerts.headroom_floor)
+        self.detector = CgroupDetector(config.detect, alerts.horizon, alerts.warn_horizon, alerts.headroom_floor)
         self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour, boot_id)
         self.verdicts: dict[str, Verdict] = {}  # by cgroup, from the last tick
         self.subjects: list[Subject] = []  # the last tick's
@@ -63,11 +63,12 @@ class AlertEngine:
     def reconfigure(self, config: Config) -> None:
         """New thresholds in place: learnt history, open alerts, cooldowns and the hourly budget stay."""
         alerts = config.alerts
-        self.detector.reconfigure(config.detect, alerts.horizon, alerts.headroom_floor)
+        self.detector.reconfigure(config.detect, alerts.horizon, alerts.warn_horizon, alerts.headroom_floor)
         self.book.reconfigure(alerts.horizon, alerts.cooldown, alerts.max_per_hour)
 
-    def observe(self, subjects: list[Subject], now: float) -> list[Message]:
-        """One tick: every cgroup judged in one vectorised pass; messages for alerts opened or cleared."""
+    def observe(self, subjects: list[Subject], now: float,
+                explain: Callable[[Subject], Subject] | None = None) -> list[Message]:
+        """One tick: every cgroup judged in one vectorised pass; messages for alerts opened, escalated or cleared."""
         verdicts = self.detector.update_all(
             [s.cgroup for s in subjects], now,
             np.array([s.usage for s in subjects], dtype=np.float64),
@@ -76,7 +77,7 @@ class AlertEngine:
         self.verdicts = {v.cgroup: v for v in verdicts}
         self.subjects = subjects
         out = [m for s, v in zip(subjects, verdicts, strict=True)
-               if v.warn and (m := self.warn(v, s, now)) is not None]
+               if v.warn and (m := self.warn(v, s, now, explain)) is not None]
         return out + self.expire(now, {s.cgroup for s in subjects})
 
     def restored(self, closed: list[Closed], now: float) -> list[Message]:
@@ -89,12 +90,22 @@ class AlertEngine:
         wall = self.wall_clock()
         return [messages.cleared(c, self.host, now, wall) for c in self.book.expire(now, live_cgroups)]
 
-    def warn(self, verdict: Verdict, subject: Subject, now: float) -> Message | None:
-        """A warning verdict: the pre-OOM message if it opens an alert."""
-        alert = self.book.warn(self.new_id(), subject.cgroup, subject.pids, now)
-        if alert is None:
+    def warn(self, verdict: Verdict, subject: Subject, now: float,
+             explain: Callable[[Subject], Subject] | None = None) -> Message | None:
+        """A warning or critical verdict: the pre-OOM message if it opens an alert or escalates one.
+
+        `explain` adds the culprits (per-process shares): worked out only here, for the few subjects
+        a message is about, not for every cgroup every tick."""
+        decision = self.book.warn(self.new_id(), subject.cgroup, subject.pids, now, verdict.severity)
+        if decision is None:
             return None
-        message = messages.pre_oom(alert, verdict, subject, self.host, self.book.horizon_s, self.wall_clock())
+        what, alert = decision
+        if explain is not None:
+            subject = explain(subject)
+        if what == ESCALATED:
+            message = messages.escalated(alert, verdict, subject, self.host, self.wall_clock())
+        else:
+            message = messages.pre_oom(alert, verdict, subject, self.host, self.wall_clock())
         alert.title, alert.labels, alert.started_wall = message.title, message.labels, message.starts_at
         return message
 

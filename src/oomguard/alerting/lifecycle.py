@@ -4,8 +4,10 @@ Pure and clock-injected: decisions only — which alert opens, which kill
 confirms which alert, which alert has expired. The words of each message are
 in messages.py, the labels for Alertmanager in alertmanager.py, storage in
 store.py. One open alert per limiting cgroup (a hundred forks growing in one
-container give one alert), a cooldown per cgroup after an alert closes, and a
-global hourly budget of new pre-OOM alerts. Kills are always reported.
+container give one alert) that opens as a warning or critical and escalates
+from warning to critical under the same id; a cooldown per cgroup after an
+alert closes (it holds back a new warning, never a critical), and a global
+hourly budget of new pre-OOM alerts. Kills are always reported.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 from ..identity.attribution import under_cgroup
 from ..kills.report import KillReport
 
-PRE_OOM, CONFIRMED, CLEARED, UNFORESEEN = "pre-OOM", "confirmed", "cleared", "unforeseen"
+PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN = "pre-OOM", "escalated", "confirmed", "cleared", "unforeseen"
+WARNING, CRITICAL = "warning", "critical"  # the severities of a pre-OOM alert, by time to OOM
+OPENED = "opened"  # what warn() did: OPENED or ESCALATED an alert
 MAX_PIDS_KEPT = 100  # pids remembered per alert, to match the kill by pid
 LEAD_TIMES_KEPT = 1000
 
@@ -33,6 +37,8 @@ class Alert:
     labels: dict[str, str] = field(default_factory=dict)
     started_wall: float = 0.0  # wall clock, for receivers and people
     boot_id: str = ""  # the boot whose monotonic clock opened_at is on
+    severity: str = CRITICAL  # alerts stored before severities existed were all critical (60 s horizon)
+    critical_at: float | None = None  # clock seconds when it became critical (opened so, or escalated)
 
 
 @dataclass
@@ -55,6 +61,7 @@ class Closed:
 
     alert: Alert
     lead_s: float | None = None
+    critical_lead_s: float | None = None  # from when it became critical; None if it never did
     why: str = ""
     outcome_unknown: bool = False  # closed because the machine restarted, not judged
 
@@ -74,23 +81,30 @@ class AlertBook:
         """New thresholds; what is open, cooling down and spent this hour stays."""
         self.horizon_s, self.cooldown_s, self.max_per_hour = horizon_s, cooldown_s, max_per_hour
 
-    def warn(self, alert_id: str, cgroup: str, pids: tuple[int, ...], now: float) -> Alert | None:
-        """A pre-OOM decision: the new Alert if it opens one; None if one is open, cooling down or over budget."""
+    def warn(self, alert_id: str, cgroup: str, pids: tuple[int, ...], now: float,
+             severity: str = CRITICAL) -> tuple[str, Alert] | None:
+        """A pre-OOM decision: (OPENED, new alert), (ESCALATED, the open alert now critical), or None when
+        nothing changes (an alert is open at this severity or above, the cgroup is cooling down, or the
+        hour's budget is spent)."""
         alert = self.open.get(cgroup)
         if alert is not None:
             alert.last_warned_at = now  # still warning: keeps it open
             alert.pids = sorted(set(alert.pids) | set(pids))[:MAX_PIDS_KEPT]
+            if severity == CRITICAL and alert.severity != CRITICAL:
+                alert.severity, alert.critical_at = CRITICAL, now
+                return ESCALATED, alert
             return None
-        if now - self.closed_at.get(cgroup, float("-inf")) < self.cooldown_s:
+        if severity != CRITICAL and now - self.closed_at.get(cgroup, float("-inf")) < self.cooldown_s:
             return None
         while self.recent and now - self.recent[0] > 3600:
             self.recent.popleft()
         if len(self.recent) >= self.max_per_hour:
             return None
         self.recent.append(now)
-        alert = Alert(alert_id, cgroup, sorted(pids)[:MAX_PIDS_KEPT], now, now, boot_id=self.boot_id)
+        alert = Alert(alert_id, cgroup, sorted(pids)[:MAX_PIDS_KEPT], now, now, boot_id=self.boot_id,
+                      severity=severity, critical_at=now if severity == CRITICAL else None)
         self.open[cgroup] = alert
-        return alert
+        return OPENED, alert
 
     def kill(self, report: KillReport, now: float) -> Closed | None:
         """An OOM kill: closes and returns the open alert it confirms, else counts it unforeseen (None)."""
@@ -102,7 +116,8 @@ class AlertBook:
         lead = now - alert.opened_at
         self.tallies.foreseen += 1
         self.tallies.lead_times_s = ([*self.tallies.lead_times_s, lead])[-LEAD_TIMES_KEPT:]
-        return Closed(alert, lead_s=lead)
+        return Closed(alert, lead_s=lead,
+                      critical_lead_s=None if alert.critical_at is None else now - alert.critical_at)
 
     def expire(self, now: float, live_cgroups: set[str]) -> list[Closed]:
         """Close alerts whose horizon passed without a kill, or whose cgroup has no process left: false alarms."""

@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..detection.culprit import culprit_text
 from ..detection.detector import Verdict
 from ..detection.groups import Subject
 from ..identity.attribution import Attribution
@@ -15,13 +16,13 @@ from ..kills.report import KillReport
 from ..text import inert
 from ..units import format_bytes
 from .alertmanager import labels_for
-from .lifecycle import CLEARED, CONFIRMED, PRE_OOM, UNFORESEEN, Alert, Closed
+from .lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN, Alert, Closed
 
 
 @dataclass(frozen=True)
 class Message:
     alert_id: str
-    kind: str  # PRE_OOM, CONFIRMED, CLEARED, UNFORESEEN
+    kind: str  # PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN
     title: str
     body: str
     namespace: str | None = None
@@ -36,14 +37,55 @@ def _resolves(alert: Alert) -> dict[str, Any]:
     return {"labels": alert.labels, "starts_at": alert.started_wall}
 
 
-def pre_oom(alert: Alert, verdict: Verdict, subject: Subject, host: str, horizon_s: float, wall: float) -> Message:
-    title = f"[oomguard] pre-OOM on {host}: {inert(owner_text(subject.attribution, subject.pod))}"
-    labels = labels_for("OomguardPreOOM", "warning", host, subject.cgroup, subject.pod)
-    eta = f"{verdict.seconds_to_limit:.0f}s" if verdict.seconds_to_limit is not None else "n/a (floor rule)"
+def eta_text(verdict: Verdict) -> str:
+    """The forecast time to OOM with its interval, as every pre-OOM message states it."""
+    if verdict.seconds_to_limit is None or verdict.eta_interval is None:
+        return "no established climb (headroom floor rule)"
+    early, late = verdict.eta_interval
+    return f"{verdict.seconds_to_limit:.0f}s (between {early:.0f}s and {late:.0f}s)"
+
+
+def pre_oom(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall: float) -> Message:
+    title = f"[oomguard] pre-OOM {alert.severity} on {host}: OOM in {_eta_short(verdict)}: {_who(subject)}"
+    lead = (f"Alert {alert.id} ({alert.severity}): an OOM kill looks likely in {eta_text(verdict)}.")
+    return Message(alert.id, PRE_OOM, title, _pre_oom_body(lead, verdict, subject, host),
+                   subject.pod.namespace if subject.pod else None, _labels(alert, subject, host), wall)
+
+
+def escalated(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall: float) -> Message:
+    """The same alert, now critical: Alertmanager's warning alert resolves and a critical one fires."""
+    title = f"[oomguard] pre-OOM escalated to critical on {host}: OOM in {_eta_short(verdict)}: {_who(subject)}"
+    lead = (f"Alert {alert.id} escalated from warning to critical: an OOM kill looks likely in "
+            f"{eta_text(verdict)}.")
+    return Message(alert.id, ESCALATED, title, _pre_oom_body(lead, verdict, subject, host),
+                   subject.pod.namespace if subject.pod else None, _labels(alert, subject, host), wall,
+                   _resolves(alert))
+
+
+def _who(subject: Subject) -> str:
+    """The owner of the limit: a pod when the limit spans several of its containers, else the container."""
+    if subject.containers and subject.pod is not None:
+        return inert(f"pod {subject.pod.namespace}/{subject.pod.pod} (limit on the pod, "
+                     f"{len(subject.containers)} containers growing)")
+    return inert(owner_text(subject.attribution, subject.pod))
+
+
+def _eta_short(verdict: Verdict) -> str:
+    return f"~{verdict.seconds_to_limit:.0f}s" if verdict.seconds_to_limit is not None else "n/a"
+
+
+def _labels(alert: Alert, subject: Subject, host: str) -> dict[str, str]:
+    return labels_for("OomguardPreOOM", alert.severity, host, subject.cgroup, subject.pod)
+
+
+def _pre_oom_body(lead: str, verdict: Verdict, subject: Subject, host: str) -> str:
     lines = [
-        f"Alert {alert.id}: an OOM kill looks likely within {horizon_s:.0f}s.",
+        lead,
         f"Why: {inert(verdict.reason)}" + (f"\nProcesses growing abnormally: {inert(subject.notes)}"
                                             if subject.notes else ""),
+        *([f"Culprits: {inert(culprit_text(subject.culprits))}"] if subject.culprits else []),
+        *([f"Containers under this limit: {', '.join(f'{inert(c.name)} {c.share:.0%}' for c in subject.containers)}"]
+          if subject.containers else []),
         "",
         f"host: {host}",
         f"pid: {', '.join(map(str, subject.pids[:10]))}{' ...' if len(subject.pids) > 10 else ''}",
@@ -55,11 +97,10 @@ def pre_oom(alert: Alert, verdict: Verdict, subject: Subject, host: str, horizon
         f"RSS: {format_bytes(subject.rss_bytes)}",
         (f"cgroup usage: {format_bytes(verdict.usage)} of limit {format_bytes(verdict.limit)} "
         f"(growing {format_bytes(verdict.slope_bytes_per_s)}/s)"),
-        f"forecast time to OOM: {eta}",
+        f"forecast time to OOM: {eta_text(verdict)}",
         f"sample rate in force: kmalloc 1-in-{subject.sample_rates[0]}, page 1-in-{subject.sample_rates[1]}",
     ]
-    return Message(alert.id, PRE_OOM, title, "\n".join(lines) + "\n", subject.pod.namespace if subject.pod else None,
-                   labels, wall)
+    return "\n".join(lines) + "\n"
 
 
 def confirmed(closed: Closed, report: KillReport, last_seen: Subject | None, host: str, now: float,

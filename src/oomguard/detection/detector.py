@@ -1,53 +1,67 @@
-"""Pre-OOM detection per memory cgroup: a sawtooth-aware forecast and a streaming anomaly test (river).
+"""Pre-OOM forecasting per memory cgroup: the trend of what the cgroup keeps, over adaptive windows, with an ETA,
+its interval, and a severity by time to OOM.
 
-For each limiting cgroup, every tick, on its usage (the working set: usage
-minus inactive file cache, which the kernel reclaims before it kills):
+Per limiting cgroup, each tick, on its working set u (usage minus inactive
+file cache, which the kernel reclaims before it kills):
 
-- **envelope forecast**: the window is cut into blocks and a line is fitted
-  through each block's *peak*. A garbage-collected heap that grows and drops
-  has flat peaks, so its rising edges are never extrapolated; a leak, with or
-  without a sawtooth on top, has rising peaks. Trusted when the peaks lie on
-  the line (R^2 >= `envelope_fit`).
-- **anomalous growth**: the growth rate (the slope over `short_window`
-  samples, which smooths noise) is compared with the cgroup's own
-  history through a streaming 0.99-quantile (river's P^2 estimator, O(1) and
-  ~0.1 us per update). A rate more than `anomaly_factor` times anything the
-  cgroup usually does, with a short-term forecast inside the horizon, warns
-  at once: that is how a sudden jump is caught before the envelope sees it.
-  A batch job that fills and frees the same way every run is not anomalous,
-  nor a burst like one seen in the last hours (the highest growth seen is
-  remembered with a half-life of `peak_half_life`). Growth is learnt only a
-  horizon after it is seen, so a leak's onset is judged against the time
-  before it, not against itself.
-  Why not HalfSpaceTrees (~20 us per update, features scaled to [0, 1]) or
-  StandardAbsoluteDeviation (assumes one mode, while growth is mostly ~0 with
-  bursts): a quantile of the cgroup's own growth is cheap, needs no scaling
-  and copes with bimodal behaviour.
-- **floor**: less than `headroom_floor` of the limit free warns whatever the trend.
+- **what it keeps**: the lower envelope L[t] = min(u[t..now]), the memory
+  not given back since t. A GC sawtooth's L is flat at its troughs, a spike
+  leaves no trace in L once it drops, a leak's or a staircase's L is the
+  climb itself — from the container's first second, with no history needed.
+- **what it gives back**: E, the largest fall in the window from a level
+  held 5 s or more (a sawtooth's amplitude, a batch job's cache; not a
+  brief spike), remembered beyond the window with a half-life
+  (`giveback_half_life`): a cache that a batch job fills and frees every
+  few hours is a pattern this cgroup is known for, and a climb must outgrow
+  E by 25% to count. This learnt behaviour only ever suppresses; it is
+  never needed to warn.
+- **adaptive windows**: the least-squares slope of L over the last 5, 10,
+  20, 40 ... `window` samples (a young cgroup's windows are its whole life),
+  with its standard error. A window's trend is *established* when it spans
+  `min_span` seconds or more, each of its thirds climbs (a spike or a
+  single step is not a trend), it has climbed further than E (more than the cgroup gives back),
+  and its ETA at the confident (slower) slope is at most `trust` times the
+  span it was seen over: a forecast never extrapolates much further than
+  the evidence behind it. Short windows catch a fresh or sudden leak within
+  seconds; long ones catch a slow leak under noise or a sawtooth.
+- **ETA** = headroom over the slope, from the highest point the window
+  reached carried forward along the trend (a sawtooth's peaks hit the limit
+  first). Interval: the slope +/- `confidence` standard errors. The verdict
+  takes the established window with the earliest confident ETA.
+- **severity**: `critical` when the confident ETA is inside [alerts]
+  horizon (or less than headroom_floor of the limit is free), `warning`
+  inside [alerts] warn_horizon.
 
-No model speaks before `warmup` samples (the envelope needs peaks from
-several cycles, the anomaly test a history): until then only the floor can
-warn. The window must span several cycles of a sawtooth for its peaks to
-show the trend (120 s by default: most garbage collectors cycle faster).
+Why not a learnt "usual growth" test (the first design): it is silent until
+it has a history and then learns a leak as usual; a container that leaks
+from its first second was warned 1.5-5 s before its kill. Why not river's
+drift detectors to cut the window at a change point: the window ladder
+already holds a window that starts near any onset (within a factor of 2),
+without per-cgroup Python state each tick.
 
->>> d = CgroupDetector(DetectConfig(warmup=5, window=20, blocks=4), horizon_s=60, floor_fraction=0.05)
->>> for t in range(20):
-...     f = d.update("/leak", float(t), usage=100_000_000 + 5_000_000 * t, limit=400_000_000)
->>> f.warn, round(f.seconds_to_limit)
-(True, 41)
+>>> d = CgroupDetector(DetectConfig(), horizon_s=60, warn_horizon_s=900, floor_fraction=0.05)
+>>> for t in range(20):  # a container leaking 5 MB/s from its first second, 400 MB limit
+...     v = d.update("/leak", float(t), usage=20_000_000 + 5_000_000 * t, limit=400_000_000)
+>>> v.severity, round(v.seconds_to_limit), v.trend_s  # 57 s ahead is within 3x the 19 s of climb seen
+('critical', 57, 19.0)
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-from river import stats
 
 from ..config import DetectConfig
 from ..units import format_bytes
+
+WARNING, CRITICAL = "warning", "critical"
+SEVERITIES = ("", WARNING, CRITICAL)  # in order: a later one escalates an earlier one
+MIN_WINDOW = 5  # samples: the shortest window the ladder starts at
+GIVEBACK_MARGIN = 1.25  # a climb must exceed the largest fall remembered by this much: a batch refilling its
+# cache to the same height as last time is known; 25% more is new
+LONG_POINTS = 40  # a window longer than this is fitted on every k-th sample: L is smooth, the cost stays flat
 
 
 @dataclass(frozen=True)
@@ -58,163 +72,234 @@ class Verdict:
     usage: int
     limit: int
     slope_bytes_per_s: float
-    seconds_to_limit: float | None  # None: not growing, or too few samples yet
-    warn: bool
-    reason: str
+    seconds_to_limit: float | None  # central ETA; None: no established climb
+    severity: str  # "", WARNING or CRITICAL
+    eta_interval: tuple[float, float] | None = None  # (early, late) at slope +/- confidence standard errors
+    trend_s: float = 0.0  # how long the climb behind the forecast has lasted
+    giveback: float = 0.0  # the largest fall the cgroup is known for, bytes
+    under_floor: bool = False  # less than headroom_floor of the limit free
+
+    @property
+    def warn(self) -> bool:
+        return bool(self.severity)
+
+    @property
+    def reason(self) -> str:
+        """Why, in words (built on demand: most verdicts of most ticks are never read)."""
+        free = self.limit - self.usage
+        if self.under_floor:
+            return f"headroom {free / max(self.limit, 1):.1%} of the limit ({format_bytes(free)} free), under the floor"
+        if self.seconds_to_limit is None or self.eta_interval is None:
+            return "no established climb toward the limit"
+        early, late = self.eta_interval
+        return (f"kept memory climbing {format_bytes(self.slope_bytes_per_s)}/s for {self.trend_s:.0f}s "
+                f"(more than the {format_bytes(self.giveback)} it is known to give back) reaches the limit in "
+                f"{self.seconds_to_limit:.0f}s ({early:.0f}-{late:.0f}s)")
 
 
-def _slopes(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise least-squares (slope, R^2) of `values` against `times`; rows are series."""
-    t = times - times.mean(axis=1, keepdims=True)
-    v = values - values.mean(axis=1, keepdims=True)
-    tt = (t * t).sum(axis=1)
-    vv = (v * v).sum(axis=1)
-    tv = (t * v).sum(axis=1)
+def window_ladder(window: int) -> tuple[int, ...]:
+    """5, 10, 20, ... doubling up to `window`, which is always the last rung."""
+    rungs, w = [], MIN_WINDOW
+    while w < window:
+        rungs.append(w)
+        w *= 2
+    return (*rungs, window)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Least-squares fits of one window over every row (arrays, one value per row)."""
+
+    slope: np.ndarray
+    stderr: np.ndarray
+    recent: np.ndarray  # the slope over the window's last third: lower than `slope` when the climb slows
+    span: np.ndarray  # seconds L has been climbing: from its last sample at the window's starting level to now
+    rise: np.ndarray  # L's climb over the window
+    climbs_throughout: np.ndarray  # bool: each third of the window climbs
+
+
+def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int) -> Fit:
+    """The trend of the lower envelope `low` over the last `w` samples of every row (fewer for young rows).
+
+    A window longer than LONG_POINTS is fitted on every k-th sample (L is smooth), so each rung costs
+    about the same: the ladder's cost grows with log(window), not with the window."""
+    width = times.shape[1]
+    n = np.minimum(count, w)
+    first = width - n  # column of each row's first real sample in this window
+    rows = np.arange(len(times))
+    step = max(1, w // LONG_POINTS)
+    cols = np.arange(width - 1, width - w - 1, -step)[::-1]  # every step-th column, ending at the last
+    t, v = times[:, cols], low[:, cols]
+    real = cols[None, :] >= first[:, None]
+    m = real.astype(np.float64)
+    k = np.maximum(m.sum(axis=1), 1.0)
+    tm, vm = (m * t).sum(axis=1) / k, (m * v).sum(axis=1) / k
+    dt, dv = (t - tm[:, None]) * m, (v - vm[:, None]) * m
+    stt = (dt * dt).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        slope = np.where(tt > 0, tv / tt, 0.0)
-        r2 = np.where((tt > 0) & (vv > 0), tv * tv / (tt * vv), 0.0)
-    return slope, r2
+        slope = np.where(stt > 0, (dt * dv).sum(axis=1) / stt, 0.0)
+        resid = dv - slope[:, None] * dt
+        stderr = np.where((stt > 0) & (k > 2), np.sqrt((resid * resid).sum(axis=1) / np.maximum(k - 2, 1) / stt),
+                          np.inf)
+    start_low, end_low = low[rows, first], low[:, -1]
+    # Climbing throughout: each third of the window climbs at least a quarter of its share of the fit. A spike
+    # or a step climbs in one third and then holds; a leak, a staircase or a rising floor climb in all three.
+    at = [np.minimum(first + (n * j) // 3, width - 1) for j in (1, 2)]
+    cut1, cut2 = low[rows, at[0]], low[rows, at[1]]
+    third = 0.25 * np.maximum(slope, 0) * (times[:, -1] - times[rows, first]) / 3
+    throughout = ((cut1 - start_low) >= third) & ((cut2 - cut1) >= third) & ((end_low - cut2) >= third)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        recent = np.where(times[:, -1] > times[rows, at[1]], (end_low - cut2) / (times[:, -1] - times[rows, at[1]]),
+                          0.0)
+    # L never falls, so the samples still at the starting level are a prefix: the climb starts after it
+    # (found to within one subsampling step).
+    flat = ((v <= start_low[:, None]) & real).sum(axis=1)
+    climb_start = np.clip(cols[np.clip(np.argmax(real, axis=1) + flat - 1, 0, len(cols) - 1)], first, width - 1)
+    return Fit(slope, stderr, recent, times[:, -1] - times[rows, climb_start], end_low - start_low,
+               throughout & (slope > 0))
 
 
-def _envelopes(times: np.ndarray, values: np.ndarray, blocks: int,
-               min_growth: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row-wise envelope: cut each row into `blocks` slices, fit a line through the slices' peaks.
-
-    R^2 is reported as 0 unless every block's peak is above the one before by
-    more than `min_growth` (bytes/s) over the time between them: a fill that
-    started mid-window (a hockey stick) or peaks wandering in noise are not a trend.
-    """
-    width = values.shape[1] // blocks
-    cut = values[:, -width * blocks:].reshape(len(values), blocks, width)
-    at = cut.argmax(axis=2)
-    peaks = np.take_along_axis(cut, at[:, :, None], axis=2)[:, :, 0]
-    peak_times = np.take_along_axis(times[:, -width * blocks:].reshape(len(values), blocks, width),
-                                    at[:, :, None], axis=2)[:, :, 0]
-    slope, r2 = _slopes(peak_times, peaks)
-    rising = (np.diff(peaks, axis=1) > min_growth * np.diff(peak_times, axis=1)).all(axis=1)
-    return slope, np.where(rising, r2, 0.0), peaks[:, -1]
+def largest_fall(values: np.ndarray, low: np.ndarray, count: np.ndarray, held: int) -> np.ndarray:
+    """Per row, the largest fall to a later low (`low`, the suffix minimum), from a level held `held`
+    samples or more. A 1-3 s spike is held too briefly to count (a leak after a spike must not have to
+    outgrow the spike); a sawtooth's peak is not held either, but the climb to it was: its fall counts
+    in full up to half again the held fall."""
+    width = values.shape[1]
+    floor = values[:, held - 1:].copy()
+    for k in range(1, held):  # rolling minimum: the level held over the last `held` samples
+        np.minimum(floor, values[:, held - 1 - k: width - k], out=floor)
+    real = np.arange(held - 1, width)[None, :] >= (width - count + held - 1)[:, None]
+    held_fall = np.where(real, floor - low[:, held - 1:], 0.0).max(axis=1)
+    raw_fall = np.where(real, values[:, held - 1:] - low[:, held - 1:], 0.0).max(axis=1)
+    return np.maximum(held_fall, np.minimum(raw_fall, 1.5 * held_fall))
 
 
 class CgroupDetector:
-    """All cgroups at once: their histories are rows of one matrix, screened by numpy each tick.
+    """All cgroups at once: their histories are rows of one ring of columns, fitted by numpy each tick.
 
-    update_all() runs the verdicts for every cgroup in a few vectorised
-    passes; per-cgroup Python work is only the river quantile (O(1)) and the
-    Verdict of each cgroup. update() is the same for one cgroup.
+    update_all() gets every cgroup of the tick (a cgroup missing from a tick is forgotten: no process of it
+    is left) and judges them in a few vectorised passes per window rung; per-cgroup Python work is only
+    building its Verdict. The history is a buffer of twice the window: a tick writes one column, and once
+    every `window` ticks the latest window is copied back to the start (no per-tick shift of the matrix).
     """
 
-    def __init__(self, config: DetectConfig, horizon_s: float, floor_fraction: float):
-        self.config, self.horizon_s, self.floor_fraction = config, horizon_s, floor_fraction
+    def __init__(self, config: DetectConfig, horizon_s: float, warn_horizon_s: float, floor_fraction: float):
+        self.config = config
+        self.horizon_s, self.warn_horizon_s, self.floor_fraction = horizon_s, warn_horizon_s, floor_fraction
         self._row: dict[str, int] = {}
-        self._values = np.zeros((0, config.window))
-        self._times = np.zeros((0, config.window))
+        self._values = np.zeros((0, 2 * config.window))
+        self._times = np.zeros((0, 2 * config.window))
+        self._end = config.window  # the column after the latest sample
         self._count = np.zeros(0, dtype=np.int64)
-        self._quantiles: list[stats.Quantile] = []
-        # Growths not yet learnt: judged against the older past only.
-        self._pending: list[deque[tuple[float, float]]] = []
-        self._peak_growth = np.zeros(0)  # highest growth seen, decaying by half an hour
-        self._peak_at = np.zeros(0)
+        self._giveback = np.zeros(0)  # the largest fall remembered, bytes, decaying from _giveback_at
+        self._giveback_at = np.zeros(0)
 
-    def reconfigure(self, config: DetectConfig, horizon_s: float, floor_fraction: float) -> None:
+    def reconfigure(self, config: DetectConfig, horizon_s: float, warn_horizon_s: float,
+                    floor_fraction: float) -> None:
         """New settings, keeping every cgroup's history; a new window keeps the latest samples."""
         old = self.config.window
-        self.config, self.horizon_s, self.floor_fraction = config, horizon_s, floor_fraction
+        kept = [self._window(b)[:, -min(old, config.window):] for b in (self._values, self._times)]
+        self.config = config
+        self.horizon_s, self.warn_horizon_s, self.floor_fraction = horizon_s, warn_horizon_s, floor_fraction
         if config.window == old:
             return
         keep = min(old, config.window)
-        pad = config.window - keep  # a longer window starts flat at each series' oldest kept sample
-        self._values = np.hstack([np.repeat(self._values[:, -keep:][:, :1], pad, axis=1), self._values[:, -keep:]])
-        self._times = np.hstack([np.repeat(self._times[:, -keep:][:, :1], pad, axis=1), self._times[:, -keep:]])
+        self._values, self._times = (self._rewindow(k, config.window) for k in kept)
+        self._end = config.window
         self._count = np.minimum(self._count, keep)
 
+    @staticmethod
+    def _rewindow(kept: np.ndarray, window: int) -> np.ndarray:
+        """A new buffer whose latest window ends with `kept`, padded before it with its oldest sample."""
+        buffer = np.zeros((len(kept), 2 * window))
+        buffer[:, window - kept.shape[1]: window] = kept
+        buffer[:, : window - kept.shape[1]] = kept[:, :1]
+        return buffer
+
+    def _window(self, buffer: np.ndarray) -> np.ndarray:
+        return buffer[:, self._end - self.config.window: self._end]
+
     def update(self, cgroup: str, now: float, usage: int, limit: int) -> Verdict:
+        """One cgroup alone (tests, replays of one series): any other cgroup is forgotten."""
         return self.update_all([cgroup], now, np.array([usage], np.float64), np.array([limit], np.float64))[0]
 
-    def _rows(self, cgroups: list[str]) -> np.ndarray:
+    def _rows(self, cgroups: list[str], usage: np.ndarray, now: float) -> np.ndarray:
+        self.forget(set(self._row) - set(cgroups))
         new = [c for c in cgroups if c not in self._row]
         if new:
             for c in new:
-                self._row[c] = len(self._quantiles)
-                self._quantiles.append(stats.Quantile(0.99))
-                self._pending.append(deque())
-            grow = np.zeros((len(new), self.config.window))
-            self._values = np.vstack([self._values, grow])
-            self._times = np.vstack([self._times, grow])
+                self._row[c] = len(self._row)
+            width = 2 * self.config.window
+            self._values = np.vstack([self._values, np.zeros((len(new), width))])
+            self._times = np.vstack([self._times, np.zeros((len(new), width))])
             self._count = np.concatenate([self._count, np.zeros(len(new), dtype=np.int64)])
-            self._peak_growth = np.concatenate([self._peak_growth, np.zeros(len(new))])
-            self._peak_at = np.concatenate([self._peak_at, np.zeros(len(new))])
-        return np.array([self._row[c] for c in cgroups], dtype=np.intp)
+            self._giveback = np.concatenate([self._giveback, np.zeros(len(new))])
+            self._giveback_at = np.concatenate([self._giveback_at, np.zeros(len(new))])
+        rows = np.array([self._row[c] for c in cgroups], dtype=np.intp)
+        fresh = rows[self._count[rows] == 0]
+        if len(fresh):  # a new series starts flat at its first value: the padding is never a climb
+            at = np.flatnonzero(self._count[rows] == 0)
+            self._values[fresh] = usage[at, None]
+            self._times[fresh] = now
+        return rows
+
+    def _append(self, rows: np.ndarray, now: float, usage: np.ndarray) -> None:
+        w = self.config.window
+        if self._end == 2 * w:  # the buffer is full: the latest window moves back to the start
+            self._values[:, :w], self._times[:, :w] = self._values[:, w:], self._times[:, w:]
+            self._end = w
+        self._values[rows, self._end], self._times[rows, self._end] = usage, now
+        self._end += 1
+        self._count[rows] = np.minimum(self._count[rows] + 1, w)
+
+    def _learnt_giveback(self, now: float, fall: np.ndarray) -> np.ndarray:
+        """The larger of this window's largest fall and the one remembered (halving every giveback_half_life)."""
+        remembered = self._giveback * 0.5 ** ((now - self._giveback_at) / self.config.giveback_half_life)
+        larger = fall >= remembered
+        self._giveback = np.where(larger, fall, self._giveback)
+        self._giveback_at = np.where(larger, now, self._giveback_at)
+        return np.maximum(fall, remembered)
 
     def update_all(self, cgroups: list[str], now: float, usage: np.ndarray, limit: np.ndarray) -> list[Verdict]:
         c = self.config
-        rows = self._rows(cgroups)
-        values, times = self._values[rows], self._times[rows]
-        first = self._count[rows] == 0
-        values[:, :-1], times[:, :-1] = values[:, 1:].copy(), times[:, 1:].copy()  # shift left...
-        values[:, -1], times[:, -1] = usage, now  # ...and append this tick
-        values[first], times[first] = usage[first, None], now  # a new series starts flat at its first value
-        self._values[rows], self._times[rows] = values, times
-        self._count[rows] += 1
-        count = self._count[rows]
+        rows = self._rows(cgroups, usage, now)
+        self._append(rows, now, usage)
+        values, times, count = self._window(self._values), self._window(self._times), self._count
+        low = np.minimum.accumulate(values[:, ::-1], axis=1)[:, ::-1]  # L[t] = min(u[t..now])
+        top = values.max(axis=1)  # the highest point of the window: a sawtooth's peaks reach the limit first
+        giveback = self._learnt_giveback(now, largest_fall(values, low, count, MIN_WINDOW))
 
-        k = c.short_window
-        short, _ = _slopes(times[:, -k:], values[:, -k:])
-        short = np.where(count >= k, short, 0.0)
-        env_slope, env_r2, peak = _envelopes(times, values, c.blocks, c.min_growth)
-        warm = count > c.warmup
-        full = count >= c.window  # the envelope needs a whole window of real samples
-        free = limit - usage
-        with np.errstate(divide="ignore", invalid="ignore"):
-            env_eta = np.where(warm & full & (env_slope > 0) & (env_r2 >= c.envelope_fit),
-                               (limit - peak) / env_slope, np.inf)
-            short_eta = np.where(short > 0, free / short, np.inf)
+        best_late = np.full(len(values), np.inf)  # the earliest confident ETA of an established window
+        best = np.zeros((5, len(values)))  # slope, eta, early, late, span of that window
+        for w in window_ladder(c.window):
+            f = fit_window(times, low, count, w)
+            lim = np.empty(len(values))
+            lim[rows] = limit
+            headroom = np.maximum(lim - np.maximum(top, values[:, -1]), 0.0)
+            # The confident slope: the slope less `confidence` standard errors, and no faster than the
+            # last third's (a warm-up that is levelling off is not extrapolated at its early pace).
+            confident = np.minimum(f.slope - c.confidence * f.stderr, f.recent)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                late = np.where(confident > 0, headroom / confident, np.inf)
+                eta = headroom / f.slope
+                early = headroom / (f.slope + c.confidence * f.stderr)
+            established = ((f.span >= c.min_span) & f.climbs_throughout & (f.rise > GIVEBACK_MARGIN * giveback)
+                           & (late <= c.trust * f.span))
+            better = established & (late < best_late)
+            best_late = np.where(better, late, best_late)
+            best = np.where(better[None, :], np.stack([f.slope, eta, early, late, f.span]), best)
+        picked = best[:, rows]
+        return [self._verdict(cgroup, int(usage[i]), int(limit[i]), picked[:, i], float(giveback[rows[i]]))
+                for i, cgroup in enumerate(cgroups)]
 
-        # The usual growth: the 0.99-quantile, or the highest growth seen lately (a burst
-        # pattern that repeats within hours is usual even when it is rare).
-        decayed = self._peak_growth[rows] * 0.5 ** ((now - self._peak_at[rows]) / c.peak_half_life)
-        verdicts = []
-        for i, cgroup in enumerate(cgroups):
-            quantile = self._quantiles[rows[i]]
-            learnt = quantile.get()  # None until some growth is `learn_after` old: no history, no verdict
-            usual = max(learnt, float(decayed[i])) if learnt is not None else None
-            growth = float(short[i])
-            anomalous = bool(warm[i] and usual is not None and growth > c.min_growth
-                             and growth > c.anomaly_factor * max(usual, c.min_growth))
-            if count[i] >= k:
-                # Learn a growth only once it is `learn_after` old: the start of a new episode
-                # (a leak's onset) is judged against what was usual before it, not against itself.
-                pending = self._pending[rows[i]]
-                pending.append((now, growth))
-                while pending and now - pending[0][0] >= c.learn_after:
-                    _, old = pending.popleft()
-                    quantile.update(old)
-                    if old >= self._peak_growth[rows[i]] * 0.5 ** ((now - self._peak_at[rows[i]]) / c.peak_half_life):
-                        self._peak_growth[rows[i]], self._peak_at[rows[i]] = old, now
-            verdicts.append(self._decide(cgroup, int(usage[i]), int(limit[i]), growth, usual, anomalous,
-                                          float(env_slope[i]), float(env_r2[i]), float(env_eta[i]),
-                                          float(short_eta[i]), bool(warm[i]), float(times[i, -1] - times[i, 0])))
-        return verdicts
-
-    def _decide(self, cgroup: str, usage: int, limit: int, growth: float, usual: float | None, anomalous: bool,
-                env_slope: float, env_r2: float, env_eta: float, short_eta: float, warm: bool, span: float) -> Verdict:
-        c = self.config
-        free = limit - usage
-        if free < self.floor_fraction * limit:
-            return Verdict(cgroup, usage, limit, growth, short_eta if np.isfinite(short_eta) else None, True,
-                            f"headroom {free / limit:.1%} of the limit ({format_bytes(free)} free), "
-                            f"under the {self.floor_fraction:.0%} floor")
-        if env_eta <= self.horizon_s:
-            return Verdict(cgroup, usage, limit, env_slope, env_eta, True,
-                            f"peaks rising {format_bytes(env_slope)}/s over {span:.0f}s "
-                            f"(fit R^2 {env_r2:.2f}) reach the limit in {env_eta:.0f}s")
-        if anomalous and short_eta <= self.horizon_s:
-            return Verdict(cgroup, usage, limit, growth, short_eta, True,
-                            f"growth {format_bytes(growth)}/s is {growth / max(usual or 0.0, c.min_growth):.0f}x "
-                            f"this cgroup's usual 0.99-quantile ({format_bytes(usual or 0.0)}/s); at this pace the "
-                            f"limit is {short_eta:.0f}s away")
-        eta = min(env_eta, short_eta)
-        return Verdict(cgroup, usage, limit, env_slope if np.isfinite(env_eta) else growth,
-                        eta if np.isfinite(eta) else None, False, "no OOM in sight" if warm else "warming up")
+    def _verdict(self, cgroup: str, usage: int, limit: int, best: np.ndarray, giveback: float) -> Verdict:
+        slope, eta, early, late, span = best.tolist()
+        under_floor = limit - usage < self.floor_fraction * limit
+        if slope <= 0:
+            return Verdict(cgroup, usage, limit, 0.0, None, CRITICAL if under_floor else "", under_floor=under_floor)
+        severity = (CRITICAL if under_floor or late <= self.horizon_s else
+                    WARNING if late <= self.warn_horizon_s else "")
+        return Verdict(cgroup, usage, limit, slope, eta, severity, (early, late), span, giveback, under_floor)
 
     def forget(self, cgroups: Iterable[str]) -> None:
         """Drop these cgroups' rows (gone cgroups must not grow the matrix forever)."""
@@ -223,10 +308,8 @@ class CgroupDetector:
             return
         self._values, self._times = np.delete(self._values, drop, 0), np.delete(self._times, drop, 0)
         self._count = np.delete(self._count, drop)
-        self._peak_growth, self._peak_at = np.delete(self._peak_growth, drop), np.delete(self._peak_at, drop)
-        keep = [i for i in range(len(self._quantiles)) if i not in set(drop)]
-        self._quantiles = [self._quantiles[i] for i in keep]
-        self._pending = [self._pending[i] for i in keep]
+        self._giveback, self._giveback_at = np.delete(self._giveback, drop), np.delete(self._giveback_at, drop)
+        keep = [r for r in range(len(self._count) + len(drop)) if r not in set(drop)]
         renumber = {old: new for new, old in enumerate(keep)}
         self._row = {c: renumber[r] for c, r in self._row.items()}
 

@@ -9,16 +9,18 @@ shows.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from ..arrays import match
 from ..identity.attribution import Attribution
 from ..identity.cgroup import Headroom, MemoryCgroup, headroom
 from ..identity.owners import Owners
 from ..identity.pods import PodNames
 from ..identity.procfs import meminfo
 from ..sampling.rates import Rates
+from .culprit import TOP, Culprit, Share, container_shares, name_culprits
 from .screen import Screens
 
 HOST = MemoryCgroup(0, "/")  # the whole machine, for processes no cgroup limits
@@ -41,6 +43,8 @@ class Subject:
     rss_bytes: int
     sample_rates: tuple[int, int]
     notes: str = ""  # processes the per-process screen flagged
+    culprits: tuple[Culprit, ...] = ()  # who explains the growth, largest share first
+    containers: tuple[Share, ...] = ()  # each container's share, when the limit spans several (a pod's)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,22 @@ def subject_of(group: Group, rates: Rates, sample_rates: tuple[int, int], owners
         kmalloc_bytes_per_s=float(rates.kmalloc_bytes_per_s[rows].sum()),
         page_bytes_per_s=float(rates.page_bytes_per_s[rows].sum()),
         rss_bytes=int(rates.rss_bytes[rows].sum()), sample_rates=sample_rates, notes=notes)
+
+
+def explained(subject: Subject, rates: Rates, owners: Owners, smoothed: dict[str, np.ndarray]) -> Subject:
+    """The subject with its culprits and container shares: worked out only for a subject an alert is about."""
+    pos, found = match(rates.pid, np.array(subject.pids, dtype=rates.pid.dtype))
+    rows = pos[found]
+    everyone = name_culprits(rates.pid[rows], smoothed["RSS"][rows], smoothed["page allocations"][rows],
+                             smoothed["kmalloc"][rows], top=len(rows))
+
+    def container_of(pid: int) -> str:
+        owner = owners.owner_of(pid)
+        return owner.container or owner.container_id[:12]
+
+    containers = container_shares(everyone, container_of) if subject.cgroup != HOST.path else ()
+    named = tuple(replace(c, command=owners.owner_of(c.pid).command) for c in everyone[:TOP])
+    return replace(subject, culprits=named, containers=containers)
 
 
 def subjects(rates: Rates, sample_rates: tuple[int, int], owners: Owners, flagged: dict[str, np.ndarray],

@@ -73,6 +73,10 @@ class Screens:
         values = _signal_values(rates)
         return {name: screen.update(rates.pid, values[name]) for name, screen in self.screens.items()}
 
+    def smoothed(self) -> dict[str, np.ndarray]:
+        """Per signal, each process's EWMA (aligned with the last update's pids): what names a culprit."""
+        return {name: screen.mean for name, screen in self.screens.items()}
+
     @staticmethod
     def notes(rates: Rates, rows: list[int], flagged: dict[str, np.ndarray], command_of: Callable[[int], str]) -> str:
         """The flagged processes among `rows`, for an alert's explanation."""

@@ -26,7 +26,7 @@ from ..bpf.events import Counters, OomKill
 from ..bpf.preflight import check_pid_namespace
 from ..bpf.tracer import Tracer
 from ..config import Config, ConfigError, live_part, load, needs_restart
-from ..detection.groups import Subject, subjects
+from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
 from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
@@ -207,7 +207,9 @@ class Daemon:
         found: list[Subject] = []
         if rates is not None:
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
-            self._deliver(self.engine.observe(found, time.monotonic()))
+            smoothed, admitted = self.screens.smoothed(), rates
+            self._deliver(self.engine.observe(found, time.monotonic(),
+                                              lambda s: explained(s, admitted, self.owners, smoothed)))
             if self.recorder:
                 self.recorder.tick(time.monotonic(), found)
         if self.exporter:

@@ -1,0 +1,60 @@
+"""Who an alert names: culprits by RSS growth (allocation rates when no RSS grows), containers of a pod's limit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from oomguard.config import ConfigError, from_mapping
+from oomguard.detection.culprit import ALLOCATION, RSS_GROWTH, container_shares, culprit_text, name_culprits
+
+from support import engine, subject, verdict
+
+MIB = 1 << 20
+
+
+def test_the_leaker_ranks_first_among_busier_healthy_processes():
+    pids = np.array([1, 2, 3, 4])
+    rss_growth = np.array([0.01, -0.02, 2.0, 0.0]) * MIB  # pid 3 keeps what it allocates
+    pages = np.array([150, 90, 2.5, 60]) * MIB  # the others allocate far more, and free it
+    named = name_culprits(pids, rss_growth, pages, np.zeros(4))
+    assert named[0].pid == 3 and named[0].signal == RSS_GROWTH and round(named[0].share, 3) == 0.995
+    assert [c.pid for c in named] == [3, 1]  # shrinking or flat RSS is no share
+
+
+def test_without_rss_growth_the_allocation_rates_rank_and_say_so():
+    named = name_culprits(np.array([7, 8]), np.zeros(2), np.array([1, 3]) * MIB, np.array([0, 1]) * MIB)
+    assert [(c.pid, c.share, c.signal) for c in named] == [(8, 0.8, ALLOCATION), (7, 0.2, ALLOCATION)]
+    assert name_culprits(np.array([7]), np.zeros(1), np.zeros(1), np.zeros(1)) == ()
+
+
+def test_container_shares_only_when_the_limit_spans_several():
+    named = name_culprits(np.array([1, 2, 3]), np.array([3, 1, 0.5]) * MIB, np.zeros(3), np.zeros(3))
+    by_pid = {1: "app", 2: "sidecar", 3: "app"}
+    shares = container_shares(named, by_pid.__getitem__)
+    assert [(s.name, round(s.share, 2)) for s in shares] == [("app", 0.78), ("sidecar", 0.22)]
+    assert container_shares(named, lambda pid: "app") == ()
+    assert culprit_text(named[:1]) == "pid 1 (?) 67% of RSS growth (+3.0MiB/s)"
+
+
+def test_a_pod_limit_alert_names_the_pod_and_every_container_with_its_share():
+    named = name_culprits(np.array([100, 101]), np.array([3, 1]) * MIB, np.zeros(2), np.zeros(2))
+    named = tuple(replace(c, command=cmd) for c, cmd in zip(named, ("java", "envoy")))
+    seen = replace(subject(), culprits=named, containers=container_shares(named, {100: "app", 101: "proxy"}.get))
+    message = engine().warn(verdict(), seen, now=0.0)
+    assert "pod shop/cart-7d9f (limit on the pod, 2 containers growing)" in message.title
+    assert "Culprits: pid 100 (java) 75% of RSS growth (+3.0MiB/s), pid 101 (envoy) 25%" in message.body
+    assert "Containers under this limit: app 75%, proxy 25%" in message.body
+
+
+def test_old_detect_keys_are_ignored_with_a_warning_and_warn_horizon_is_checked(caplog):
+    config = from_mapping({"detect": {"warmup": 30, "blocks": 6}}, "old.toml")
+    assert config.detect.window == 600
+    assert "old.toml: [detect] warmup is no longer used" in caplog.text
+    try:
+        from_mapping({"alerts": {"horizon": "2m", "warn_horizon": "1m"}}, "p.toml")
+    except ConfigError as exc:
+        assert "warn_horizon (60s) is shorter than horizon (120s)" in exc.cause and "at least horizon" in exc.fix
+    else:
+        raise AssertionError("a warn_horizon under the horizon was accepted")
