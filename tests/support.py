@@ -475,11 +475,11 @@ def metric_samples(text: str) -> dict[str, list]:
 
 
 def leak_to_kill(daemon: Daemon, workload: Path) -> tuple[str, str]:
-    """A process quiet for 10 s, then ~20 MiB/s into a 128 MiB cgroup until the kernel kills it, watched by
-    `daemon` (a policy with 500 ms ticks and a short warm-up): (its pre-OOM line, its confirmed line)."""
+    """A process quiet for 5 s, then ~10 MiB/s into a 128 MiB cgroup until the kernel kills it (~12 s in),
+    watched by `daemon` (a policy with 500 ms ticks): (its pre-OOM line, its confirmed line)."""
     with memory_cgroup(128 * MIB) as cgroup:
         procs = procs_file(cgroup)
-        leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
+        leaker = subprocess.Popen([str(workload), "leak", "300", "30", "5"], stdout=subprocess.DEVNULL,
                                   preexec_fn=lambda: procs.write_text(str(os.getpid())))
         pre = daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 20)
         assert leaker.wait(timeout=30) == -9

@@ -121,17 +121,15 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
     with smtp_server() as (mailbox, url):
         policy = tmp_path / "policy.toml"
         policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n'
-                          f'[alerts]\nurls = ["{url}"]\nhorizon = "60s"\n[state]\ndir = "{tmp_path / "state"}"\n'
-                          '[detect]\nwarmup = 6\nlearn_after = "2s"\n')  # 3 s of history at 500 ms ticks
+                          f'[alerts]\nurls = ["{url}"]\nhorizon = "60s"\n[state]\ndir = "{tmp_path / "state"}"\n')
         policy.chmod(0o600)
         daemon = Daemon(policy)
         try:
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 30)
             with memory_cgroup(128 * MIB) as cgroup:
                 procs = procs_file(cgroup)
-                # ~20 MiB/s into a 128 MiB limit: the forecast sees it seconds before the kill
-                # quiet for 10 s (warm-up, an 8-sample slope, 2 s of learning), then ~20 MiB/s into 128 MiB
-                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
+                # quiet for 5 s, then ~10 MiB/s into 128 MiB: a climb of 5 s is a trend, the kill ~12 s in
+                leaker = subprocess.Popen([str(workload), "leak", "300", "30", "5"], stdout=subprocess.DEVNULL,
                                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
                 pre = daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM"), 15)
                 assert leaker.wait(timeout=30) == -9
@@ -146,7 +144,7 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
     assert confirmed.split()[2].rstrip(":") == alert_id
     subjects = mailbox.subjects()
     assert len(subjects) == 2, subjects
-    assert subjects[0].startswith("[oomguard] pre-OOM on ") and subjects[1].startswith("[oomguard] confirmed on ")
+    assert subjects[0].startswith("[oomguard] pre-OOM critical on ") and subjects[1].startswith("[oomguard] confirmed on ")
     pre_body, confirm_body = mailbox.body(0), mailbox.body(1)
     assert f"Alert {alert_id}" in pre_body and f"pid: {leaker.pid}" in pre_body
     assert "command: ogworkload" in pre_body and "cgroup: /" in pre_body and cgroup.name in pre_body

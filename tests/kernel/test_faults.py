@@ -143,10 +143,10 @@ def test_churn_of_20k_processes_a_minute_beside_a_leaking_pod(tmp_path, workload
 
 
 def leak_policy(tmp_path: Path, state: Path, extra: str = "") -> Path:
-    """A policy whose detector speaks within seconds (500 ms ticks, a short warm-up), as in the e2e test."""
+    """A policy whose detector speaks within seconds (500 ms ticks), as in the e2e test."""
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{state}"\n'
-                      '[metrics]\nlisten = ""\n[detect]\nwarmup = 6\nlearn_after = "2s"\n' + extra)
+                      '[metrics]\nlisten = ""\n' + extra)
     policy.chmod(0o600)
     return policy
 
@@ -169,7 +169,7 @@ def test_a_full_or_read_only_state_dir_costs_state_not_alerts(tmp_path, workload
             code, _ = daemon.stop()
     log = "\n".join(daemon.seen)
     assert code == 0, log[-3000:]
-    assert [p["title"].split(" on ")[0] for p in receiver.payloads] == ["[oomguard] pre-OOM", "[oomguard] confirmed"]
+    assert [p["title"].split(" on ")[0] for p in receiver.payloads] == ["[oomguard] pre-OOM critical", "[oomguard] confirmed"]
     cause = "No space left on device" if fault == "full" else "Read-only file system"
     assert f"cannot write the alert spool {state}" in log and cause in log, log[-3000:]
     assert "fix: free space or permissions on [state] dir" in log

@@ -20,7 +20,7 @@ def test_record_a_real_kill_and_replay_it(tmp_path, workload):
     recording = tmp_path / "real.jsonl.gz"
     policy = tmp_path / "policy.toml"
     policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path / "s"}"\n'
-                      '[detect]\nwarmup = 6\nlearn_after = "2s"\n')
+                      '')
     recorder = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "record", "-c", str(policy),
                                  "-o", str(recording)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -29,7 +29,7 @@ def test_record_a_real_kill_and_replay_it(tmp_path, workload):
                 break
         with memory_cgroup(128 * MIB) as cgroup:
             procs = procs_file(cgroup)
-            leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
+            leaker = subprocess.Popen([str(workload), "leak", "300", "30", "5"], stdout=subprocess.DEVNULL,
                                       preexec_fn=lambda: procs.write_text(str(os.getpid())))
             assert leaker.wait(timeout=30) == -9
         time.sleep(2)  # the kill pairs with its kernel log line within 1 s

@@ -55,7 +55,7 @@ def test_the_daemon_lives_under_its_unit_limits_through_a_neighbours_oom_kill(tm
         procs = procs_file(home)
         policy = tmp_path / "policy.toml"
         policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path}/s"\n'
-                          f'[alerts]\nurls = ["{receiver.url}"]\n[detect]\nwarmup = 6\nlearn_after = "2s"\n')
+                          f'[alerts]\nurls = ["{receiver.url}"]\n')
         policy.chmod(0o600)
         daemon = Daemon(policy, preexec_fn=lambda: as_the_unit_runs_it(procs))
         try:

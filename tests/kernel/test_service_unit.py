@@ -55,8 +55,7 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
                                 f"/run/systemd/system/oomguard.service.d/test.conf <<'EOF'\n{TEST_DROP_IN}EOF")
         receiver = HttpReceiver()
         receiver.start()
-        policy = (f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n'
-                  '[detect]\nwarmup = 6\nlearn_after = "2s"\n')
+        policy = f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n'
         systemd.run("sh", "-c", f"umask 077; cat > {PREFIX}/etc/oomguard/config.toml <<'EOF'\n{policy}EOF")
 
         verify = systemd.run("systemd-analyze", "verify", "/run/systemd/system/oomguard.service", check=False)
@@ -75,7 +74,7 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
         try:
             with memory_cgroup(128 * MIB) as cgroup:
                 procs = procs_file(cgroup)
-                leaker = subprocess.Popen([str(workload), "leak", "300", "15", "10"], stdout=subprocess.DEVNULL,
+                leaker = subprocess.Popen([str(workload), "leak", "300", "30", "5"], stdout=subprocess.DEVNULL,
                                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
                 assert leaker.wait(timeout=30) == -9
             systemd.wait_until(lambda: "1 OOM kills seen" in systemd.show("oomguard", "StatusText")["StatusText"],
@@ -88,7 +87,7 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
         finally:
             receiver.stop()
         titles = [p["title"] for p in receiver.payloads]
-        assert titles[0].startswith("[oomguard] pre-OOM on "), titles
+        assert titles[0].startswith("[oomguard] pre-OOM critical on "), titles
         assert titles[1].startswith("[oomguard] confirmed on "), titles
         assert "Confirms pre-OOM alert" in receiver.payloads[1]["message"]
         log = systemd.run("cat", f"{PREFIX}/out.log").stdout

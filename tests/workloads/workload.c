@@ -116,6 +116,21 @@ int main(int argc, char **argv)
         pause();
         return 0;
     }
+    if (argc == 5 && !strcmp(argv[1], "spike")) {
+        // MIB allocated and touched over RISE seconds, held HOLD seconds, then freed: a spike, not a leak.
+        long chunks = atol(argv[2]);
+        double rise = atof(argv[3]), hold = atof(argv[4]);
+        char **heap = calloc(chunks, sizeof(char *));
+        for (long i = 0; i < chunks; i++) {
+            heap[i] = malloc(MIB);
+            touch(heap[i], MIB);
+            usleep((useconds_t)(rise * 1e6 / chunks));
+        }
+        usleep((useconds_t)(hold * 1e6));
+        for (long i = 0; i < chunks; i++)
+            free(heap[i]);
+        return 0;
+    }
     if (argc == 3 && !strcmp(argv[1], "hog")) {
         long total = atol(argv[2]) * MIB;
         for (long done = 0; done < total; done += MIB) {
@@ -208,7 +223,7 @@ int main(int argc, char **argv)
         printf("%ld\n", spawned);
         return 0;
     }
-    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS [QUIET] | "
+    fprintf(stderr, "usage: workload poll CALLS | poll-for SECS | poll-paced RATE SECS | leak MIB SECS [QUIET] | spike MIB RISE HOLD | "
                     "hog MIB | spawn N | spawn-paced RATE SECS | sleepers N | fault-for SECS | "
                     "sawtooth MIB PERIOD SECS\n");
     return 2;

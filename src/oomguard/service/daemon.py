@@ -206,12 +206,15 @@ class Daemon:
         rates = self.selection.admit(tick.rates, tick.seen_pids, tick.live_pids)
         found: list[Subject] = []
         if rates is not None:
+            # Each usage is stamped when it is read, not when the tick's work is done: on a starved CPU the
+            # work can take seconds, and a late stamp stretches a 4 s climb into a 5 s trend.
+            read_at = time.monotonic()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
             smoothed, admitted = self.screens.smoothed(), rates
-            self._deliver(self.engine.observe(found, time.monotonic(),
+            self._deliver(self.engine.observe(found, read_at,
                                               lambda s: explained(s, admitted, self.owners, smoothed)))
             if self.recorder:
-                self.recorder.tick(time.monotonic(), found)
+                self.recorder.tick(read_at, found)
         if self.exporter:
             from .metrics import Figures
 
