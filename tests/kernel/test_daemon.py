@@ -144,7 +144,8 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
     assert confirmed.split()[2].rstrip(":") == alert_id
     subjects = mailbox.subjects()
     assert len(subjects) == 2, subjects
-    assert subjects[0].startswith("[oomguard] pre-OOM critical on ") and subjects[1].startswith("[oomguard] confirmed on ")
+    assert subjects[0].startswith("[oomguard] pre-OOM critical on ")
+    assert subjects[1].startswith("[oomguard] confirmed on ")
     pre_body, confirm_body = mailbox.body(0), mailbox.body(1)
     assert f"Alert {alert_id}" in pre_body and f"pid: {leaker.pid}" in pre_body
     assert "command: ogworkload" in pre_body and "cgroup: /" in pre_body and cgroup.name in pre_body
