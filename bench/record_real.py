@@ -41,8 +41,9 @@ def programs(tmp: Path) -> dict[str, tuple[int, list[list[str]]]]:
     java = ["java", "-Xmx2g", "-XX:+UseG1GC", str(REAL / "Leak.java")]  # -Xmx above the limit: the kernel kills
     port_evict, port_oom = free_port(), free_port()
     redis = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    # one client, no pipelining: a service writing as fast as one connection goes (a few MiB/s)
     fill = ["redis-benchmark", "-h", "127.0.0.1", "-t", "set", "-n", "4000000", "-r", "100000000", "-d", "512",
-            "-P", "16", "-q", "-p"]
+            "-c", "1", "-P", "1", "-q", "-p"]
     return {
         "jvm-healthy": (384 * MIB, [java]),
         "jvm-leak": (384 * MIB, [[*java, "leak"]]),

@@ -128,13 +128,18 @@ def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int) ->
     first = width - n  # column of each row's first real sample in this window
     rows = np.arange(len(times))
     step = max(1, w // LONG_POINTS)
-    cols = np.arange(width - 1, width - w - 1, -step)[::-1]  # every step-th column, ending at the last
-    t, v = times[:, cols], low[:, cols]
+    start = width - 1 - step * ((w - 1) // step)  # every step-th column, ending at the last: a view, no copy
+    cols = np.arange(start, width, step)
+    t, v = times[:, start::step], low[:, start::step]
     real = cols[None, :] >= first[:, None]
-    m = real.astype(np.float64)
-    k = np.maximum(m.sum(axis=1), 1.0)
-    tm, vm = (m * t).sum(axis=1) / k, (m * v).sum(axis=1) / k
-    dt, dv = (t - tm[:, None]) * m, (v - vm[:, None]) * m
+    if real.all():  # the usual case once cgroups are older than the window: no masking
+        k = np.full(len(t), float(len(cols)))
+        dt, dv = t - t.mean(axis=1, keepdims=True), v - v.mean(axis=1, keepdims=True)
+    else:
+        m = real.astype(np.float64)
+        k = np.maximum(m.sum(axis=1), 1.0)
+        tm, vm = (m * t).sum(axis=1) / k, (m * v).sum(axis=1) / k
+        dt, dv = (t - tm[:, None]) * m, (v - vm[:, None]) * m
     stt = (dt * dt).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = np.where(stt > 0, (dt * dv).sum(axis=1) / stt, 0.0)
@@ -193,6 +198,7 @@ class CgroupDetector:
         self._count = np.zeros(0, dtype=np.int64)
         self._giveback = np.zeros(0)  # the largest fall remembered, bytes, decaying from _giveback_at
         self._giveback_at = np.zeros(0)
+        self._ticks = 0
 
     def reconfigure(self, config: DetectConfig, horizon_s: float, warn_horizon_s: float,
                     floor_fraction: float) -> None:
@@ -267,7 +273,12 @@ class CgroupDetector:
         values, times, count = self._window(self._values), self._window(self._times), self._count
         low = np.minimum.accumulate(values[:, ::-1], axis=1)[:, ::-1]  # L[t] = min(u[t..now])
         top = values.max(axis=1)  # the highest point of the window: a sawtooth's peaks reach the limit first
-        giveback = self._learnt_giveback(now, largest_fall(values, low, count, MIN_WINDOW))
+        # Falls are looked for every MIN_WINDOW ticks (a quarter of the detector's work when done every tick):
+        # a fall stays in the window for `window` ticks, and a climb after it needs min_span to be a trend.
+        self._ticks += 1
+        fall = (largest_fall(values, low, count, MIN_WINDOW) if self._ticks % MIN_WINDOW == 1
+                else np.zeros(len(values)))
+        giveback = self._learnt_giveback(now, fall)
 
         best_late = np.full(len(values), np.inf)  # the earliest confident ETA of an established window
         best = np.zeros((5, len(values)))  # slope, eta, early, late, span of that window
