@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import re
 
-_MARKUP = "<>&@*_~`|[]#!\\"
+# Not `_`, `#`, `-`, `.`, `/`: they are in cgroup paths, pod and container names, which must stay searchable
+# and pasteable into kubectl/systemctl. At worst they make italics or a heading; none forms a mention or a link.
+_MARKUP = "<>&@*~`|[]!\\"
 _INERT = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in _MARKUP})  # U+FF01.. full-width forms
 
 

@@ -58,3 +58,4 @@ def test_old_detect_keys_are_ignored_with_a_warning_and_warn_horizon_is_checked(
         assert "warn_horizon (60s) is shorter than horizon (120s)" in exc.cause and "at least horizon" in exc.fix
     else:
         raise AssertionError("a warn_horizon under the horizon was accepted")
+

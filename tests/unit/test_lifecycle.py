@@ -140,3 +140,8 @@ def test_process_names_cannot_inject_markup():
     pre = alerts.warn(forecast(), subject(command="<@channel> *x* [a](http://e)"), now=0.0)
     assert "<@channel>" not in pre.body and "＜＠channel＞" in pre.body and "[a](" not in pre.body
     assert inert("evil\x1b[31m\nline") == "evil［31mline"
+
+
+def test_identifiers_keep_their_underscores_while_mentions_stay_inert():
+    assert inert("/system.slice/my_app-v2.service#1") == "/system.slice/my_app-v2.service#1"
+    assert inert("<!channel> [x](http://e) @here") == "＜！channel＞ ［x］(http://e) ＠here"
