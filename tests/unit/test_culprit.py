@@ -59,3 +59,14 @@ def test_old_detect_keys_are_ignored_with_a_warning_and_warn_horizon_is_checked(
     else:
         raise AssertionError("a warn_horizon under the horizon was accepted")
 
+
+
+def test_a_limited_cgroup_that_is_no_container_is_named_by_its_path():
+    from oomguard.identity.attribution import attribute
+
+    cgroup = "/batch/nightly_report"
+    seen = replace(subject(cgroup), attribution=attribute(cgroup), pod=None)
+    message = engine().warn(verdict(cgroup), seen, now=0.0)
+    assert message.title.endswith(": cgroup /batch/nightly_report"), message.title
+    host = replace(subject("/"), attribution=attribute("/"), pod=None)
+    assert engine().warn(verdict("/"), host, now=0.0).title.endswith(": host")

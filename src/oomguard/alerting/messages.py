@@ -9,7 +9,7 @@ from typing import Any
 from ..detection.culprit import culprit_text
 from ..detection.detector import Verdict
 from ..detection.groups import Subject
-from ..identity.attribution import Attribution
+from ..identity.attribution import HOST, Attribution
 from ..identity.owners import owner_text
 from ..identity.pods import PodNames
 from ..kills.report import KillReport
@@ -67,7 +67,15 @@ def _who(subject: Subject) -> str:
     if subject.containers and subject.pod is not None:
         return inert(f"pod {subject.pod.namespace}/{subject.pod.pod} (limit on the pod, "
                      f"{len(subject.containers)} containers growing)")
-    return inert(owner_text(subject.attribution, subject.pod))
+    return inert(_owner(subject.attribution, subject.pod, subject.cgroup))
+
+
+def _owner(attribution: Attribution | None, pod: PodNames | None, cgroup: str) -> str:
+    """Who, for a title: the container or service, and for any other limited cgroup its path ("host" would
+    send the reader to the wrong place)."""
+    if cgroup != "/" and (attribution is None or attribution.kind == HOST):
+        return f"cgroup {cgroup}"
+    return owner_text(attribution, pod)
 
 
 def _eta_short(verdict: Verdict) -> str:
@@ -116,7 +124,7 @@ def confirmed(closed: Closed, report: KillReport, last_seen: Subject | None, hos
 
 
 def unforeseen(alert_id: str, report: KillReport, last_seen: Subject | None, host: str, wall: float) -> Message:
-    owner = inert(owner_text(report.attribution, report.pod))
+    owner = inert(_owner(report.attribution, report.pod, report.cgroup or "/"))
     title = f"[oomguard] unforeseen OOM kill on {host}: {inert(report.comm)} ({owner})"
     body = "No pre-OOM alert foresaw this kill.\n\n" + kill_details(report, last_seen, host)
     labels = labels_for("OomguardUnforeseenOOMKill", "critical", host, report.cgroup or "", report.pod)
