@@ -39,7 +39,7 @@ def owner_of(pid: int) -> Owner:
 def update(exporter: Exporter, rates: Rates) -> dict:
     exporter.update(Figures(
         rates=rates, owner_of=owner_of, subjects=[subject()],
-        verdicts={CGROUP: Verdict(CGROUP, 100 * MIB, 128 * MIB, MIB, 28.0, True, "x")},
+        verdicts={CGROUP: Verdict(CGROUP, 100 * MIB, 128 * MIB, MIB, 28.0, "critical", (20.0, 35.0))},
         sample_rates=(32, 4), counters=Counters(SourceCounters(1000, 31), SourceCounters(50, 12), 0),
         processes=len(rates.pid), tallies=Tallies(3, 1, 2, [12.0]), open_alerts=1))
     return metric_samples(generate_latest(exporter.registry).decode())
@@ -61,6 +61,8 @@ def test_values_names_and_labels():
     (eta,) = got["oomguard_cgroup_forecast_seconds_to_oom"]
     assert eta.value == 28.0 and eta.labels == {"cgroup": CGROUP, "namespace": "shop", "pod": "cart-7d9f",
                                                  "container": "app"}
+    assert got["oomguard_cgroup_forecast_seconds_to_oom_late"][0].value == 35.0
+    assert got["oomguard_cgroup_severity"][0].value == 2  # critical
     assert got["oomguard_cgroup_memory_limit_bytes"][0].value == 128 * MIB
     assert len(got["oomguard_container_alloc_bytes_per_second"]) == 20  # 10 containers (the cap) x 2 sources
     assert got["process_resident_memory_bytes"][0].value > 0  # the daemon's own

@@ -24,7 +24,7 @@ from prometheus_client.metrics_core import Metric
 from ..alerting.lifecycle import Tallies
 from ..bpf.events import SOURCES, Counters
 from ..config import MetricsConfig
-from ..detection.detector import Verdict
+from ..detection.detector import SEVERITIES, Verdict
 from ..detection.groups import Subject
 from ..identity.owners import Owner
 from ..sampling.rates import Rates
@@ -146,7 +146,7 @@ class Exporter:
 
     def _cgroup_families(self, subjects: list[Subject], verdicts: dict[str, Verdict]) -> list[Metric]:
         labels = ["cgroup", "namespace", "pod", "container"]
-        usage, limit, free, eta = [], [], [], []
+        usage, limit, free, eta, late, severity = [], [], [], [], [], []
         for seen in subjects:
             pod = seen.pod
             key = (seen.cgroup, pod.namespace if pod else "", pod.pod if pod else "",
@@ -155,14 +155,23 @@ class Exporter:
             limit.append((key, seen.limit))
             free.append((key, seen.limit - seen.usage))
             verdict = verdicts.get(seen.cgroup)
-            if verdict is not None and verdict.seconds_to_limit is not None:
+            if verdict is None:
+                continue
+            severity.append((key, SEVERITIES.index(verdict.severity)))
+            if verdict.seconds_to_limit is not None:
                 eta.append((key, verdict.seconds_to_limit))
+            if verdict.eta_interval is not None:
+                late.append((key, verdict.eta_interval[1]))
         return [
             _gauge("oomguard_cgroup_memory_usage_bytes", "Usage of each limiting memory cgroup", labels, usage),
             _gauge("oomguard_cgroup_memory_limit_bytes", "Effective memory limit", labels, limit),
             _gauge("oomguard_cgroup_memory_headroom_bytes", "Limit minus usage", labels, free),
             _gauge("oomguard_cgroup_forecast_seconds_to_oom", "Seconds until usage reaches the limit at its "
-                   "recent growth (absent when not growing)", labels, eta),
+                   "established climb (absent when there is none)", labels, eta),
+            _gauge("oomguard_cgroup_forecast_seconds_to_oom_late", "The late end of that forecast's interval: "
+                   "what the severity is judged on", labels, late),
+            _gauge("oomguard_cgroup_severity", "The detector's verdict: 0 none, 1 warning, 2 critical",
+                   labels, severity),
         ]
 
 
