@@ -145,7 +145,10 @@ int main(int argc, char **argv)
         double period = atof(argv[3]), end = now() + atof(argv[4]);
         char **heap = calloc(chunks, sizeof(char *));
         while (now() < end) {
-            for (long i = 0; i < chunks && now() < end; i++) {
+            // A cycle ends when its period is up, even if the CPU was too busy to allocate all of it: a
+            // starved process must not stretch one climb past the period (a longer climb is a leak's shape).
+            double cycle_end = now() + period;
+            for (long i = 0; i < chunks && now() < end && now() < cycle_end; i++) {
                 heap[i] = malloc(MIB);
                 touch(heap[i], MIB);
                 usleep((useconds_t)(period * 1e6 / chunks));
