@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from oomguard.config import DetectConfig
-from oomguard.detection.detector import CRITICAL, WARNING, CgroupDetector, largest_fall, window_ladder
+from oomguard.detection.detector import CRITICAL, WARNING, CgroupDetector, largest_fall, watched_since, window_ladder
 from oomguard.detection.screen import PidScreen
 
 MIB = 1 << 20
@@ -170,3 +170,15 @@ def test_subjects_name_the_processes_the_screens_flag(tmp_path):
     assert host, "processes under no limit are watched against the host's memory"
     notes = host[0].notes
     assert "pid 11 (proc11) RSS +40.0MiB/s, page allocations +50.0MiB/s" in notes and "pid 10" not in notes
+
+
+def test_a_fast_sawtooth_seen_through_a_stalled_daemon_is_not_a_climb():
+    # a 4 s sawtooth (30 MiB/s to 120 MiB) sampled every 0.5 s, but the daemon stalls 4.4 s twice:
+    # the samples either side of each stall come from different cycles and rise together
+    detector = CgroupDetector(DetectConfig(), 60, 900, 0.05)
+    times = [k * 0.5 for k in range(8)] + [7.9, 8.4, 12.9 + 0.2, 13.4]
+    times += [times[-1] + 0.5 * k for k in range(1, 60)]
+    verdicts = [detector.update("/saw", t, int(((t % 4.0) / 4.0 * 120 + 5) * MIB), 256 * MIB) for t in times]
+    assert [round(t, 1) for t, v in zip(times, verdicts) if v.warn] == []
+    assert watched_since(np.array([[0.0, 1.0, 2.0, 6.0, 7.0]]), np.array([5]), 2.5).tolist() == [3]
+    assert watched_since(np.array([[0.0, 1.0, 2.0, 3.0, 4.0]]), np.array([5]), 2.5).tolist() == [0]

@@ -115,10 +115,11 @@ class Fit:
     recent: np.ndarray  # the slope over the window's last third: lower than `slope` when the climb slows
     span: np.ndarray  # seconds L has been climbing: from its last sample at the window's starting level to now
     rise: np.ndarray  # L's climb over the window
-    climbs_throughout: np.ndarray  # bool: each third of the window climbs
+    climbs_throughout: np.ndarray  # bool: each third of the window climbs, and no gap in the samples splits it
 
 
-def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int) -> Fit:
+def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
+               watched_from: np.ndarray | None = None) -> Fit:
     """The trend of the lower envelope `low` over the last `w` samples of every row (fewer for young rows).
 
     A window longer than LONG_POINTS is fitted on every k-th sample (L is smooth), so each rung costs
@@ -160,8 +161,23 @@ def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int) ->
     # (found to within one subsampling step).
     flat = ((v <= start_low[:, None]) & real).sum(axis=1)
     climb_start = np.clip(cols[np.clip(np.argmax(real, axis=1) + flat - 1, 0, len(cols) - 1)], first, width - 1)
+    watched = np.ones(len(times), dtype=bool) if watched_from is None else climb_start >= watched_from
     return Fit(slope, stderr, recent, times[:, -1] - times[rows, climb_start], end_low - start_low,
-               throughout & (slope > 0))
+               throughout & (slope > 0) & watched)
+
+
+def watched_since(times: np.ndarray, count: np.ndarray, max_gap: float) -> np.ndarray:
+    """Per row, the first column after the last gap of more than `max_gap` seconds between samples.
+
+    A climb is evidence only where it was watched: when the daemon is starved for seconds, samples from
+    two cycles of a fast sawtooth, one late in each, look like one long climb. A climb across such a gap
+    is not a trend; one that lasts min_span after it is."""
+    width = times.shape[1]
+    gaps = np.diff(times, axis=1) > max_gap  # gap k lies between columns k and k+1
+    gaps &= np.arange(1, width)[None, :] > (width - count)[:, None]  # only between real samples
+    any_gap = gaps.any(axis=1)
+    last = width - 2 - np.argmax(gaps[:, ::-1], axis=1)
+    return np.where(any_gap, last + 1, 0)
 
 
 def largest_fall(values: np.ndarray, low: np.ndarray, count: np.ndarray, held: int) -> np.ndarray:
@@ -280,10 +296,11 @@ class CgroupDetector:
                 else np.zeros(len(values)))
         giveback = self._learnt_giveback(now, fall)
 
+        watched_from = watched_since(times, count, c.min_span / 2)
         best_late = np.full(len(values), np.inf)  # the earliest confident ETA of an established window
         best = np.zeros((5, len(values)))  # slope, eta, early, late, span of that window
         for w in window_ladder(c.window):
-            f = fit_window(times, low, count, w)
+            f = fit_window(times, low, count, w, watched_from)
             lim = np.empty(len(values))
             lim[rows] = limit
             headroom = np.maximum(lim - np.maximum(top, values[:, -1]), 0.0)
