@@ -73,7 +73,6 @@ class AlertEngine:
             [s.cgroup for s in subjects], now,
             np.array([s.usage for s in subjects], dtype=np.float64),
             np.array([s.limit for s in subjects], dtype=np.float64))
-        self.detector.forget(set(self.verdicts) - {v.cgroup for v in verdicts})  # no process left: history goes
         self.verdicts = {v.cgroup: v for v in verdicts}
         self.subjects = subjects
         out = [m for s, v in zip(subjects, verdicts, strict=True)

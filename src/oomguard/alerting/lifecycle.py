@@ -16,11 +16,11 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..detection.detector import CRITICAL  # severities are the detector's; critical is never held back
 from ..identity.attribution import under_cgroup
 from ..kills.report import KillReport
 
 PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN = "pre-OOM", "escalated", "confirmed", "cleared", "unforeseen"
-WARNING, CRITICAL = "warning", "critical"  # the severities of a pre-OOM alert, by time to OOM
 OPENED = "opened"  # what warn() did: OPENED or ESCALATED an alert
 MAX_PIDS_KEPT = 100  # pids remembered per alert, to match the kill by pid
 LEAD_TIMES_KEPT = 1000

@@ -299,11 +299,11 @@ class CgroupDetector:
         watched_from = watched_since(times, count, c.min_span / 2)
         best_late = np.full(len(values), np.inf)  # the earliest confident ETA of an established window
         best = np.zeros((5, len(values)))  # slope, eta, early, late, span of that window
+        lim = np.empty(len(values))  # in row order, as the fits are
+        lim[rows] = limit
+        headroom = np.maximum(lim - top, 0.0)  # the same for every rung: from the window's highest point
         for w in window_ladder(c.window):
             f = fit_window(times, low, count, w, watched_from)
-            lim = np.empty(len(values))
-            lim[rows] = limit
-            headroom = np.maximum(lim - np.maximum(top, values[:, -1]), 0.0)
             # The confident slope: the slope less `confidence` standard errors, and no faster than the
             # last third's (a warm-up that is levelling off is not extrapolated at its early pace).
             confident = np.minimum(f.slope - c.confidence * f.stderr, f.recent)
