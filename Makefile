@@ -17,7 +17,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 DOCDIR ?= $(LIBDIR)/doc
 
-.PHONY: setup system venv run test lint unit kernel bench doctor clean install uninstall
+.PHONY: setup system system-for-tests venv run test lint unit kernel bench doctor clean install uninstall
 
 setup: system venv
 
@@ -25,6 +25,10 @@ setup: system venv
 # kernel may have changed since the last run); cheap when all is in place.
 system:
 	@./scripts/setup-system.sh
+
+# The same, plus the real servers the tests talk to (Prometheus, promtool, Alertmanager).
+system-for-tests:
+	@./scripts/setup-system.sh --for-tests
 
 venv: $(STAMPS)/venv
 
@@ -40,7 +44,7 @@ run: setup
 	$(VENV)/bin/oomguard run -c config.example.toml
 
 # Lint and types first (seconds), then every test: unit, then the real kernel.
-test: setup lint
+test: system-for-tests venv lint
 	$(PY) -m pytest tests/unit tests/kernel
 
 lint: venv
@@ -52,7 +56,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 # Real BPF, real cgroups, real OOM kills, a real systemd (root).
-kernel: setup
+kernel: system-for-tests venv
 	$(PY) -m pytest tests/kernel
 
 # Each prints its table with the same-run baseline; see README "Performance".

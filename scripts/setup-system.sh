@@ -13,6 +13,10 @@ kver=$(uname -r)
 arch=$(dpkg --print-architecture)
 # systemd: the service test boots a throw-away one; util-linux: unshare, nsenter, setpriv
 packages=(python3-bpfcc python3-venv bpftool gcc libc6-dev systemd util-linux)
+# --for-tests: the real servers the tests start on 127.0.0.1 (Prometheus with promtool, Alertmanager)
+test_services=(prometheus prometheus-alertmanager)
+for_tests=0
+[ "${1:-}" != "--for-tests" ] || { for_tests=1; packages+=("${test_services[@]}"); }
 
 missing=()
 for p in "${packages[@]}"; do
@@ -30,6 +34,19 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 [ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
+
+# Debian enables and starts an installed Prometheus/Alertmanager on 0.0.0.0; the tests start their own on
+# 127.0.0.1 and need none running, so a service this run installed is stopped and disabled again.
+if [ "$for_tests" -eq 1 ] && [ -d /run/systemd/system ]; then
+  for p in "${missing[@]}"; do
+    for s in "${test_services[@]}"; do
+      if [ "$p" = "$s" ]; then
+        systemctl disable --now "$s.service" >/dev/null 2>&1 || true
+        say "installed $s for the tests; its system service is left disabled"
+      fi
+    done
+  done
+fi
 
 # Kernel headers. bcc needs a header tree at /lib/modules/$(uname -r)/build.
 build="/lib/modules/$kver/build"

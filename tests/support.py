@@ -227,6 +227,101 @@ def http_receiver() -> Iterator[HttpReceiver]:
     finally:
         receiver.stop()
 
+# -- real Prometheus and Alertmanager (Debian's packages) on 127.0.0.1 ------------------------------------
+
+@contextlib.contextmanager
+def real_server(name: str, argv: list[str], ready_url: str, log: Path, seconds: float = 60) -> Iterator[None]:
+    """Run `argv` (its output to `log`) until the block ends; ready when `ready_url` answers 200."""
+    import shutil
+    import urllib.request
+
+    require(shutil.which(argv[0]) is not None, f"{argv[0]} not found: `make test` installs Debian's {name} package")
+    with log.open("w") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + seconds
+        while True:
+            try:
+                with urllib.request.urlopen(ready_url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"{name} did not become ready (exit {process.poll()}):\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def alertmanager(workdir: Path, webhook: str) -> Iterator[str]:
+    """A real Alertmanager on 127.0.0.1 routing every alert, firing and resolved, to `webhook`: its base URL."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "alertmanager.yml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "route": {"receiver": "hook", "group_by": ["..."], "group_wait": "1s", "group_interval": "1s",
+                  "repeat_interval": "1h"},
+        "receivers": [{"name": "hook", "webhook_configs": [{"url": webhook, "send_resolved": True}]}]}))
+    base = f"http://127.0.0.1:{port}"
+    argv = ["prometheus-alertmanager", f"--config.file={config}", f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]  # no HA peers
+    with real_server("prometheus-alertmanager", argv, f"{base}/-/ready", workdir / "alertmanager.log"):
+        yield base
+
+
+@contextlib.contextmanager
+def prometheus(workdir: Path, target: str, rule_files: list[Path], labels: dict[str, str]) -> Iterator[str]:
+    """A real Prometheus on 127.0.0.1 scraping `target` (job oomguard) every second and evaluating
+    `rule_files` every second: its base URL."""
+    port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "prometheus.yml"
+    config.write_text(json.dumps({
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "rule_files": [str(p) for p in rule_files],
+        "scrape_configs": [{"job_name": "oomguard", "honor_labels": True,
+                            "static_configs": [{"targets": [target], "labels": labels}]}]}))
+    base = f"http://127.0.0.1:{port}"
+    argv = ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    with real_server("prometheus", argv, f"{base}/-/ready", workdir / "prometheus.log"):
+        yield base
+
+
+def get_json(url: str, **params: str) -> dict | list:
+    import urllib.parse
+    import urllib.request
+
+    query = ("?" + urllib.parse.urlencode(params)) if params else ""
+    with urllib.request.urlopen(url + query, timeout=10) as response:
+        return json.loads(response.read())
+
+
+# -- a Kubernetes node's pod logs, for pod names ---------------------------------------------------------
+
+POD_UID = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+CONTAINER_ID = "c0ffee" + "1" * 58
+
+
+def pods_tree(root: Path, uid: str = POD_UID, container_id: str = CONTAINER_ID) -> tuple[Path, Path]:
+    """/var/log/pods and /var/log/containers as a kubelet lays them out for pod shop/cart-7d9f, container app:
+    (pods_log_dir, containers_log_dir)."""
+    pods = root / "log" / "pods"
+    (pods / f"shop_cart-7d9f_{uid}" / "app").mkdir(parents=True)
+    containers = root / "log" / "containers"
+    containers.mkdir()
+    (containers / f"cart-7d9f_shop_app-{container_id}.log").symlink_to(pods / f"shop_cart-7d9f_{uid}" / "app")
+    return pods, containers
+
+
 # -- a throw-away systemd --------------------------------------------------------------------------------
 
 BOOT = """

@@ -17,12 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from support import Daemon, leak_to_kill, memory_cgroup, procs_file, wait_for_len
+from support import CONTAINER_ID, POD_UID, Daemon, leak_to_kill, memory_cgroup, pods_tree, procs_file, wait_for_len
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
-POD_UID = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
-CONTAINER_ID = "c0ffee" + "1" * 58
 
 
 class NotifySocket:
@@ -69,15 +67,6 @@ def sample_status(state: Path, seconds: float, into: list[dict]) -> None:
             last = status["updated"]
             into.append(status)
         time.sleep(0.2)
-
-
-def pods_tree(root: Path) -> tuple[Path, Path]:
-    pods = root / "log" / "pods"
-    (pods / f"shop_cart-7d9f_{POD_UID}" / "app").mkdir(parents=True)
-    containers = root / "log" / "containers"
-    containers.mkdir()
-    (containers / f"cart-7d9f_shop_app-{CONTAINER_ID}.log").symlink_to(pods / f"shop_cart-7d9f_{POD_UID}" / "app")
-    return pods, containers
 
 
 def test_churn_of_20k_processes_a_minute_beside_a_leaking_pod(tmp_path, workload):

@@ -22,6 +22,7 @@ else:
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
 KUBERNETES_VERSION = "1.30"
+CRDS = ("ServiceMonitor", "PrometheusRule")
 
 
 def documents():
@@ -38,8 +39,8 @@ def by_kind(kind: str) -> dict:
 
 @pytest.mark.parametrize("name, document", list(documents()), ids=lambda v: v if isinstance(v, str) else "")
 def test_manifest_validates(name, document):
-    if document["kind"] == "ServiceMonitor":  # a CRD: checked against its schema, vendored
-        schema = json.loads((Path(__file__).parent / "schemas" / "servicemonitor.json").read_text())
+    if document["kind"] in CRDS:  # the Prometheus Operator's: checked against their schemas, vendored
+        schema = json.loads((Path(__file__).parent / "schemas" / f"{document['kind'].lower()}.json").read_text())
         jsonschema.validate(document, schema)
     else:
         kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
@@ -50,6 +51,37 @@ def test_a_broken_manifest_is_caught():
     daemonset["spec"]["template"]["spec"]["hostPID"] = "yes"
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(daemonset, KUBERNETES_VERSION, strict=True)
+
+
+def test_the_prometheus_rule_carries_the_rule_files_groups():
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "oomguard-rules.yaml").read_text())
+    assert by_kind("PrometheusRule")["spec"]["groups"] == rules["groups"]
+
+
+def test_the_service_monitor_labels_each_series_with_its_node():
+    (endpoint,) = by_kind("ServiceMonitor")["spec"]["endpoints"]
+    assert {"sourceLabels": ["__meta_kubernetes_pod_node_name"], "targetLabel": "node", "action": "replace"} \
+        in endpoint["relabelings"]
+
+
+def test_the_grafana_dashboard_filters_every_query_by_node_through_its_variables():
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "oomguard.json").read_text())
+    assert [v["name"] for v in dashboard["templating"]["list"]] == ["datasource", "node"]
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len({p["id"] for p in dashboard["panels"]}) == len(dashboard["panels"])
+    for panel in panels:
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["gridPos"]["x"] >= 0 and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
+        for target in panel["targets"]:
+            assert 'node=~"$node"' in target["expr"], (panel["title"], target["expr"])
+    # what the issue asked the dashboard to show, each by its metric
+    exprs = " ".join(t["expr"] for p in panels for t in p["targets"])
+    for metric in ("oomguard_container_alloc_bytes_per_second", "oomguard_cgroup_forecast_seconds_to_oom",
+                   "oomguard_cgroup_memory_headroom_bytes", "oomguard_sample_rate", "oomguard_events_seen_total",
+                   "oomguard_events_sampled_total", "oomguard_oom_kills_total",
+                   "oomguard_alert_lead_time_seconds_bucket",
+                   "process_cpu_seconds_total", "process_resident_memory_bytes"):
+        assert metric in exprs, metric
 
 
 def test_the_configmap_policy_is_valid():

@@ -41,7 +41,7 @@ def update(exporter: Exporter, rates: Rates) -> dict:
         rates=rates, owner_of=owner_of, subjects=[subject()],
         verdicts={CGROUP: Verdict(CGROUP, 100 * MIB, 128 * MIB, MIB, 28.0, "critical", (20.0, 35.0))},
         sample_rates=(32, 4), counters=Counters(SourceCounters(1000, 31), SourceCounters(50, 12), 0),
-        processes=len(rates.pid), tallies=Tallies(3, 1, 2, [12.0]), open_alerts=1))
+        processes=len(rates.pid), tallies=Tallies(3, 1, 2, [12.0]), open_alerts=1, backlog=4, dropped=7))
     return metric_samples(generate_latest(exporter.registry).decode())
 
 
@@ -52,6 +52,8 @@ def test_values_names_and_labels():
     assert {s.labels["source"]: s.value for s in got["oomguard_events_seen_total"]} == {"kmalloc": 1000, "page": 50}
     assert {s.labels["result"]: s.value for s in got["oomguard_oom_kills_total"]} == {"foreseen": 3, "unforeseen": 1}
     assert got["oomguard_false_alarms_total"][0].value == 2
+    assert got["oomguard_alert_backlog_messages"][0].value == 4
+    assert got["oomguard_alert_dropped_messages_total"][0].value == 7
     top = got["oomguard_process_alloc_bytes_per_second"]
     assert len(top) == 10  # 5 processes x 2 sources
     busiest = max((s for s in top if s.labels["source"] == "kmalloc"), key=lambda s: s.value)

@@ -222,7 +222,9 @@ class Daemon:
             self.exporter.update(Figures(
                 rates=rates, owner_of=self.owners.cached, subjects=found, verdicts=self.engine.verdicts,
                 sample_rates=tick.sample_rates, counters=tick.counters, processes=len(self.directory),
-                tallies=self.engine.book.tallies, open_alerts=len(self.engine.book.open)))
+                tallies=self.engine.book.tallies, open_alerts=len(self.engine.book.open),
+                backlog=self.outbox.pending() if self.outbox else 0,
+                dropped=self.outbox.counts.dropped_full + self.outbox.counts.dropped_old if self.outbox else 0))
         print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,
                    self.owners.owner_of, self.out)
         self.previous_counters = tick.counters

@@ -45,6 +45,8 @@ class Figures:
     processes: int
     tallies: Tallies
     open_alerts: int
+    backlog: int = 0  # alert messages waiting in the spool, all receivers
+    dropped: int = 0  # alert messages dropped undelivered (spool bound reached), since start
 
 
 class Exporter:
@@ -106,6 +108,10 @@ class Exporter:
             _counter("oomguard_false_alarms", "Pre-OOM alerts cleared without a kill", [],
                      [((), tallies.false_alarms)]),
             _gauge("oomguard_open_alerts", "Pre-OOM alerts open now", [], [((), figures.open_alerts)]),
+            _gauge("oomguard_alert_backlog_messages", "Alert messages waiting for delivery, all receivers", [],
+                   [((), figures.backlog)]),
+            _counter("oomguard_alert_dropped_messages", "Alert messages dropped undelivered (spool full or too old)",
+                     [], [((), figures.dropped)]),
         ]
         if figures.rates is not None:
             families += self._process_families(figures.rates, figures.owner_of)
