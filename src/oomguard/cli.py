@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
@@ -136,7 +137,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_test_alert(args: argparse.Namespace) -> int:
     import socket
 
-    from .alerting.outbox import send_with_apprise
+    from .alerting.messages import Message
+    from .alerting.outbox import apprise_sender
     from .text import redact
 
     config = policy_for(args)
@@ -145,10 +147,11 @@ def cmd_test_alert(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     host = socket.gethostname()
     title = f"[oomguard] test alert from {host}"
-    body = "This is a test message from `oomguard test-alert`. If you read it, alerts reach you.\n"
+    body = "This is a test message from oomguard test-alert. If you read it, alerts reach you.\n"
+    message = asdict(Message("test", "test", title, body))  # as the daemon's messages are: each URL's format
     failed = 0
     for url in config.alerts.urls:
-        ok = send_with_apprise(url, title, body)
+        ok = apprise_sender(url)(message)
         failed += not ok
         print(f"{'ok    ' if ok else 'FAILED'} {redact(url)}")
     if config.alerts.alertmanager:

@@ -1,9 +1,13 @@
 """Untrusted text made safe where it goes: alert messages, terminals and logs; and secrets kept out of all three.
 
-Receivers render markup: Slack turns <!channel> and <@U123> into mentions,
-Markdown renders *bold* and [links](...). A process can name itself anything
-(prctl), so in alert messages every such character is replaced by its
-full-width look-alike: readable to a person, meaningless to a renderer.
+Receivers render markup: Slack turns <!channel> into a mention, Markdown
+renders *bold* and [links](...), Discord pings @everyone. A process, pod or
+cgroup can be named almost anything, so every name in an alert is marked
+untrusted when the message is built (`untrusted`) and rendered per receiver
+format: as is for plain text (apprise itself escapes it for Slack, whose
+mrkdwn is off for text, and HTML-escapes it for email), as a code span for
+Markdown receivers, where nothing renders. Either way it arrives byte for
+byte copyable: no look-alike characters.
 Terminals and logs get control characters escaped (printable); URLs with
 tokens or passwords are redacted wherever they would be shown.
 """
@@ -12,20 +16,60 @@ from __future__ import annotations
 
 import re
 
-# Not `_`, `#`, `-`, `.`, `/`: they are in cgroup paths, pod and container names, which must stay searchable
-# and pasteable into kubectl/systemctl. At worst they make italics or a heading; none forms a mention or a link.
-_MARKUP = "<>&@*~`|[]!\\"
-_INERT = str.maketrans({c: chr(ord(c) + 0xFEE0) for c in _MARKUP})  # U+FF01.. full-width forms
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use marks around untrusted text, never sent anywhere
+_MARK = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.S)
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_~|<>\[\]])")
 
 
-def inert(text: str) -> str:
-    """`text` with markup characters replaced and control characters dropped.
+def untrusted(text: str) -> str:
+    r"""`text` (a name from the system) marked for per-format rendering, control characters shown escaped.
 
-    >>> inert("<@channel> *x*")
-    '＜＠channel＞ ＊x＊'
+    >>> plain(untrusted("x\nOOM KILL"))
+    'x\\nOOM KILL'
     """
-    cleaned = "".join(ch for ch in text if ch.isprintable())
-    return cleaned.translate(_INERT)
+    cleaned = printable(text).replace(_OPEN, "").replace(_CLOSE, "")
+    return f"{_OPEN}{cleaned}{_CLOSE}"
+
+
+def plain(text: str) -> str:
+    """Marked text as plain text: every name as it is.
+
+    >>> plain("cgroup: " + untrusted("/kubepods/my_pod*<!channel>"))
+    'cgroup: /kubepods/my_pod*<!channel>'
+    """
+    return text.replace(_OPEN, "").replace(_CLOSE, "")
+
+
+def markdown(text: str) -> str:
+    r"""Marked text as Markdown: names as code spans (nothing inside renders or mentions), our own words with
+    Markdown's special characters escaped.
+
+    >>> markdown("usage *now*: " + untrusted("a`b @here"))
+    'usage \\*now\\*: ``a`b @here``'
+    """
+    out, at = [], 0
+    for match in _MARK.finditer(text):
+        out.append(_MARKDOWN_SPECIAL.sub(r"\\\1", text[at:match.start()]))
+        out.append(code_span(match.group(1)))
+        at = match.end()
+    out.append(_MARKDOWN_SPECIAL.sub(r"\\\1", text[at:]))
+    return "".join(out)
+
+
+def code_span(text: str) -> str:
+    """A CommonMark code span holding `text` exactly: a fence longer than any backtick run inside, padded
+    with a space when `text` starts or ends with a backtick (the renderer strips one space each side).
+
+    >>> code_span("a``b")
+    '```a``b```'
+    >>> code_span("`x")
+    '`` `x ``'
+    """
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in re.findall("`+", text)), default=0) + 1)
+    pad = " " if text[0] == "`" or text[-1] == "`" or (text[0] == " " and text[-1] == " " and text.strip()) else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def printable(text: str) -> str:

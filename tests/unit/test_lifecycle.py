@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from oomguard.alerting import store
 from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
-from oomguard.text import inert
 
 from support import CGROUP, CID, MIB, UID, kill_report, subject
 from support import engine as book
@@ -133,15 +132,3 @@ def test_a_host_alert_is_confirmed_only_by_a_machine_wide_kill():
     confirmed = alerts.kill(kill_report(pid=556, cgroup="/system.slice/x.service", constraint="CONSTRAINT_NONE"),
                             now=2.0)
     assert confirmed.foreseen and confirmed.message.alert_id == host.alert_id
-
-
-def test_process_names_cannot_inject_markup():
-    alerts = book()
-    pre = alerts.warn(forecast(), subject(command="<@channel> *x* [a](http://e)"), now=0.0)
-    assert "<@channel>" not in pre.body and "＜＠channel＞" in pre.body and "[a](" not in pre.body
-    assert inert("evil\x1b[31m\nline") == "evil［31mline"
-
-
-def test_identifiers_keep_their_underscores_while_mentions_stay_inert():
-    assert inert("/system.slice/my_app-v2.service#1") == "/system.slice/my_app-v2.service#1"
-    assert inert("<!channel> [x](http://e) @here") == "＜！channel＞ ［x］(http://e) ＠here"

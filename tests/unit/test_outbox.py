@@ -101,8 +101,9 @@ def test_redact_hides_credentials():
 
 
 def test_send_reports_failure_for_a_dead_receiver_and_a_bad_url():
-    assert not send_with_apprise(HttpReceiver().url, "t", "b")
-    assert not send_with_apprise("nonsense://x", "t", "b")
+    message = {"title": "t", "body": "b"}
+    assert not send_with_apprise(HttpReceiver().url, message, as_markdown=False)
+    assert not send_with_apprise("nonsense://x", message, as_markdown=False)
 
 
 def test_test_alert_command(tmp_path, capsys):

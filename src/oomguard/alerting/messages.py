@@ -13,7 +13,7 @@ from ..identity.attribution import HOST, Attribution
 from ..identity.owners import owner_text
 from ..identity.pods import PodNames
 from ..kills.report import KillReport
-from ..text import inert
+from ..text import markdown, plain, untrusted
 from ..units import format_bytes
 from .alertmanager import labels_for
 from .lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN, Alert, Closed
@@ -21,6 +21,10 @@ from .lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN, Alert
 
 @dataclass(frozen=True)
 class Message:
+    """One alert message. Built with every name marked `untrusted`; on construction `title`/`body` become
+    plain text (names as they are) and `markdown_title`/`markdown_body` Markdown (names as code spans), so
+    each receiver gets the form it renders safely (text.py)."""
+
     alert_id: str
     kind: str  # PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN
     title: str
@@ -31,6 +35,15 @@ class Message:
     labels: dict[str, str] = field(default_factory=dict)
     starts_at: float = 0.0
     resolves: dict[str, Any] | None = None  # {"labels": {...}, "starts_at": float}
+    markdown_title: str = ""
+    markdown_body: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.markdown_title:  # fresh from the builders below, names still marked
+            object.__setattr__(self, "markdown_title", markdown(self.title))
+            object.__setattr__(self, "markdown_body", markdown(self.body))
+            object.__setattr__(self, "title", plain(self.title))
+            object.__setattr__(self, "body", plain(self.body))
 
 
 def _resolves(alert: Alert) -> dict[str, Any]:
@@ -65,9 +78,9 @@ def escalated(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall:
 def _who(subject: Subject) -> str:
     """The owner of the limit: a pod when the limit spans several of its containers, else the container."""
     if subject.containers and subject.pod is not None:
-        return inert(f"pod {subject.pod.namespace}/{subject.pod.pod} (limit on the pod, "
-                     f"{len(subject.containers)} containers growing)")
-    return inert(_owner(subject.attribution, subject.pod, subject.cgroup))
+        return (f"pod {untrusted(subject.pod.namespace)}/{untrusted(subject.pod.pod)} (limit on the pod, "
+                f"{len(subject.containers)} containers growing)")
+    return untrusted(_owner(subject.attribution, subject.pod, subject.cgroup))
 
 
 def _owner(attribution: Attribution | None, pod: PodNames | None, cgroup: str) -> str:
@@ -89,17 +102,16 @@ def _labels(alert: Alert, subject: Subject, host: str) -> dict[str, str]:
 def _pre_oom_body(lead: str, verdict: Verdict, subject: Subject, host: str) -> str:
     lines = [
         lead,
-        f"Why: {inert(verdict.reason)}" + (f"\nProcesses growing abnormally: {inert(subject.notes)}"
+        f"Why: {verdict.reason}" + (f"\nProcesses growing abnormally: {untrusted(subject.notes)}"
                                             if subject.notes else ""),
-        *([f"Culprits: {inert(culprit_text(subject.culprits))}"] if subject.culprits else []),
-        *([f"Containers under this limit: {', '.join(f'{inert(c.name)} {c.share:.0%}' for c in subject.containers)}"]
-          if subject.containers else []),
+        *([f"Culprits: {untrusted(culprit_text(subject.culprits))}"] if subject.culprits else []),
+        *([f"Containers under this limit: {_shares(subject)}"] if subject.containers else []),
         "",
         f"host: {host}",
         f"pid: {', '.join(map(str, subject.pids[:10]))}{' ...' if len(subject.pids) > 10 else ''}",
-        f"command: {inert(subject.command)}",
+        f"command: {untrusted(subject.command)}",
         *_owner_lines(subject.attribution, subject.pod, runtime=True),
-        f"cgroup: {inert(subject.cgroup)}",
+        f"cgroup: {untrusted(subject.cgroup)}",
         (f"allocation rate: kmalloc {format_bytes(subject.kmalloc_bytes_per_s)}/s, "
         f"pages {format_bytes(subject.page_bytes_per_s)}/s"),
         f"RSS: {format_bytes(subject.rss_bytes)}",
@@ -111,11 +123,15 @@ def _pre_oom_body(lead: str, verdict: Verdict, subject: Subject, host: str) -> s
     return "\n".join(lines) + "\n"
 
 
+def _shares(subject: Subject) -> str:
+    return ", ".join(f"{untrusted(c.name)} {c.share:.0%}" for c in subject.containers)
+
+
 def confirmed(closed: Closed, report: KillReport, last_seen: Subject | None, host: str, now: float,
               wall: float) -> Message:
     alert, lead = closed.alert, closed.lead_s or 0.0
-    title = f"[oomguard] confirmed on {host}: OOM kill of {inert(report.comm)} foreseen {lead:.0f}s ahead"
-    body = (f"Confirms pre-OOM alert {alert.id} ({alert.title}).\n"
+    title = f"[oomguard] confirmed on {host}: OOM kill of {untrusted(report.comm)} foreseen {lead:.0f}s ahead"
+    body = (f"Confirms pre-OOM alert {alert.id} ({untrusted(alert.title)}).\n"
             f"Lead time: {lead:.0f}s (alert at {alert.opened_at:.0f}, kill at {now:.0f}, monotonic).\n\n"
             + kill_details(report, last_seen, host))
     labels = labels_for("OomguardOOMKill", "critical", host, alert.cgroup, report.pod)
@@ -124,8 +140,8 @@ def confirmed(closed: Closed, report: KillReport, last_seen: Subject | None, hos
 
 
 def unforeseen(alert_id: str, report: KillReport, last_seen: Subject | None, host: str, wall: float) -> Message:
-    owner = inert(_owner(report.attribution, report.pod, report.cgroup or "/"))
-    title = f"[oomguard] unforeseen OOM kill on {host}: {inert(report.comm)} ({owner})"
+    owner = untrusted(_owner(report.attribution, report.pod, report.cgroup or "/"))
+    title = f"[oomguard] unforeseen OOM kill on {host}: {untrusted(report.comm)} ({owner})"
     body = "No pre-OOM alert foresaw this kill.\n\n" + kill_details(report, last_seen, host)
     labels = labels_for("OomguardUnforeseenOOMKill", "critical", host, report.cgroup or "", report.pod)
     return Message(alert_id, UNFORESEEN, title, body, report.pod.namespace if report.pod else None, labels, wall)
@@ -139,7 +155,7 @@ def cleared(closed: Closed, host: str, now: float, wall: float) -> Message:
                 f"Opened at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(alert.started_wall))}.\n")
     else:
         body = f"Pre-OOM alert {alert.id} was a false alarm: {closed.why}.\nOpen for {now - alert.opened_at:.0f}s.\n"
-    return Message(alert.id, CLEARED, f"[oomguard] cleared on {host}: {subject}", body,
+    return Message(alert.id, CLEARED, f"[oomguard] cleared on {host}: {untrusted(subject)}", body,
                    alert.labels.get("namespace"), {}, wall, _resolves(alert))
 
 
@@ -150,7 +166,7 @@ def _owner_lines(attribution: Attribution | None, pod: PodNames | None, runtime:
     return [
         f"container: {container}",
         f"pod uid: {attribution.pod_uid if attribution and attribution.pod_uid else 'none'}",
-        f"namespace/pod: {inert(pod.namespace) + '/' + inert(pod.pod) if pod else 'unknown'}",
+        f"namespace/pod: {untrusted(pod.namespace) + '/' + untrusted(pod.pod) if pod else 'unknown'}",
     ]
 
 
@@ -159,11 +175,11 @@ def kill_details(report: KillReport, last_seen: Subject | None, host: str) -> st
     lines = [
         f"host: {host}",
         f"pid: {report.pid}",
-        f"command: {inert(report.comm)}",
+        f"command: {untrusted(report.comm)}",
         *_owner_lines(report.attribution, report.pod),
-        f"cgroup: {inert(report.cgroup) if report.cgroup else 'unknown'}",
+        f"cgroup: {untrusted(report.cgroup) if report.cgroup else 'unknown'}",
         f"limit hit: {format_bytes(report.limit_bytes) if report.limit_bytes else 'unknown'}"
-        + (f" ({inert(report.record.oom_memcg)})" if report.record and report.record.oom_memcg else ""),
+        + (f" ({untrusted(report.record.oom_memcg)})" if report.record and report.record.oom_memcg else ""),
     ]
     if last_seen is not None:
         lines.append(f"allocation rate (last tick): kmalloc {format_bytes(last_seen.kmalloc_bytes_per_s)}/s, "
@@ -174,5 +190,5 @@ def kill_details(report: KillReport, last_seen: Subject | None, host: str) -> st
         lines.append("allocation rate and cgroup usage: not observed before the kill")
     if kill is not None:
         lines.append(f"RSS at the kill: {format_bytes(kill.rss_bytes)} (anon {format_bytes(kill.anon_rss_kb * 1024)})")
-        lines.append(f"triggered by: pid {kill.trigger_pid} ({inert(kill.trigger_comm)})")
+        lines.append(f"triggered by: pid {kill.trigger_pid} ({untrusted(kill.trigger_comm)})")
     return "\n".join(lines) + "\n"

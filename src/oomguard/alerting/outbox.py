@@ -57,15 +57,41 @@ MEMORY_QUEUE = 100  # messages kept in memory per receiver when the spool cannot
 REQUIRED = ("alert_id", "kind", "title", "body")
 
 
-def send_with_apprise(url: str, title: str, body: str) -> bool:
-    """One notification to one apprise URL, as plain text; True if the receiver took it."""
+# Receivers that get plain text: data endpoints (the names as they are), Slack (apprise escapes <>& and
+# turns mrkdwn off for text) and email (apprise HTML-escapes text). Every other service renders Markdown
+# (Discord, Mattermost, Teams, Telegram, Matrix, ...): it gets the Markdown form, names as code spans.
+PLAIN_TEXT_SERVICES = frozenset({"json", "jsons", "xml", "xmls", "form", "forms", "slack", "mailto", "mailtos"})
+
+
+def renders_markdown(url: str) -> bool:
+    """Whether the service behind an apprise URL renders Markdown (see PLAIN_TEXT_SERVICES)."""
+    import apprise
+
+    plugin = apprise.Apprise.instantiate(url)
+    if plugin is None:
+        return False
+    protocols = {p for attr in ("protocol", "secure_protocol") for p in _as_tuple(getattr(plugin, attr, None))}
+    return not protocols & PLAIN_TEXT_SERVICES
+
+
+def _as_tuple(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+def send_with_apprise(url: str, message: dict[str, Any], as_markdown: bool) -> bool:
+    """One notification to one apprise URL in the form it renders safely; True if the receiver took it."""
     import apprise  # imported on first use: the daemon without alert URLs never pays for it
 
     notifier = apprise.Apprise()
     if not notifier.add(url):
         log.error("alert URL not understood by apprise (check its scheme): %s", redact(url))
         return False
-    return bool(notifier.notify(title=title, body=body, body_format=apprise.NotifyFormat.TEXT))
+    if as_markdown and message.get("markdown_body"):  # spool files from before 0.3 have only the text form
+        return bool(notifier.notify(title=message["markdown_title"], body=message["markdown_body"],
+                                    body_format=apprise.NotifyFormat.MARKDOWN))
+    return bool(notifier.notify(title=message["title"], body=message["body"], body_format=apprise.NotifyFormat.TEXT))
 
 
 def unusable_urls(urls: tuple[str, ...]) -> list[str]:
@@ -80,7 +106,8 @@ def receiver_key(url: str) -> str:
 
 
 def apprise_sender(url: str) -> Sender:
-    return lambda message: send_with_apprise(url, message["title"], message["body"])
+    as_markdown = renders_markdown(url)
+    return lambda message: send_with_apprise(url, message, as_markdown)
 
 
 def receivers_for(apprise_urls: tuple[str, ...], alertmanager_url: str = "") -> dict[str, Sender]:
