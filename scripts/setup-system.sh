@@ -11,8 +11,9 @@ command -v apt-get >/dev/null || die "apt-get not found: this script supports De
 
 kver=$(uname -r)
 arch=$(dpkg --print-architecture)
-# systemd: the service test boots a throw-away one; util-linux: unshare, nsenter, setpriv
-packages=(python3-bpfcc python3-venv bpftool gcc libc6-dev systemd util-linux)
+# python3-systemd: native journal entries with fields; systemd: the service test boots a throw-away one;
+# util-linux: unshare, nsenter, setpriv
+packages=(python3-bpfcc python3-venv python3-systemd bpftool gcc libc6-dev systemd util-linux)
 # --for-tests: the real servers the tests start on 127.0.0.1 (Prometheus with promtool, Alertmanager)
 test_services=(prometheus prometheus-alertmanager)
 for_tests=0

@@ -1,4 +1,5 @@
-"""The service under a real (throw-away) systemd: install, READY=1, a real kill, watchdog restart, clean stop."""
+"""The service under a real (throw-away) systemd and journald: install, READY=1, a real kill with its alerts
+as journal entries with OOMGUARD_* fields, watchdog restart, clean stop."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from support import HttpReceiver, booted_systemd, memory_cgroup, procs_file, require
+from support import CONTAINER_ID, POD_UID, HttpReceiver, booted_systemd, memory_cgroup, procs_file, require
 
 pytestmark = pytest.mark.kernel
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,7 +20,7 @@ MIB = 1 << 20
 # Inside the namespace's private /run: gone with it.
 PREFIX = "/run/oomguard-test"
 LAYOUT = [f"PREFIX={PREFIX}", f"LIBDIR={PREFIX}/lib", f"SYSCONFDIR={PREFIX}/etc", "UNITDIR=/run/systemd/system"]
-TEST_DROP_IN = f"""[Unit]
+TEST_DROP_IN = """[Unit]
 # the test boots no sysinit.target: do not pull it in
 DefaultDependencies=no
 [Service]
@@ -28,10 +29,10 @@ DefaultDependencies=no
 # only the namespace's, not the host pids the kernel reports.
 ProtectKernelTunables=no
 ProtectControlGroups=no
-StandardOutput=append:{PREFIX}/out.log
-StandardError=append:{PREFIX}/out.log
 WatchdogSec=3s
 """
+# The throw-away journald keeps its journal in the namespace's private /run, never the host's /var/log.
+JOURNALD_CONF = "[Journal]\nStorage=volatile\n"
 
 
 def program_names() -> list[str]:
@@ -39,10 +40,22 @@ def program_names() -> list[str]:
     return [p.get("name", "") for p in json.loads(out)]
 
 
+def journal(systemd) -> str:
+    return systemd.run("journalctl", "--no-pager", "-o", "cat", check=False).stdout
+
+
+def journal_entries(systemd, *matches: str) -> list[dict]:
+    out = systemd.run("journalctl", "--no-pager", "-o", "json", *matches, check=False).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
 def test_service_lifecycle_under_systemd(tmp_path, workload):
     require(Path("/lib/systemd/systemd").exists(), "systemd not installed: apt-get install systemd")
     require(shutil.which("make") is not None, "make not installed")
     with booted_systemd(tmp_path / "boot.log") as systemd:
+        systemd.run("sh", "-c", f"mkdir -p /run/systemd/journald.conf.d && printf '{JOURNALD_CONF}' > "
+                                "/run/systemd/journald.conf.d/test.conf")
+        systemd.run("systemctl", "start", "systemd-journald.service", timeout=60)
         install = systemd.run("make", "-C", str(ROOT), "install", *LAYOUT, check=False, timeout=600)
         assert install.returncode == 0, install.stdout + install.stderr
         # the unit as installed, before the test's drop-in
@@ -55,7 +68,13 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
                                 f"/run/systemd/system/oomguard.service.d/test.conf <<'EOF'\n{TEST_DROP_IN}EOF")
         receiver = HttpReceiver()
         receiver.start()
-        policy = f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n'
+        # the kubelet's pod logs, for pod names (inside the namespace's /run)
+        pod_dir = f"{PREFIX}/log/pods/shop_cart-7d9f_{POD_UID}/app"
+        systemd.run("sh", "-c", f"mkdir -p {pod_dir} {PREFIX}/log/containers && ln -s {pod_dir} "
+                                f"{PREFIX}/log/containers/cart-7d9f_shop_app-{CONTAINER_ID}.log")
+        policy = (f'[sampling]\ninterval = "500ms"\n[alerts]\nurls = ["{receiver.url}"]\nhorizon = "60s"\n'
+                  f'[attribution]\npods_log_dir = "{PREFIX}/log/pods"\n'
+                  f'containers_log_dir = "{PREFIX}/log/containers"\n')
         systemd.run("sh", "-c", f"umask 077; cat > {PREFIX}/etc/oomguard/config.toml <<'EOF'\n{policy}EOF")
 
         verify = systemd.run("systemd-analyze", "verify", "/run/systemd/system/oomguard.service", check=False)
@@ -72,7 +91,7 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
 
         # a process leaking into a limited memory cgroup: pre-OOM alert, real OOM kill, confirmation
         try:
-            with memory_cgroup(128 * MIB) as cgroup:
+            with memory_cgroup(128 * MIB, relative=f"kubepods/burstable/pod{POD_UID}/{CONTAINER_ID}") as cgroup:
                 procs = procs_file(cgroup)
                 leaker = subprocess.Popen([str(workload), "leak", "300", "30", "5"], stdout=subprocess.DEVNULL,
                                           preexec_fn=lambda: procs.write_text(str(os.getpid())))
@@ -83,15 +102,28 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
                 systemd.wait_until(lambda: len(receiver.payloads) >= 2, 10, "two alerts at the receiver")
             except AssertionError as failure:
                 raise AssertionError(f"{failure}; {receiver.payloads}; service log:\n"
-                                     + systemd.run("cat", f"{PREFIX}/out.log").stdout[-3000:]) from None
+                                     + journal(systemd)[-3000:]) from None
         finally:
             receiver.stop()
         titles = [p["title"] for p in receiver.payloads]
         assert titles[0].startswith("[oomguard] pre-OOM critical on "), titles
         assert titles[1].startswith("[oomguard] confirmed on "), titles
         assert "Confirms pre-OOM alert" in receiver.payloads[1]["message"]
-        log = systemd.run("cat", f"{PREFIX}/out.log").stdout
+        log = journal(systemd)
         assert f"OOM KILL  pid {leaker.pid} (ogworkload)" in log, log[-3000:]
+        # each alert is one native journal entry with its fields, found by them
+        entries = journal_entries(systemd, "OOMGUARD_POD=cart-7d9f")
+        kinds = [e["OOMGUARD_KIND"] for e in entries]
+        assert kinds == ["pre-OOM", "confirmed"], entries
+        pre, confirmed = entries
+        alert_id = receiver.payloads[0]["message"].split()[1]
+        for entry in (pre, confirmed):
+            assert entry["OOMGUARD_ALERT_ID"] == alert_id and entry["OOMGUARD_NAMESPACE"] == "shop"
+            assert entry["OOMGUARD_CONTAINER"] == "app" and entry["SYSLOG_IDENTIFIER"] == "oomguard"
+            assert entry["OOMGUARD_CGROUP"].endswith(f"/kubepods/burstable/pod{POD_UID}/{CONTAINER_ID}")
+        assert pre["OOMGUARD_SEVERITY"] == "critical" and pre["PRIORITY"] == "4"  # warning
+        assert confirmed["PRIORITY"] == "3" and pre["MESSAGE"].startswith(f"ALERT pre-OOM {alert_id}: ")
+        assert journal_entries(systemd, "OOMGUARD_POD=no-such-pod") == []
 
         # a stuck main loop: the watchdog kills and restarts it
         systemd.run("kill", "-STOP", first_pid)

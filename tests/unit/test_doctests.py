@@ -8,7 +8,8 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("name", ["identity.attribution", "detection.detector", "sampling.controller", "text"])
+@pytest.mark.parametrize("name", ["identity.attribution", "detection.detector", "sampling.controller", "text",
+                                  "service.systemd"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"oomguard.{name}")
     result = doctest.testmod(module)

@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from ..alerting import store
 from ..alerting.engine import AlertEngine, KillOutcome
+from ..alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
 from ..alerting.messages import Message
 from ..alerting.outbox import Outbox, receivers_for
 from ..bpf.events import Counters, OomKill
@@ -43,6 +44,9 @@ from .recording import Recorder
 from .status import write_status
 
 log = logging.getLogger("oomguard")
+# journal priority of each alert kind: a kill is an error, a forecast a warning, a false alarm's end news
+ALERT_PRIORITY = {PRE_OOM: logging.WARNING, ESCALATED: logging.WARNING, CONFIRMED: logging.ERROR,
+                  UNFORESEEN: logging.ERROR, CLEARED: logging.INFO}
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
 STATUS_TOP = 10  # processes in status.json
 DISK_ERROR_EVERY_S = 60.0  # how often a persisting disk error is logged again
@@ -272,7 +276,13 @@ class Daemon:
         if not messages:
             return
         for message in messages:
-            print_message(message, self.out)
+            if systemd.Journal.native:  # one journal entry with the alert's fields, not a bare stdout line
+                labels = message.labels or (message.resolves or {}).get("labels", {})
+                log.log(ALERT_PRIORITY.get(message.kind, logging.WARNING), "ALERT %s %s: %s", message.kind,
+                        message.alert_id, message.title,
+                        extra=systemd.journal_fields(message.alert_id, message.kind, labels))
+            else:
+                print_message(message, self.out)
             if self.outbox:
                 self.outbox.put(message)
         try:

@@ -1,16 +1,21 @@
-"""Talking to systemd: sd_notify (READY, WATCHDOG, STATUS, RELOADING, STOPPING) and journald-friendly logs.
+"""Talking to systemd: sd_notify (READY, WATCHDOG, STATUS, RELOADING, STOPPING) and the journal.
 
 The notify protocol is one datagram on the socket in $NOTIFY_SOCKET; a dozen
 lines here spare a dependency. Outside systemd every call is a no-op.
+Under systemd, with Debian's python3-systemd, logs are native journal entries
+and each alert carries OOMGUARD_* fields (`journalctl OOMGUARD_POD=cart-7d9f`);
+without it, "<N>"-prefixed lines on stderr keep the priorities.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ..text import printable, scrub
 
@@ -81,11 +86,33 @@ class Scrubber(logging.Filter):
 SCRUBBER = Scrubber()
 
 
+class Journal:
+    """Whether log records reach journald natively (so their OOMGUARD_* fields are kept)."""
+
+    native = False
+
+
+def journal_handler() -> logging.Handler | None:
+    """python3-systemd's JournalHandler when stderr goes to the journal and the module is installed."""
+    if not os.environ.get("JOURNAL_STREAM"):
+        return None
+    try:  # imported by name: the package ships no type information
+        module: Any = importlib.import_module("systemd.journal")
+    except ImportError:
+        return None
+    handler: logging.Handler = module.JournalHandler(SYSLOG_IDENTIFIER="oomguard")
+    return handler
+
+
 def configure_logging(verbose: bool) -> None:
     """oomguard's own lines at INFO (DEBUG with -v); libraries' at WARNING whatever -v says (apprise logs
     webhook URLs at DEBUG); every line through the scrubber."""
-    handler = logging.StreamHandler()
-    if os.environ.get("JOURNAL_STREAM"):  # stderr goes to the journal
+    native = journal_handler()
+    Journal.native = native is not None
+    handler = native or logging.StreamHandler()
+    if native is not None:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    elif os.environ.get("JOURNAL_STREAM"):  # stderr goes to the journal, without python3-systemd
         handler.setFormatter(JournalFormatter("%(message)s"))
     else:
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -99,3 +126,16 @@ def configure_logging(verbose: bool) -> None:
 def keep_secret(urls: tuple[str, ...]) -> None:
     """Register the policy's secrets (alert URLs, the Alertmanager URL) so no log line shows them."""
     SCRUBBER.secrets = tuple(u for u in urls if u)
+
+
+def journal_fields(alert_id: str, kind: str, labels: dict[str, str]) -> dict[str, str]:
+    """The OOMGUARD_* journal fields of one alert message (its Alertmanager labels, upper-cased).
+
+    >>> journal_fields("a1", "pre-OOM", {"severity": "warning", "pod": "cart", "alertname": "OomguardPreOOM"})
+    {'OOMGUARD_ALERT_ID': 'a1', 'OOMGUARD_KIND': 'pre-OOM', 'OOMGUARD_SEVERITY': 'warning', 'OOMGUARD_POD': 'cart'}
+    """
+    fields = {"OOMGUARD_ALERT_ID": alert_id, "OOMGUARD_KIND": kind}
+    for label in ("severity", "namespace", "pod", "container", "cgroup", "node"):
+        if labels.get(label):
+            fields[f"OOMGUARD_{label.upper()}"] = labels[label]
+    return fields
