@@ -16,8 +16,9 @@ from oomguard.bpf.events import FILTER_INCLUDE as MODE_INCLUDE
 from oomguard.bpf.events import FILTER_OFF as MODE_OFF
 from oomguard.bpf.events import SOURCE_KMALLOC
 from oomguard.config import from_mapping
+from oomguard.identity.cgroup import cgroup2_mount
 from oomguard.identity.procfs import ProcessDirectory
-from oomguard.identity.selection import Selection, cgroup2_mount
+from oomguard.identity.selection import Selection
 from oomguard.sampling.collector import Collector
 
 from support import require, unified_cgroup

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -33,3 +34,32 @@ def test_top_shows_a_leaking_process_with_its_cgroup_and_headroom(tmp_path, work
     assert rows, result.stdout
     assert cgroup.name in rows[-1]
     assert "of 256.0MiB" in rows[-1]
+
+
+def test_top_names_a_process_that_lived_less_than_one_tick(tmp_path, workload):
+    """Each spike allocates 100 MiB in 50 ms and exits 50 ms later: gone from /proc long before the next
+    500 ms tick reads the maps, so only the kernel's record of its exit can name it."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text('[sampling]\ninterval = "500ms"\ninitial_rate = 1\n')
+    top = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "top", "-c", str(policy), "-n", "8", "--count", "20"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "COLUMNS": "250"})
+    spikes = []
+    try:
+        time.sleep(4)  # loaded and ticking
+        for _ in range(6):
+            spike = subprocess.Popen([str(workload), "spike", "100", "0.05", "0.05"], stdout=subprocess.DEVNULL)
+            spikes.append(spike)
+            assert spike.wait(timeout=10) == 0
+            time.sleep(0.3)
+        out, err = top.communicate(timeout=60)
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait()
+    assert top.returncode == 0, err
+    pids = {str(s.pid) for s in spikes}
+    rows = [l for l in out.splitlines() if any(f" {pid} " in l.split("│")[1:2][0] + " " for pid in pids
+                                               if len(l.split("│")) > 2)]
+    assert rows, out[-3000:]
+    assert all(" ogworkload " in f" {r} " for r in rows), rows

@@ -61,6 +61,20 @@ def test_one_declaration_of_every_struct_and_constant(tracer):
             bpf[gone]
 
 
+def test_a_tracked_process_that_exits_leaves_its_name_once(tracer, workload):
+    tracer.set_sample_rate(SOURCE_PAGE, 1)
+    tracer.departed()  # whatever exited before this test
+    spikes = [subprocess.Popen([str(workload), "spike", "8", "0.01", "0.01"]) for _ in range(3)]
+    for spike in spikes:
+        assert spike.wait(timeout=10) == 0
+    time.sleep(0.1)
+    departed = tracer.departed()
+    assert {s.pid: departed[s.pid].command for s in spikes if s.pid in departed} == \
+        {s.pid: "ogworkload" for s in spikes}
+    again = tracer.departed()
+    assert not {s.pid for s in spikes} & set(again)  # read once, then gone: the map holds one tick's exits
+
+
 def test_sample_rate_is_read_back_from_the_array_map(tracer):
     tracer.set_sample_rate(SOURCE_KMALLOC, 37)
     assert tracer.sample_rate(SOURCE_KMALLOC) == 37
@@ -74,6 +88,9 @@ def test_kmalloc_estimate_is_unbiased_at_n_1_10_100(tracer, workload):
     # Unsampled: every kmalloc of the child is counted, one per poll() plus
     # what exec and libc start-up allocate.
     tracer.set_sample_rate(SOURCE_KMALLOC, 1)
+    # A gap drawn under an earlier N (up to 2N - 1 events per CPU) runs out first: spend it, on every CPU.
+    for cpu in range(os.cpu_count() or 1):
+        subprocess.run(["taskset", "-c", str(cpu), str(workload), "poll", "2000"], check=True, timeout=30)
     exact = run_polls(tracer, workload, POLL_CALLS)
     assert POLL_CALLS <= exact["kmalloc_samples"] <= POLL_CALLS + 5_000
     bytes_per_event = exact["kmalloc_bytes"] / exact["kmalloc_samples"]

@@ -6,7 +6,9 @@ import os
 
 import numpy as np
 
-from oomguard.identity.procfs import ProcessDirectory, process_name
+from oomguard.bpf.events import Departed
+from oomguard.identity.cgroup import CgroupPaths, MemoryCgroup
+from oomguard.identity.procfs import Identity, ProcessDirectory, process_name
 from oomguard.sampling.collector import live_pids
 
 
@@ -36,3 +38,58 @@ def test_directory_looks_up_once_and_forgets():
     directory.forget(np.array([os.getpid(), 1]))
     assert len(directory) == 0 and directory.known(1) is None
     assert directory.learn(np.array([1], dtype=np.uint32)).tolist() == [1]  # forgotten: learnt anew
+
+
+GONE = Identity("-", None, None)  # what /proc gives for a process that has exited
+
+
+def test_a_process_gone_before_it_was_read_is_named_from_its_exit(tmp_path):
+    pod = tmp_path / "kubepods.slice" / "kubepods-pod0f1e2d3c_4b5a_6978_8796_a5b4c3d2e1f0.slice" / \
+        ("cri-containerd-" + "ab" * 32 + ".scope")
+    pod.mkdir(parents=True)
+    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    paths = CgroupPaths(tmp_path)
+    directory = ProcessDirectory(identify=lambda pid: GONE, started=lambda pid: None, cgroup_paths=paths)
+    directory.departed({7: Departed("cron-job", os.stat(pod).st_ino), 8: Departed("sh", 999_999_999)})
+    who = directory.identity(7)
+    assert who.command == "cron-job" and who.cgroup == MemoryCgroup(2, "/" + str(pod.relative_to(tmp_path)))
+    assert who.attribution is not None and who.attribution.container_id == "ab" * 32
+    assert who.attribution.pod_uid == "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    assert directory.identity(8) == Identity("sh", None, None)  # a cgroup that is gone: named, owner unknown
+    assert directory.identity(9) == GONE  # no record: as before
+
+
+def test_a_live_process_is_read_from_proc_even_with_an_exit_record_for_its_pid():
+    alive = Identity("nginx", MemoryCgroup(1, "/docker/x"), None, 42)
+    directory = ProcessDirectory(identify=lambda pid: alive, started=lambda pid: 42, cgroup_paths=CgroupPaths(None))
+    directory.departed({7: Departed("old", 5)})
+    assert directory.identity(7) == alive
+
+
+def test_the_exit_records_last_one_tick():
+    directory = ProcessDirectory(identify=lambda pid: GONE, started=lambda pid: None, cgroup_paths=CgroupPaths(None))
+    directory.departed({7: Departed("a", 0)})
+    directory.departed({})
+    assert directory.identity(7) == GONE
+
+
+def test_cgroup_ids_resolve_by_inode_and_misses_rewalk_at_most_every_rescan(tmp_path):
+    clock = [0.0]
+    paths = CgroupPaths(tmp_path, rescan_s=10, clock=lambda: clock[0])
+    assert paths.path_of(os.stat(tmp_path).st_ino) == "/"
+    late = tmp_path / "late"
+    late.mkdir()
+    assert paths.path_of(os.stat(late).st_ino) is None  # walked a moment ago: not again yet
+    clock[0] = 11
+    assert paths.path_of(os.stat(late).st_ino) == "/late"
+    assert CgroupPaths(None).path_of(1) is None
+
+
+def test_a_hybrid_host_gives_no_owner_from_the_v2_id(tmp_path):
+    (tmp_path / "unified").mkdir()
+    (tmp_path / "unified" / "cgroup.controllers").write_text("\n")  # memory is on v1 there
+    mounts = tmp_path / "mounts"
+    mounts.write_text(f"cgroup2 {tmp_path / 'unified'} cgroup2 rw 0 0\n")
+    assert CgroupPaths.of_this_host(mounts).mount is None
+    (tmp_path / "unified" / "cgroup.controllers").write_text("cpu memory\n")
+    assert CgroupPaths.of_this_host(mounts).mount == tmp_path / "unified"

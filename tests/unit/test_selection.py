@@ -10,9 +10,9 @@ from oomguard.bpf.events import FILTER_EXCLUDE as MODE_EXCLUDE
 from oomguard.bpf.events import FILTER_INCLUDE as MODE_INCLUDE
 from oomguard.bpf.events import FILTER_OFF as MODE_OFF
 from oomguard.identity.attribution import under_cgroup as under
-from oomguard.identity.cgroup import MemoryCgroup
+from oomguard.identity.cgroup import MemoryCgroup, cgroup2_mount
 from oomguard.identity.procfs import Identity
-from oomguard.identity.selection import ProcessFilter, cgroup2_mount, kernel_cgroup_filter
+from oomguard.identity.selection import ProcessFilter, kernel_cgroup_filter
 
 
 def who(command: str, path: str | None) -> Identity:

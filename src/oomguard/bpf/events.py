@@ -20,6 +20,8 @@ RSS_MEMBERS = ("file", "anon", "swapents", "shmem")  # the kernel's MM_* counter
 # rss_stat reports absolute values: recording 1 change in 8 keeps each process's RSS within a few pages
 # (8 x 4 KiB per CPU) of the truth, at an eighth of the hash updates (bench/kmalloc_cost.py measures it).
 RSS_EVERY = 8
+# Exits remembered between two ticks (command and cgroup id): ~8 per ms of churn at a 500 ms tick.
+DEPARTED_MAX = 4096
 CGROUP_FILTER_SLOTS = 16  # v2 cgroups the in-kernel selection filter can hold
 FILTER_OFF, FILTER_INCLUDE, FILTER_EXCLUDE = 0, 1, 2  # modes of the in-kernel cgroup filter
 
@@ -27,7 +29,8 @@ FILTER_OFF, FILTER_INCLUDE, FILTER_EXCLUDE = 0, 1, 2  # modes of the in-kernel c
 def compile_flags(max_pids: int) -> list[str]:
     """The -D flags that give oomguard.c every constant it shares with user space."""
     constants = {
-        "MAX_PIDS": max_pids, "SOURCE_KMALLOC": SOURCE_KMALLOC, "SOURCE_PAGE": SOURCE_PAGE,
+        "MAX_PIDS": max_pids, "DEPARTED_MAX": DEPARTED_MAX,
+        "SOURCE_KMALLOC": SOURCE_KMALLOC, "SOURCE_PAGE": SOURCE_PAGE,
         "NSOURCES": len(SOURCES), "RSS_MEMBERS": len(RSS_MEMBERS), "RSS_EVERY": RSS_EVERY,
         "MAX_CGROUP_FILTERS": CGROUP_FILTER_SLOTS,
         "FILTER_OFF": FILTER_OFF, "FILTER_INCLUDE": FILTER_INCLUDE, "FILTER_EXCLUDE": FILTER_EXCLUDE,
@@ -73,6 +76,14 @@ class OomKill:
             trigger_comm=raw.trigger_comm.decode("utf-8", "replace"),
             cgroup_id=raw.cgroup_id,
         )
+
+
+@dataclass(frozen=True)
+class Departed:
+    """A tracked process that exited, as the kernel saw it at its exit."""
+
+    command: str
+    cgroup_id: int  # v2 hierarchy id (0: unknown)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@
 //
 // Every struct below is declared only here: user space reads them through
 // the types bcc generates from this file. The constants shared with user
-// space (MAX_PIDS, SOURCE_*, NSOURCES, RSS_MEMBERS, RSS_EVERY,
+// space (MAX_PIDS, DEPARTED_MAX, SOURCE_*, NSOURCES, RSS_MEMBERS, RSS_EVERY,
 // MAX_CGROUP_FILTERS, FILTER_OFF/INCLUDE/EXCLUDE) come as -D flags from
 // bpf/events.py.
 
@@ -30,6 +30,13 @@ struct pid_stats {
     u64 samples[NSOURCES];
     s64 rss[RSS_MEMBERS];
     u64 exited; // set when the process exits: user space reports its last interval, then deletes it
+};
+
+// The command and cgroup of a tracked process that exited, kept until user
+// space reads them: a process that lived less than one tick is still named.
+struct departed {
+    char comm[TASK_COMM_LEN];
+    u64 cgroup_id; // v2 hierarchy id (the directory's inode number on cgroup2)
 };
 
 // One OOM kill, as oom:mark_victim saw it.
@@ -56,6 +63,9 @@ BPF_PERCPU_ARRAY(ringbuf_drops, u64, 1);                // OOM events lost to a 
 // Shared by all CPUs: updated with atomic adds, which only sampled events
 // (1 in N) pay, so contention stays as rare as the samples.
 BPF_TABLE("lru_hash", u32, struct pid_stats, pids, MAX_PIDS);
+// Written at exits only, read and emptied each tick; LRU, so a daemon that
+// stops reading loses the oldest names, never an exit.
+BPF_TABLE("lru_hash", u32, struct departed, departed, DEPARTED_MAX);
 BPF_PERCPU_ARRAY(rss_countdown, u32, 1);                // rss_stat changes left until the next recorded one
 BPF_RINGBUF_OUTPUT(oom_events, 8);                      // 8 pages: kills are rare
 BPF_CGROUP_ARRAY(cgroup_filter, MAX_CGROUP_FILTERS);    // v2 cgroups named by the policy
@@ -175,8 +185,13 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     if ((u32)id != pid)
         return 0;
     struct pid_stats *p = pids.lookup(&pid);
-    if (p)
-        p->exited = 1;
+    if (!p)
+        return 0;
+    p->exited = 1;
+    struct departed d = {};
+    bpf_get_current_comm(&d.comm, sizeof(d.comm));
+    d.cgroup_id = bpf_get_current_cgroup_id();
+    departed.update(&pid, &d);
     return 0;
 }
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import OomguardError
 from .events import (
+    DEPARTED_MAX,
     FILTER_OFF,
     RSS_MEMBERS,
     SOURCE_KMALLOC,
@@ -29,6 +30,7 @@ from .events import (
     SOURCES,
     AllocSnapshot,
     Counters,
+    Departed,
     OomKill,
     SourceCounters,
     compile_flags,
@@ -114,6 +116,8 @@ class Tracer:
         give_back_heap()  # LLVM's compile left ~40 MiB of freed heap that glibc would otherwise keep
         # Buffers for batched reads, allocated once: a fresh 4 MiB per tick costs page faults.
         self._pids = _BatchBuffer(self._bpf[b"pids"].map_fd, max_pids, np.dtype(self._bpf[b"pids"].Leaf))
+        self._departed = _BatchBuffer(self._bpf[b"departed"].map_fd, DEPARTED_MAX,
+                                      np.dtype(self._bpf[b"departed"].Leaf))
         self._pending: list[OomKill] = []
         self._bpf[b"oom_events"].open_ring_buffer(self._on_oom_event)
         for source, n in enumerate(sample_rates):
@@ -173,6 +177,17 @@ class Tracer:
             rss_bytes=np.asarray(resident, dtype=np.int64),
             exited=stats["exited"] != 0,
         )
+
+    def departed(self) -> dict[int, Departed]:
+        """The tracked processes that exited since the last call, by pid (read and removed: one batched
+        read of the few exits, not of every process)."""
+        pids, values = self._departed.read()
+        if not len(pids):
+            return {}
+        _delete_batch(self._departed.map_fd, np.ascontiguousarray(pids))
+        return {int(pid): Departed(bytes(value["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace"),
+                                   int(value["cgroup_id"]))
+                for pid, value in zip(pids.tolist(), values, strict=True)}
 
     def forget_pids(self, pids: np.ndarray) -> None:
         """Delete exited processes from the per-PID maps, in batches."""

@@ -7,6 +7,9 @@ arguments so tests can point them at a temporary tree.
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,3 +114,58 @@ def cgroup_limit(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> int | None:
 def default_memory_version(root: Path = CGROUP_ROOT) -> int:
     """1 where the v1 memory controller is mounted (v1 or hybrid host), else 2."""
     return 1 if (root / "memory" / "memory.usage_in_bytes").exists() else 2
+
+
+def cgroup2_mount(mounts_text: str) -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted, from /proc/self/mounts text."""
+    for line in mounts_text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "cgroup2":
+            return Path(fields[1])
+    return None
+
+
+class CgroupPaths:
+    """v2 cgroup id -> path ("/kubepods.slice/..."), for processes the kernel named after they exited.
+
+    On cgroup2 a cgroup's id is its directory's inode number: one walk of the
+    hierarchy indexes them all; a miss re-walks it, at most every `rescan_s`
+    (a churning node must not walk thousands of directories each tick). On a
+    host without cgroup2 the kernel's id names nothing: every lookup is None.
+    """
+
+    def __init__(self, mount: Path | None, rescan_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.mount, self.rescan_s, self.clock = mount, rescan_s, clock
+        self._paths: dict[int, str] = {}
+        self._walked_at = float("-inf")
+
+    @classmethod
+    def of_this_host(cls, mounts: Path = Path("/proc/self/mounts")) -> CgroupPaths:
+        """Over this host's cgroup2 mount if the memory controller is there. On a hybrid host (memory on
+        v1, an empty v2 tree beside it) a process's v2 path says nothing about its memory cgroup or its
+        container: better no owner than a wrong one."""
+        try:
+            mount = cgroup2_mount(mounts.read_text())
+            controllers = (mount / "cgroup.controllers").read_text().split() if mount else []
+        except OSError:
+            return cls(None)
+        return cls(mount if "memory" in controllers else None)
+
+    def path_of(self, cgroup_id: int) -> str | None:
+        if self.mount is None or cgroup_id <= 0:
+            return None
+        if cgroup_id not in self._paths and self.clock() - self._walked_at >= self.rescan_s:
+            self._walk()
+        return self._paths.get(cgroup_id)
+
+    def _walk(self) -> None:
+        assert self.mount is not None
+        self._walked_at = self.clock()
+        paths = {}
+        for directory, _subdirs, _files in os.walk(self.mount):
+            relative = os.path.relpath(directory, self.mount)
+            try:
+                paths[os.stat(directory).st_ino] = "/" if relative == "." else "/" + relative
+            except OSError:
+                continue  # removed while walking
+        self._paths = paths

@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from ..arrays import match
+from ..bpf.events import Departed
 from .attribution import Attribution, attribute
-from .cgroup import MemoryCgroup, memory_cgroup_of
+from .cgroup import CgroupPaths, MemoryCgroup, memory_cgroup_of
 
 PROC = Path("/proc")
 MEMINFO = PROC / "meminfo"
@@ -79,8 +80,10 @@ class ProcessDirectory:
     """
 
     def __init__(self, identify: Callable[[int], Identity] = identify,
-                 started: Callable[[int], int | None] = start_time) -> None:
+                 started: Callable[[int], int | None] = start_time, cgroup_paths: CgroupPaths | None = None) -> None:
         self._identify, self._started = identify, started
+        self._cgroup_paths = cgroup_paths if cgroup_paths is not None else CgroupPaths.of_this_host()
+        self._departed: dict[int, Departed] = {}
         self._known: dict[int, Identity] = {}
         self._pids = np.zeros(0, dtype=np.uint32)  # sorted keys of _known, rebuilt lazily
         self._dirty = False
@@ -96,25 +99,42 @@ class ProcessDirectory:
         _, found = match(self._sorted(), pids)
         new = pids[~found]
         for pid in new.tolist():
-            self._known[pid] = self._identify(pid)
+            self._known[pid] = self._read(pid)
         if len(new):
             self._pids = np.union1d(self._pids, new)
         return new
 
+    def departed(self, exits: dict[int, Departed]) -> None:
+        """The processes the kernel saw exit since the last tick, as it named them. A process that lived
+        less than a tick is gone from /proc before anyone asks; it is named from these instead. Replaced
+        each tick, so it holds one tick's exits."""
+        self._departed = exits
+
     def identity(self, pid: int) -> Identity:
-        """The identity of a pid, read from /proc if it is not known yet."""
+        """The identity of a pid, read from /proc if it is not known yet (from the kernel's record of its
+        exit if /proc no longer has it)."""
         known = self._known.get(pid)
         if known is None:
-            known = self._known[pid] = self._identify(pid)
+            known = self._known[pid] = self._read(pid)
             self._dirty = True
         return known
+
+    def _read(self, pid: int) -> Identity:
+        """From /proc; from the kernel's record of the exit when /proc no longer has the process."""
+        found = self._identify(pid)
+        gone = self._departed.get(pid)
+        if gone is None or found.command != "-" or found.cgroup is not None:
+            return found
+        path = self._cgroup_paths.path_of(gone.cgroup_id)  # v2 only: on v1 the kernel's id names nothing
+        return Identity(gone.command or "-", MemoryCgroup(2, path) if path else None,
+                        attribute(path) if path else None)
 
     def current(self, pid: int) -> Identity:
         """Like identity(), but re-read if the pid now belongs to a newer process (one stat read)."""
         known = self.identity(pid)
         now = self._started(pid)
         if now is not None and known.started is not None and now != known.started:
-            known = self._known[pid] = self._identify(pid)
+            known = self._known[pid] = self._read(pid)
         return known
 
     def pids(self) -> list[int]:

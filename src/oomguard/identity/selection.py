@@ -13,10 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..bpf.events import CGROUP_FILTER_SLOTS, FILTER_EXCLUDE, FILTER_INCLUDE, FILTER_OFF
+from ..bpf.events import CGROUP_FILTER_SLOTS, FILTER_EXCLUDE, FILTER_INCLUDE, FILTER_OFF, Departed
 from ..config import SelectionConfig
 from ..sampling.rates import Rates
 from .attribution import under_cgroup
+from .cgroup import cgroup2_mount
 from .procfs import Identity, ProcessDirectory
 
 log = logging.getLogger("oomguard")
@@ -51,15 +52,6 @@ class ProcessFilter:
         if self.include_commands and who.command not in self.include_commands:
             return False
         return not in_cgroups(self.exclude_cgroups) and who.command not in self.exclude_commands
-
-
-def cgroup2_mount(mounts_text: str) -> Path | None:
-    """Where the cgroup v2 hierarchy is mounted, from /proc/self/mounts text."""
-    for line in mounts_text.splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and fields[2] == "cgroup2":
-            return Path(fields[1])
-    return None
 
 
 def kernel_cgroup_filter(rules: ProcessFilter, mount: Path | None) -> tuple[int, list[Path]]:
@@ -98,11 +90,14 @@ class Selection:
         self._excluded = np.zeros(0, dtype=np.uint32)
         self._judge(np.array(sorted(self.directory.pids()), dtype=np.uint32))
 
-    def admit(self, rates: Rates | None, seen: np.ndarray, live: np.ndarray) -> Rates | None:
+    def admit(self, rates: Rates | None, seen: np.ndarray, live: np.ndarray,
+              departed: dict[int, Departed] | None = None) -> Rates | None:
         """`rates` without the excluded processes. Learns the live pids in `seen` it has not met (their
-        identity, once); forgets every pid no longer alive, so the cache holds live processes only."""
+        identity, once); forgets every pid no longer alive, so the cache holds live processes only;
+        hands the directory the kernel's names of this tick's exits."""
         # Dead since the last tick: forgotten now, so this tick could still name them in its output.
         self.directory.forget(self._dying)
+        self.directory.departed(departed or {})
         self._judge(self.directory.learn(np.intersect1d(seen, live, assume_unique=True)))
         if rates is not None and len(self._excluded):
             rates = rates.select(~np.isin(rates.pid, self._excluded))

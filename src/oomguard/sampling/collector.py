@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..bpf.events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, AllocSnapshot, Counters
+from ..bpf.events import SOURCE_KMALLOC, SOURCE_PAGE, SOURCES, AllocSnapshot, Counters, Departed
 from ..bpf.tracer import Tracer
 from ..config import SamplingConfig
 from .controller import SampleRateController
@@ -38,6 +38,7 @@ class Tick:
     seen_pids: np.ndarray  # every pid in the maps this tick, sorted
     exited_pids: np.ndarray  # processes pruned from the maps this tick
     live_pids: np.ndarray  # the processes alive at this tick as far as the maps tell (or /proc), sorted
+    departed: dict[int, Departed] = field(default_factory=dict)  # exits since the last tick, as the kernel named them
 
 
 class Collector:
@@ -65,6 +66,7 @@ class Collector:
 
     def tick(self) -> Tick:
         snapshot = self.tracer.snapshot()
+        departed = self.tracer.departed()  # after the snapshot: every exit it marks has its name here
         counters = self.tracer.counters()
         in_force = self.sample_rates
         live = self._alive(snapshot)
@@ -77,7 +79,7 @@ class Collector:
             self._warned_full = True
         self._adapt(counters, snapshot.monotonic_s)
         return Tick(rates=rates, counters=counters, sample_rates=in_force, seen_pids=snapshot.pid,
-                    exited_pids=exited, live_pids=live)
+                    exited_pids=exited, live_pids=live, departed=departed)
 
     def _alive(self, snapshot: AllocSnapshot) -> np.ndarray:
         """The live pids, sorted. The kernel marks each exit in the map, so the entries not marked are alive;

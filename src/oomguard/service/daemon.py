@@ -207,7 +207,7 @@ class Daemon:
         if self.outbox:
             self.outbox.supervise()
         tick = self.collector.tick()
-        rates = self.selection.admit(tick.rates, tick.seen_pids, tick.live_pids)
+        rates = self.selection.admit(tick.rates, tick.seen_pids, tick.live_pids, tick.departed)
         found: list[Subject] = []
         if rates is not None:
             # Each usage is stamped when it is read, not when the tick's work is done: on a starved CPU the

@@ -78,7 +78,7 @@ def run_top(config: Config, iterations: int | None = None, count: int = 20, cons
             while not signals.stop and (iterations is None or shown < iterations):
                 time.sleep(config.sampling.interval)
                 tick = collector.tick()
-                rates = selection.admit(tick.rates, tick.seen_pids, tick.live_pids)
+                rates = selection.admit(tick.rates, tick.seen_pids, tick.live_pids, tick.departed)
                 if rates is not None:
                     title = sampling_line(tick.counters, previous, rates.interval_s, tick.sample_rates)
                     live.update(render(busiest_rows(rates, count, owners.owner_of), title, room_of), refresh=True)
