@@ -152,7 +152,12 @@ class Mailbox:
         return [str(m["Subject"]) for m in self.messages]
 
     def body(self, i: int) -> str:
-        return self.messages[i].get_content().replace("\r\n", "\n")
+        part = self.messages[i].get_body(("plain", "html"))  # with an attachment the mail is multipart
+        return (part.get_content() if part is not None else "").replace("\r\n", "\n")
+
+    def pngs(self, i: int) -> list[bytes]:
+        """The PNG attachments of message i."""
+        return [a.get_content() for a in self.messages[i].iter_attachments() if a.get_content_type() == "image/png"]
 
 
 @contextlib.contextmanager

@@ -130,6 +130,12 @@ def _string_list(must_start_with: str = "") -> Check:
     return check
 
 
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"expected true or false, got {value!r}")
+    return value
+
+
 def _one_of(*choices: str) -> Check:
     def check(value: Any) -> str:
         if value not in choices:
@@ -173,6 +179,7 @@ class AlertsConfig:
     cooldown: float = key(600.0, _duration_in(0, 86400))  # quiet time per cgroup after an alert closes
     max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together
     alertmanager: str = key("", _http_url, restart=True)  # base URL of an Alertmanager, "" for none
+    chart: bool = key(True, _boolean)  # attach a PNG of the cgroup's memory to pre-OOM and confirmed messages
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import time
 
 import pytest
+from PIL import Image
 
 from support import Daemon, memory_cgroup, our_program_names, procs_file, smtp_server
 
@@ -154,3 +156,11 @@ def test_a_real_oom_kill_gives_a_pre_oom_email_and_its_confirmation(tmp_path, wo
     assert "allocation rate (last tick): kmalloc " in confirm_body and "of limit 128.0MiB" in confirm_body
     lead = float(confirm_body.split("Lead time: ")[1].split("s")[0])
     assert lead >= 1
+    # each carries a chart of its cgroup, drawn in a child process: the climb, the limit, then the kill
+    for i in (0, 1):
+        (png,) = mailbox.pngs(i)
+        image = Image.open(io.BytesIO(png))
+        assert image.format == "PNG" and image.size == (800, 360)
+        assert image.info["Description"].endswith(cgroup.name), image.info
+        (tmp_path / f"chart-{i}.png").write_bytes(png)  # kept with the test's files, to look at
+    assert "confirmed" in Image.open(io.BytesIO(mailbox.pngs(1)[0])).info["Title"]

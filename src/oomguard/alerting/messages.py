@@ -37,6 +37,7 @@ class Message:
     resolves: dict[str, Any] | None = None  # {"labels": {...}, "starts_at": float}
     markdown_title: str = ""
     markdown_body: str = ""
+    chart: dict[str, Any] | None = None  # chart.chart_data's numbers, drawn by the sender for attachments
 
     def __post_init__(self) -> None:
         if not self.markdown_title:  # fresh from the builders below, names still marked

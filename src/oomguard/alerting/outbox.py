@@ -45,6 +45,7 @@ from typing import Any
 from ..files import atomic_write
 from ..text import redact
 from .alertmanager import send_to_alertmanager
+from .chart import ChartFiles
 from .messages import Message
 
 log = logging.getLogger("oomguard")
@@ -80,18 +81,21 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def send_with_apprise(url: str, message: dict[str, Any], as_markdown: bool) -> bool:
-    """One notification to one apprise URL in the form it renders safely; True if the receiver took it."""
+def send_with_apprise(url: str, message: dict[str, Any], as_markdown: bool, attach: Path | None = None) -> bool:
+    """One notification to one apprise URL in the form it renders safely, with `attach` (a chart) for the
+    services that take attachments; True if the receiver took it."""
     import apprise  # imported on first use: the daemon without alert URLs never pays for it
 
     notifier = apprise.Apprise()
     if not notifier.add(url):
         log.error("alert URL not understood by apprise (check its scheme): %s", redact(url))
         return False
+    attachment = str(attach) if attach is not None else None
     if as_markdown and message.get("markdown_body"):  # spool files from before 0.3 have only the text form
         return bool(notifier.notify(title=message["markdown_title"], body=message["markdown_body"],
-                                    body_format=apprise.NotifyFormat.MARKDOWN))
-    return bool(notifier.notify(title=message["title"], body=message["body"], body_format=apprise.NotifyFormat.TEXT))
+                                    body_format=apprise.NotifyFormat.MARKDOWN, attach=attachment))
+    return bool(notifier.notify(title=message["title"], body=message["body"], body_format=apprise.NotifyFormat.TEXT,
+                                attach=attachment))
 
 
 def unusable_urls(urls: tuple[str, ...]) -> list[str]:
@@ -105,16 +109,19 @@ def receiver_key(url: str) -> str:
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 
-def apprise_sender(url: str) -> Sender:
+def apprise_sender(url: str, charts: ChartFiles | None = None) -> Sender:
     as_markdown = renders_markdown(url)
-    return lambda message: send_with_apprise(url, message, as_markdown)
+    return lambda message: send_with_apprise(url, message, as_markdown,
+                                             charts.for_message(message) if charts else None)
 
 
-def receivers_for(apprise_urls: tuple[str, ...], alertmanager_url: str = "") -> dict[str, Sender]:
-    """Receiver name -> sender: one per apprise URL, and Alertmanager's v2 API when configured."""
+def receivers_for(apprise_urls: tuple[str, ...], alertmanager_url: str = "",
+                  charts: ChartFiles | None = None) -> dict[str, Sender]:
+    """Receiver name -> sender: one per apprise URL (with charts drawn into `charts`, if given), and
+    Alertmanager's v2 API when configured."""
     if apprise_urls:
         import apprise  # noqa: F401  # now, not at the first alert: steady state holds all an alert needs
-    receivers = {url: apprise_sender(url) for url in apprise_urls}
+    receivers = {url: apprise_sender(url, charts) for url in apprise_urls}
     if alertmanager_url:
         receivers[f"alertmanager {alertmanager_url}"] = lambda m: send_to_alertmanager(alertmanager_url, m)
     return receivers

@@ -329,6 +329,14 @@ class CgroupDetector:
                     WARNING if late <= self.warn_horizon_s else "")
         return Verdict(cgroup, usage, limit, slope, eta, severity, (early, late), span, giveback, under_floor)
 
+    def history(self, cgroup: str) -> tuple[np.ndarray, np.ndarray]:
+        """(times, usage) of the cgroup's samples in the window, oldest first; empty if it is not watched."""
+        row = self._row.get(cgroup)
+        if row is None:
+            return np.zeros(0), np.zeros(0)
+        count = int(self._count[row])
+        return self._window(self._times)[row, -count:].copy(), self._window(self._values)[row, -count:].copy()
+
     def forget(self, cgroups: Iterable[str]) -> None:
         """Drop these cgroups' rows (gone cgroups must not grow the matrix forever)."""
         drop = sorted(self._row.pop(c) for c in cgroups if c in self._row)

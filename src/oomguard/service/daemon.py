@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..alerting import store
+from ..alerting.chart import ChartFiles, chart_data
 from ..alerting.engine import AlertEngine, KillOutcome
 from ..alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
 from ..alerting.messages import Message
@@ -153,7 +154,8 @@ class Daemon:
             if exporter.start():
                 self.exporter = exporter
                 stack.callback(exporter.stop)
-        receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager)
+        charts = ChartFiles(config.state.dir / "charts") if config.alerts.chart else None
+        receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager, charts)
         if receivers and not self.record_to:  # a recording prints alerts, never sends them
             self.outbox = Outbox(config.state.dir / "spool", receivers)
             self.outbox.start()
@@ -272,10 +274,26 @@ class Daemon:
 
     # -- edges ---------------------------------------------------------------
 
+    def _with_chart(self, message: Message) -> Message:
+        """The message with the numbers of its cgroup's picture (drawn later, by the sender, in a child)."""
+        cgroup = message.labels.get("cgroup", "")
+        times, usage = self.engine.detector.history(cgroup)
+        verdict = self.engine.verdicts.get(cgroup)
+        if not len(times) or verdict is None:
+            return message
+        killed = message.kind == CONFIRMED
+        now = time.monotonic() if killed else float(times[-1])
+        data = chart_data(times, usage, now, verdict.limit, message.title.removeprefix("[oomguard] "), cgroup,
+                          eta_s=None if killed else verdict.seconds_to_limit,
+                          eta_interval=None if killed else verdict.eta_interval, killed=killed, wall=time.time())
+        return replace(message, chart=data)
+
     def _deliver(self, messages: list[Message]) -> None:
         if not messages:
             return
         for message in messages:
+            if self.config.alerts.chart and message.kind in (PRE_OOM, ESCALATED, CONFIRMED):
+                message = self._with_chart(message)
             if systemd.Journal.native:  # one journal entry with the alert's fields, not a bare stdout line
                 labels = message.labels or (message.resolves or {}).get("labels", {})
                 log.log(ALERT_PRIORITY.get(message.kind, logging.WARNING), "ALERT %s %s: %s", message.kind,

@@ -1,0 +1,62 @@
+"""Alert charts: the numbers gathered in the daemon, the picture drawn by matplotlib in a child process."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+from PIL import Image
+
+from oomguard.alerting.chart import CHART_ROOM, MAX_POINTS, ChartFiles, chart_data
+
+MIB = 1 << 20
+
+
+def leak_data(**kwargs):
+    times = np.arange(0.0, 600.0, 0.5) + 5000.0  # ten minutes at 2 samples/s
+    usage = 20 * MIB + 0.15 * MIB * (times - 5000.0)
+    return chart_data(times, usage, times[-1], 128 * MIB, "pre-OOM critical on n1: OOM in ~28s: cgroup /a/b",
+                      "/a/b", **kwargs)
+
+
+def test_the_numbers_are_few_relative_and_end_at_the_alert():
+    data = leak_data(eta_s=28.0, eta_interval=(22.0, 35.0))
+    assert len(data["seconds"]) == len(data["usage"]) <= MAX_POINTS
+    assert data["seconds"][-1] == 0.0 and data["seconds"][0] == -599.5  # first and last samples kept
+    assert data["usage"][-1] == int(20 * MIB + 0.15 * MIB * 599.5)
+    assert data["limit"] == 128 * MIB and data["eta_interval"] == [22.0, 35.0] and not data["killed"]
+    assert len(json.dumps(data)) < 12_000  # it travels in the spooled message
+
+
+def test_a_chart_is_drawn_once_in_a_child_as_a_png_naming_its_cgroup(tmp_path):
+    charts = ChartFiles(tmp_path / "charts")
+    message = {"alert_id": "a1", "kind": "pre-OOM", "spooled_at": 1.5,
+               "chart": leak_data(eta_s=28.0, eta_interval=(22.0, 35.0))}
+    path = charts.for_message(message)
+    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    image = Image.open(io.BytesIO(path.read_bytes()))
+    assert image.size == (800, 360) and image.info["Description"] == "/a/b"
+    assert image.info["Title"].startswith("pre-OOM critical on n1")
+    pixels = np.asarray(image.convert("RGB"))
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # lines and text, not a blank image
+    drawn_at = os.stat(path).st_mtime_ns
+    assert charts.for_message(message) == path and os.stat(path).st_mtime_ns == drawn_at  # not redrawn
+
+
+def test_a_kill_chart_and_no_chart_and_a_failed_drawing(tmp_path, caplog):
+    charts = ChartFiles(tmp_path / "charts")
+    killed = {"alert_id": "a1", "kind": "confirmed", "spooled_at": 2.0, "chart": leak_data(killed=True)}
+    assert charts.for_message(killed) is not None
+    assert charts.for_message({"alert_id": "a2", "kind": "cleared", "chart": None}) is None
+    broken = {"alert_id": "a3", "kind": "pre-OOM", "spooled_at": 3.0, "chart": {"who": "x"}}  # no numbers
+    assert charts.for_message(broken) is None
+    assert "alert chart not drawn" in caplog.text and "[alerts] chart = false" in caplog.text
+
+
+def test_no_chart_when_the_daemons_cgroup_lacks_room(tmp_path, caplog):
+    message = {"alert_id": "a1", "kind": "pre-OOM", "spooled_at": 1.0, "chart": leak_data()}
+    assert ChartFiles(tmp_path, free_bytes=lambda: CHART_ROOM - 1).for_message(message) is None
+    assert "less than 160 MiB free" in caplog.text and not list(tmp_path.glob("*.png"))
+    assert ChartFiles(tmp_path, free_bytes=lambda: CHART_ROOM).for_message(message) is not None
