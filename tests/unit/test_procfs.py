@@ -66,6 +66,15 @@ def test_a_live_process_is_read_from_proc_even_with_an_exit_record_for_its_pid()
     assert directory.identity(7) == alive
 
 
+def test_passes_that_never_read_proc_see_the_exit_records_too():
+    read = []
+    directory = ProcessDirectory(identify=lambda pid: read.append(pid) or GONE, started=lambda pid: None,
+                                 cgroup_paths=CgroupPaths(None))
+    directory.departed({7: Departed("cron-job", 0)})
+    assert directory.known(7) == Identity("cron-job", None, None) and directory.known(8) is None
+    assert read == []  # the metrics pass stays off /proc
+
+
 def test_the_exit_records_last_one_tick():
     directory = ProcessDirectory(identify=lambda pid: GONE, started=lambda pid: None, cgroup_paths=CgroupPaths(None))
     directory.departed({7: Departed("a", 0)})

@@ -125,6 +125,9 @@ class ProcessDirectory:
         gone = self._departed.get(pid)
         if gone is None or found.command != "-" or found.cgroup is not None:
             return found
+        return self._from_exit(gone)
+
+    def _from_exit(self, gone: Departed) -> Identity:
         path = self._cgroup_paths.path_of(gone.cgroup_id)  # v2 only: on v1 the kernel's id names nothing
         return Identity(gone.command or "-", MemoryCgroup(2, path) if path else None,
                         attribute(path) if path else None)
@@ -141,7 +144,12 @@ class ProcessDirectory:
         return list(self._known)
 
     def known(self, pid: int) -> Identity | None:
-        return self._known.get(pid)
+        """The identity if known without reading /proc: cached, or from the kernel's record of its exit."""
+        found = self._known.get(pid)
+        if found is None and pid in self._departed:
+            found = self._known[pid] = self._from_exit(self._departed[pid])
+            self._dirty = True
+        return found
 
     def forget(self, pids: Iterable[int] | np.ndarray) -> None:
         for pid in np.asarray(list(pids), dtype=np.int64).tolist():
