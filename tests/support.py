@@ -68,8 +68,15 @@ def memory_cgroup(limit_bytes: int, *, relative: str | None = None) -> Iterator[
     top = parent / Path(relative).parts[0]  # the first directory we create; all of it goes
     if top.exists():
         raise RuntimeError(f"{top} exists already: a previous run left it, remove it")
-    path.mkdir(parents=True)
     try:
+        if version == 1:
+            path.mkdir(parents=True)
+        else:  # v2: a level has memory.max only if its parent delegates the controller to its children
+            level = parent
+            for part in Path(relative).parts:
+                (level / "cgroup.subtree_control").write_text("+memory")
+                level = level / part
+                level.mkdir()
         if version == 1:
             (path / "memory.limit_in_bytes").write_text(str(limit_bytes))
             (path / "memory.swappiness").write_text("0")  # OOM instead of swapping
@@ -79,7 +86,8 @@ def memory_cgroup(limit_bytes: int, *, relative: str | None = None) -> Iterator[
                 (path / "memory.swap.max").write_text("0")
         yield path
     finally:
-        _remove_tree(top)
+        if top.exists():
+            _remove_tree(top)
 
 
 def memory_usage(path: Path) -> int:

@@ -1,0 +1,118 @@
+"""Run inside a VM guest (tests/vm boots it): cgroup v2 for real, as a kubelet with the systemd driver lays it out.
+
+Never run on the host: the host's memory controller is v1. Each test says what the guest showed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from support import Daemon, http_receiver, memory_cgroup, oom_kills_in, pods_tree, procs_file, require, wait_for_len
+
+pytestmark = pytest.mark.kernel
+MIB = 1 << 20
+V2 = Path("/sys/fs/cgroup")
+UID = "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+LEAKY_ID = "c0ffee" + "1" * 58
+QUIET_ID = "deadbe" + "2" * 58
+POD_SLICE = ("kubepods.slice/kubepods-burstable.slice/"
+             f"kubepods-burstable-pod{UID.replace('-', '_')}.slice")
+
+
+@pytest.fixture(autouse=True)
+def _on_cgroup_v2():
+    controllers = (V2 / "cgroup.controllers").read_text().split() if (V2 / "cgroup.controllers").exists() else []
+    require("memory" in controllers, "not a cgroup v2 host with the memory controller: run through tests/vm")
+
+
+def start_in(cgroup: Path, *argv: str) -> subprocess.Popen:
+    procs = procs_file(cgroup)
+    return subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, preexec_fn=lambda: procs.write_text(str(os.getpid())))
+
+
+def guest_policy(tmp_path: Path, receiver_url: str, pods: Path, containers: Path) -> Path:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path / "s"}"\n'
+                      f'[metrics]\nlisten = ""\n[alerts]\nurls = ["{receiver_url}"]\nchart = false\n'
+                      f'[attribution]\npods_log_dir = "{pods}"\ncontainers_log_dir = "{containers}"\n')
+    policy.chmod(0o600)
+    return policy
+
+
+def test_a_systemd_driver_pod_leaks_to_a_v2_oom_kill_alerted_confirmed_and_named(tmp_path, workload):
+    pods, containers = pods_tree(tmp_path, UID, LEAKY_ID)
+    with http_receiver() as receiver, memory_cgroup(128 * MIB, relative=f"{POD_SLICE}/cri-containerd-{LEAKY_ID}.scope") \
+            as leaky:
+        quiet = leaky.parent / f"cri-containerd-{QUIET_ID}.scope"  # a healthy neighbour in the same pod
+        quiet.mkdir()
+        (quiet / "memory.max").write_text(str(128 * MIB))
+        daemon = Daemon(guest_policy(tmp_path, receiver.url, pods, containers))
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 300)  # bcc compiles under emulation: slow
+            neighbour = start_in(quiet, str(workload), "poll-for", "60")
+            leaker = start_in(leaky, str(workload), "leak", "400", "100")  # ~4 MiB/s from its first second
+            assert leaker.wait(timeout=120) == -9
+            daemon.wait_for(lambda l: l.startswith("ALERT confirmed"), 30)
+            wait_for_len(receiver.payloads, 2, 30)
+            assert oom_kills_in(leaky) == 1 and oom_kills_in(quiet) == 0  # memory.events, v2
+            assert neighbour.poll() is None
+            neighbour.kill()
+        finally:
+            code, _ = daemon.stop()
+    assert code == 0, "\n".join(daemon.seen[-40:])
+    titles = [p["title"] for p in receiver.payloads]
+    assert titles[0].startswith("[oomguard] pre-OOM ") and titles[1].startswith("[oomguard] confirmed on "), titles
+    pre, confirmed = receiver.payloads[0]["message"], receiver.payloads[1]["message"]
+    for body in (pre, confirmed):
+        assert "namespace/pod: shop/cart-7d9f" in body, body
+        assert f"cgroup: /{POD_SLICE}/cri-containerd-{LEAKY_ID}.scope" in body, body
+    assert f"pod uid: {UID}" in pre and f"container: {LEAKY_ID} (containerd)" in pre, pre
+    assert "of limit 128.0MiB" in pre
+    assert not any(QUIET_ID[:12] in t for t in titles)
+    print(json.dumps({"alerts": titles}))
+
+
+def test_a_limit_on_the_pod_names_the_pod_and_each_container_share(tmp_path, workload):
+    pods, containers = pods_tree(tmp_path, UID, LEAKY_ID)
+    with http_receiver() as receiver, memory_cgroup(160 * MIB, relative=POD_SLICE) as pod:
+        (pod / "cgroup.subtree_control").write_text("+memory")
+        scopes = [pod / f"cri-containerd-{cid}.scope" for cid in (LEAKY_ID, QUIET_ID)]
+        for scope in scopes:
+            scope.mkdir()  # no limit of their own: the pod's binds them
+        daemon = Daemon(guest_policy(tmp_path, receiver.url, pods, containers))
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 300)
+            small = start_in(scopes[1], str(workload), "leak", "30", "60")  # 0.5 MiB/s beside the big one
+            big = start_in(scopes[0], str(workload), "leak", "400", "100")
+            assert big.wait(timeout=120) == -9 or small.wait(timeout=120) == -9
+            daemon.wait_for(lambda l: l.startswith("ALERT confirmed"), 30)
+            wait_for_len(receiver.payloads, 2, 30)
+            assert oom_kills_in(pod) == 1
+            small.kill()
+        finally:
+            code, _ = daemon.stop()
+    assert code == 0, "\n".join(daemon.seen[-40:])
+    pre = receiver.payloads[0]
+    assert pre["title"].startswith("[oomguard] pre-OOM ") and "of limit 160.0MiB" in pre["message"], pre
+    assert f"cgroup: /{POD_SLICE}\n" in pre["message"], pre["message"]
+
+
+def test_the_working_set_is_read_from_v2_memory_stat(tmp_path):
+    from oomguard.identity.cgroup import MemoryCgroup, headroom
+
+    with memory_cgroup(64 * MIB) as cgroup:
+        # page cache charged to the cgroup: a file written from inside it, then left alone
+        writer = start_in(cgroup, "sh", "-c", f"head -c {16 * MIB} /dev/zero > {tmp_path / 'cache'}")
+        assert writer.wait(timeout=60) == 0
+        stat = dict(line.split() for line in (cgroup / "memory.stat").read_text().splitlines())
+        current = int((cgroup / "memory.current").read_text())
+        room = headroom(MemoryCgroup(2, "/" + cgroup.name))
+    assert room is not None and room.limit_bytes == 64 * MIB and room.limited_at == "/" + cgroup.name
+    # usage minus inactive file cache, within what a few pages of churn between the reads can move
+    assert abs(room.usage_bytes - (current - int(stat["inactive_file"]))) < MIB, (room, current, stat)
