@@ -29,6 +29,7 @@ system:
 # The same, plus the real servers the tests talk to (Prometheus, promtool, Alertmanager).
 system-for-tests:
 	@./scripts/setup-system.sh --for-tests
+	@./scripts/setup-vm.sh
 
 venv: $(STAMPS)/venv
 
@@ -45,7 +46,7 @@ run: setup
 
 # Lint and types first (seconds), then every test: unit, then the real kernel.
 test: system-for-tests venv lint
-	$(PY) -m pytest tests/unit tests/kernel
+	$(PY) -m pytest tests/unit tests/kernel tests/vm
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -57,7 +58,7 @@ unit: venv
 
 # Real BPF, real cgroups, real OOM kills, a real systemd (root).
 kernel: system-for-tests venv
-	$(PY) -m pytest tests/kernel
+	$(PY) -m pytest tests/kernel tests/vm
 
 # Each prints its table with the same-run baseline; see README "Performance".
 # Every benchmark runs; the target fails if any verdict is a miss or too noisy to judge.

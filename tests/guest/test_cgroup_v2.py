@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,8 @@ def _on_cgroup_v2():
 
 def start_in(cgroup: Path, *argv: str) -> subprocess.Popen:
     procs = procs_file(cgroup)
-    return subprocess.Popen(list(argv), stdout=subprocess.DEVNULL, preexec_fn=lambda: procs.write_text(str(os.getpid())))
+    return subprocess.Popen(list(argv), stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: procs.write_text(str(os.getpid())))
 
 
 def guest_policy(tmp_path: Path, receiver_url: str, pods: Path, containers: Path) -> Path:
@@ -47,8 +47,8 @@ def guest_policy(tmp_path: Path, receiver_url: str, pods: Path, containers: Path
 
 def test_a_systemd_driver_pod_leaks_to_a_v2_oom_kill_alerted_confirmed_and_named(tmp_path, workload):
     pods, containers = pods_tree(tmp_path, UID, LEAKY_ID)
-    with http_receiver() as receiver, memory_cgroup(128 * MIB, relative=f"{POD_SLICE}/cri-containerd-{LEAKY_ID}.scope") \
-            as leaky:
+    scope = f"{POD_SLICE}/cri-containerd-{LEAKY_ID}.scope"
+    with http_receiver() as receiver, memory_cgroup(128 * MIB, relative=scope) as leaky:
         quiet = leaky.parent / f"cri-containerd-{QUIET_ID}.scope"  # a healthy neighbour in the same pod
         quiet.mkdir()
         (quiet / "memory.max").write_text(str(128 * MIB))
