@@ -9,7 +9,7 @@ import pytest
 
 
 @pytest.mark.parametrize("name", ["identity.attribution", "detection.detector", "sampling.controller", "text",
-                                  "service.systemd"])
+                                  "service.systemd", "bpf.preflight"])
 def test_docstring_examples(name):
     module = importlib.import_module(f"oomguard.{name}")
     result = doctest.testmod(module)

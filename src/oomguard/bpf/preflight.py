@@ -13,7 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 TRACEFS_ROOTS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
-TRACEPOINTS = ("kmem/kmalloc", "kmem/mm_page_alloc", "kmem/rss_stat", "oom/mark_victim", "sched/sched_process_exit")
+# The fields oomguard.c reads (args->...) or whose position its raw tracepoints rely on, per tracepoint:
+# layouts change between kernels, so each is checked against what the running kernel's tracefs offers.
+TRACEPOINT_FIELDS = {
+    "kmem/kmalloc": ("call_site", "ptr", "bytes_req", "bytes_alloc"),  # raw: args[3] is bytes_alloc
+    "kmem/mm_page_alloc": ("order", "gfp_flags"),  # raw: args[1] is the order
+    "kmem/rss_stat": ("curr", "member", "size"),
+    "oom/mark_victim": ("pid", "total_vm", "anon_rss", "file_rss", "shmem_rss", "uid", "oom_score_adj"),
+    "sched/sched_process_exit": (),
+}
 CAP_SYS_ADMIN, CAP_PERFMON, CAP_BPF = 21, 38, 39
 MIN_KERNEL = (5, 8)  # BPF ring buffer
 
@@ -95,12 +103,38 @@ def check_tracefs() -> Check:
                  "mount -t tracefs tracefs /sys/kernel/tracing")
 
 
+def format_fields(format_text: str) -> list[str]:
+    r"""Field names of a tracefs `format` file, in order.
+
+    >>> format_fields("\tfield:int pid;\toffset:8;\n\tfield:__data_loc char[] comm;\toffset:12;\n")
+    ['pid', 'comm']
+    """
+    names = []
+    for line in format_text.splitlines():
+        declaration = line.strip().partition("field:")[2].partition(";")[0]
+        if declaration:
+            names.append(declaration.split()[-1].split("[")[0])
+    return names
+
+
 def check_tracepoint(name: str) -> Check:
     root = tracefs_root()
-    ok = root is not None and (root / "events" / name / "format").is_file()
-    return Check(f"tracepoint {name}", ok, "present" if ok else "absent",
-                 "mount tracefs first" if root is None else
-                 f"this kernel lacks tracepoint {name}: oomguard needs a kernel built with it")
+    path = root / "events" / name / "format" if root is not None else None
+    try:
+        text = path.read_text() if path is not None else None
+    except OSError:
+        text = None
+    if text is None:
+        return Check(f"tracepoint {name}", False, "absent",
+                     "mount tracefs first" if root is None else
+                     f"this kernel lacks tracepoint {name}: oomguard needs a kernel built with it")
+    missing = [f for f in TRACEPOINT_FIELDS.get(name, ()) if f not in format_fields(text)]
+    if missing:
+        return Check(f"tracepoint {name}", False,
+                     f"kernel {platform.release()} lacks field(s) {', '.join(missing)}",
+                     "oomguard reads these fields; run a kernel that has them (tested: 6.1, 6.12, 6.18) or "
+                     "report this kernel and its tracefs format file as a bug")
+    return Check(f"tracepoint {name}", True, "present")
 
 
 def nested_pid_namespace(status_text: str) -> bool:
@@ -128,7 +162,7 @@ def check_btf() -> Check:
 
 def all_checks() -> list[Check]:
     checks = [check_kernel(), check_privileges(), check_bcc(), check_headers(), check_tracefs()]
-    checks += [check_tracepoint(name) for name in TRACEPOINTS]
+    checks += [check_tracepoint(name) for name in TRACEPOINT_FIELDS]
     checks += [check_pid_namespace(), check_btf()]
     return checks
 
