@@ -123,6 +123,13 @@ def procs_file(path: Path) -> Path:
     return path / "cgroup.procs"
 
 
+def start_in(cgroup: Path, *argv: str) -> subprocess.Popen:
+    """`argv` started inside `cgroup` (moved there before it execs), output discarded."""
+    procs = procs_file(cgroup)
+    return subprocess.Popen(list(argv), stdout=subprocess.DEVNULL,
+                            preexec_fn=lambda: procs.write_text(str(os.getpid())))
+
+
 def _remove_tree(top: Path) -> None:
     """Kill every process in `top` and below, then remove the directories, deepest first."""
     deadline = time.monotonic() + 10

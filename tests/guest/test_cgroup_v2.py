@@ -6,13 +6,20 @@ Never run on the host: the host's memory controller is v1. Each test says what t
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from support import Daemon, http_receiver, memory_cgroup, oom_kills_in, pods_tree, procs_file, require, wait_for_len
+from support import (
+    Daemon,
+    http_receiver,
+    memory_cgroup,
+    oom_kills_in,
+    pods_tree,
+    require,
+    start_in,
+    wait_for_len,
+)
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -30,10 +37,6 @@ def _on_cgroup_v2():
     require("memory" in controllers, "not a cgroup v2 host with the memory controller: run through tests/vm")
 
 
-def start_in(cgroup: Path, *argv: str) -> subprocess.Popen:
-    procs = procs_file(cgroup)
-    return subprocess.Popen(list(argv), stdout=subprocess.DEVNULL,
-                            preexec_fn=lambda: procs.write_text(str(os.getpid())))
 
 
 def guest_policy(tmp_path: Path, receiver_url: str, pods: Path, containers: Path) -> Path:

@@ -4,14 +4,12 @@ a healthy sawtooth pod and a spiking pod beside it draw nothing."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from support import Daemon, http_receiver, memory_cgroup, procs_file, set_memory_limit, wait_for_len
+from support import Daemon, http_receiver, memory_cgroup, set_memory_limit, start_in, wait_for_len
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -22,10 +20,6 @@ PODS = {  # name: (pod uid, container id, limit)
 }
 
 
-def start_in(cgroup: Path, *argv: str) -> subprocess.Popen:
-    procs = procs_file(cgroup)
-    return subprocess.Popen(list(argv), stdout=subprocess.DEVNULL,
-                            preexec_fn=lambda: procs.write_text(str(os.getpid())))
 
 
 def test_a_pod_leaking_from_birth_is_alerted_ahead_and_healthy_neighbours_are_not(tmp_path, workload):

@@ -157,6 +157,11 @@ class OutboxCounts:
     spool_failures: int = 0  # messages that could not be written to disk (sent from memory)
     sender_restarts: int = 0
 
+    @property
+    def dropped(self) -> int:
+        """Messages dropped undelivered, whatever the reason."""
+        return self.dropped_full + self.dropped_old
+
 
 class Outbox:
     def __init__(self, directory: Path, receivers: dict[str, Sender], *,

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from ..alerting import store
 from ..alerting.chart import ChartFiles, chart_data
 from ..alerting.engine import AlertEngine, KillOutcome
-from ..alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
+from ..alerting.lifecycle import CONFIRMED, ESCALATED, PRE_OOM
 from ..alerting.messages import Message
 from ..alerting.outbox import Outbox, receivers_for
 from ..bpf.events import Counters, OomKill
@@ -38,16 +38,13 @@ from ..kills.kmsg import KernelOomRecord, KmsgReader
 from ..kills.report import KillAttributor, KillCorrelator
 from ..sampling.collector import Collector, Tick
 from ..signals import Signals
-from ..views.console import print_kill, print_message, print_tick
+from ..views.console import alert_line, print_kill, print_message, print_tick
 from ..views.table import busiest_rows
 from . import systemd
 from .recording import Recorder
 from .status import write_status
 
 log = logging.getLogger("oomguard")
-# journal priority of each alert kind: a kill is an error, a forecast a warning, a false alarm's end news
-ALERT_PRIORITY = {PRE_OOM: logging.WARNING, ESCALATED: logging.WARNING, CONFIRMED: logging.ERROR,
-                  UNFORESEEN: logging.ERROR, CLEARED: logging.INFO}
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
 STATUS_TOP = 10  # processes in status.json
 DISK_ERROR_EVERY_S = 60.0  # how often a persisting disk error is logged again
@@ -230,7 +227,7 @@ class Daemon:
                 sample_rates=tick.sample_rates, counters=tick.counters, processes=len(self.directory),
                 tallies=self.engine.book.tallies, open_alerts=len(self.engine.book.open),
                 backlog=self.outbox.pending() if self.outbox else 0,
-                dropped=self.outbox.counts.dropped_full + self.outbox.counts.dropped_old if self.outbox else 0))
+                dropped=self.outbox.counts.dropped if self.outbox else 0))
         print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,
                    self.owners.owner_of, self.out)
         self.previous_counters = tick.counters
@@ -295,10 +292,8 @@ class Daemon:
             if self.config.alerts.chart and message.kind in (PRE_OOM, ESCALATED, CONFIRMED):
                 message = self._with_chart(message)
             if systemd.Journal.native:  # one journal entry with the alert's fields, not a bare stdout line
-                labels = message.labels or (message.resolves or {}).get("labels", {})
-                log.log(ALERT_PRIORITY.get(message.kind, logging.WARNING), "ALERT %s %s: %s", message.kind,
-                        message.alert_id, message.title,
-                        extra=systemd.journal_fields(message.alert_id, message.kind, labels))
+                log.log(systemd.alert_priority(message.kind), "%s", alert_line(message),
+                        extra=systemd.journal_fields(message))
             else:
                 print_message(message, self.out)
             if self.outbox:

@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
+from ..alerting.messages import Message
 from ..text import printable, scrub
 
 # syslog priorities journald reads from a "<N>" line prefix on stderr
@@ -128,13 +130,25 @@ def keep_secret(urls: tuple[str, ...]) -> None:
     SCRUBBER.secrets = tuple(u for u in urls if u)
 
 
-def journal_fields(alert_id: str, kind: str, labels: dict[str, str]) -> dict[str, str]:
-    """The OOMGUARD_* journal fields of one alert message (its Alertmanager labels, upper-cased).
+# journal priority of each alert kind: a kill is an error, a forecast a warning, a false alarm's end news
+ALERT_PRIORITY = {PRE_OOM: logging.WARNING, ESCALATED: logging.WARNING, CONFIRMED: logging.ERROR,
+                  UNFORESEEN: logging.ERROR, CLEARED: logging.INFO}
 
-    >>> journal_fields("a1", "pre-OOM", {"severity": "warning", "pod": "cart", "alertname": "OomguardPreOOM"})
+
+def alert_priority(kind: str) -> int:
+    return ALERT_PRIORITY.get(kind, logging.WARNING)
+
+
+def journal_fields(message: Message) -> dict[str, str]:
+    """The OOMGUARD_* journal fields of one alert message: its Alertmanager labels (or, for a message that
+    closes an alert, those of the alert it closes), upper-cased.
+
+    >>> from oomguard.alerting.messages import Message
+    >>> journal_fields(Message("a1", "pre-OOM", "t", "b", labels={"severity": "warning", "pod": "cart"}))
     {'OOMGUARD_ALERT_ID': 'a1', 'OOMGUARD_KIND': 'pre-OOM', 'OOMGUARD_SEVERITY': 'warning', 'OOMGUARD_POD': 'cart'}
     """
-    fields = {"OOMGUARD_ALERT_ID": alert_id, "OOMGUARD_KIND": kind}
+    labels = message.labels or (message.resolves or {}).get("labels", {})
+    fields = {"OOMGUARD_ALERT_ID": message.alert_id, "OOMGUARD_KIND": message.kind}
     for label in ("severity", "namespace", "pod", "container", "cgroup", "node"):
         if labels.get(label):
             fields[f"OOMGUARD_{label.upper()}"] = labels[label]

@@ -69,5 +69,10 @@ def print_kill(report: KillReport, out: TextIO) -> None:
     print(oom_line(report), file=out, flush=True)
 
 
+def alert_line(message: Message) -> str:
+    """The one line an alert is shown as, on a terminal or in the journal."""
+    return printable(f"ALERT {message.kind} {message.alert_id}: {message.title}")
+
+
 def print_message(message: Message, out: TextIO) -> None:
-    print(printable(f"ALERT {message.kind} {message.alert_id}: {message.title}"), file=out, flush=True)
+    print(alert_line(message), file=out, flush=True)
