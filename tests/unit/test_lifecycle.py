@@ -132,3 +132,23 @@ def test_a_host_alert_is_confirmed_only_by_a_machine_wide_kill():
     confirmed = alerts.kill(kill_report(pid=556, cgroup="/system.slice/x.service", constraint="CONSTRAINT_NONE"),
                             now=2.0)
     assert confirmed.foreseen and confirmed.message.alert_id == host.alert_id
+
+
+def test_after_a_kill_the_dying_victims_memory_opens_no_new_alert_but_the_next_leak_does():
+    """The kill event comes before the victim's memory is freed: the ticks between saw the old climb at the
+    limit and opened a second alert (seen in CI). A kill restarts the cgroup's history; the restarted
+    container's own leak is alerted afresh."""
+    alerts = book()
+    limit = 128 * MIB
+
+    def tick(t: float, usage: int):
+        return alerts.observe([subject(usage=usage, limit=limit)], t)
+
+    opened = [m for t in range(30) for m in tick(float(t), 20 * MIB + 3 * MIB * t)]
+    assert [m.kind for m in opened] == [PRE_OOM]
+    assert alerts.kill(kill_report(), now=30.0).message.kind == CONFIRMED
+    dying = [m for t in (30.5, 31.0, 32.0) for m in tick(t, limit - MIB)]  # not yet reaped: at the limit
+    assert dying == []
+    again = [m for t in range(33, 80) for m in tick(float(t), 10 * MIB + 3 * MIB * (t - 33))]
+    assert [m.kind for m in again] == [PRE_OOM] and again[0].alert_id != opened[0].alert_id
+    assert alerts.book.killed_at == {}  # settled and forgotten

@@ -110,7 +110,9 @@ class AlertEngine:
 
     def kill(self, report: KillReport, now: float) -> KillOutcome:
         seen = last_seen(report, self.subjects)
-        closed = self.book.kill(report, now)
+        closed = self.book.kill(report, now, seen.cgroup if seen else None)
+        self.detector.restart(c for c in (seen.cgroup if seen else None, closed.alert.cgroup if closed else None)
+                              if c is not None)
         if closed is None:
             return KillOutcome(messages.unforeseen(self.new_id(), report, seen, self.host, self.wall_clock()), None)
         return KillOutcome(messages.confirmed(closed, report, seen, self.host, now, self.wall_clock()), closed.lead_s)

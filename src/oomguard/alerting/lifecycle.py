@@ -24,6 +24,9 @@ PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN = "pre-OOM", "escalated", "co
 OPENED = "opened"  # what warn() did: OPENED or ESCALATED an alert
 MAX_PIDS_KEPT = 100  # pids remembered per alert, to match the kill by pid
 LEAD_TIMES_KEPT = 1000
+# After an OOM kill in a cgroup, its usage is still the victim's until the exit and the OOM reaper free it
+# (the kill event comes first): alerts on that cgroup are held back this long, at any severity.
+KILL_SETTLE_S = 5.0
 
 
 @dataclass
@@ -76,6 +79,7 @@ class AlertBook:
         self.tallies = Tallies()
         self.closed_at: dict[str, float] = {}  # cgroup -> when its last alert closed (cooldown)
         self.recent: deque[float] = deque()  # when pre-OOM alerts were opened (hourly budget)
+        self.killed_at: dict[str, float] = {}  # cgroup -> its last OOM kill (KILL_SETTLE_S)
 
     def reconfigure(self, horizon_s: float, cooldown_s: float, max_per_hour: int) -> None:
         """New thresholds; what is open, cooling down and spent this hour stays."""
@@ -96,6 +100,8 @@ class AlertBook:
             return None
         if severity != CRITICAL and now - self.closed_at.get(cgroup, float("-inf")) < self.cooldown_s:
             return None
+        if now - self.killed_at.get(cgroup, float("-inf")) < KILL_SETTLE_S:
+            return None
         while self.recent and now - self.recent[0] > 3600:
             self.recent.popleft()
         if len(self.recent) >= self.max_per_hour:
@@ -106,9 +112,13 @@ class AlertBook:
         self.open[cgroup] = alert
         return OPENED, alert
 
-    def kill(self, report: KillReport, now: float) -> Closed | None:
-        """An OOM kill: closes and returns the open alert it confirms, else counts it unforeseen (None)."""
+    def kill(self, report: KillReport, now: float, limiting: str | None = None) -> Closed | None:
+        """An OOM kill: closes and returns the open alert it confirms, else counts it unforeseen (None).
+        `limiting`: the watched cgroup the victim's memory counted against, if known (held back to settle)."""
         alert = self._match(report)
+        for cgroup in (limiting, alert.cgroup if alert else None):
+            if cgroup is not None:
+                self.killed_at[cgroup] = now
         if alert is None:
             self.tallies.unforeseen += 1
             return None
@@ -121,6 +131,7 @@ class AlertBook:
 
     def expire(self, now: float, live_cgroups: set[str]) -> list[Closed]:
         """Close alerts whose horizon passed without a kill, or whose cgroup has no process left: false alarms."""
+        self._forget_settled(now)
         closed = []
         for cgroup, alert in list(self.open.items()):
             overdue = now - alert.last_warned_at > self.horizon_s
@@ -132,6 +143,11 @@ class AlertBook:
             closed.append(Closed(alert, why="its processes exited without an OOM kill" if gone else
                                  f"no OOM kill within the {self.horizon_s:.0f}s horizon after the last warning"))
         return closed
+
+    def _forget_settled(self, now: float) -> None:
+        """Cooldowns and kill settling that have passed (a node with container churn would pile them up)."""
+        self.closed_at = {c: t for c, t in self.closed_at.items() if now - t < self.cooldown_s}
+        self.killed_at = {c: t for c, t in self.killed_at.items() if now - t < KILL_SETTLE_S}
 
     def _close(self, alert: Alert, now: float) -> None:
         del self.open[alert.cgroup]

@@ -337,6 +337,12 @@ class CgroupDetector:
         count = int(self._count[row])
         return self._window(self._times)[row, -count:].copy(), self._window(self._values)[row, -count:].copy()
 
+    def restart(self, cgroups: Iterable[str]) -> None:
+        """Start these cgroups' histories again at their next sample (an OOM kill is a regime change: the
+        climb that led to it says nothing about what comes after). What they give back stays learnt."""
+        rows = [self._row[c] for c in cgroups if c in self._row]
+        self._count[rows] = 0
+
     def forget(self, cgroups: Iterable[str]) -> None:
         """Drop these cgroups' rows (gone cgroups must not grow the matrix forever)."""
         drop = sorted(self._row.pop(c) for c in cgroups if c in self._row)
