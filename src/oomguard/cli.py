@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                                              "print it. Exit 0 if the daemon is running, 1 if not.")
     _config_argument(status)
     status.add_argument("--json", action="store_true", help="print the raw state as JSON")
+    status.add_argument("--alert", metavar="ID", help="print the evidence saved with this alert (its call sites "
+                                                      "and memory breakdown) instead; exit 1 if there is none")
 
     test_alert = commands.add_parser("test-alert", help="send a sample message to every alert URL",
                                      description="Send a sample message to each [alerts] urls entry, directly "
@@ -129,7 +131,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from .service.status import format_status, is_alive, read_status
 
-    state = read_status(load_or_defaults(args.config).state.dir)
+    state_dir = load_or_defaults(args.config).state.dir
+    if args.alert is not None:
+        from .evidence.capture import saved_report
+
+        report = saved_report(state_dir / "evidence", args.alert)
+        if report is None:
+            print(f"oomguard: no evidence saved for alert {args.alert!r} under {state_dir / 'evidence'}; fix: "
+                  "use an id from an alert message (evidence is saved with pre-OOM, escalated and confirmed "
+                  "messages while [alerts] evidence = true)", file=sys.stderr)
+            return EXIT_FAILURE
+        print(report, end="")
+        return EXIT_OK
+    state = read_status(state_dir)
     print(json.dumps(state, indent=1) if args.json else format_status(state))
     return EXIT_OK if is_alive(state) else EXIT_FAILURE
 

@@ -180,6 +180,7 @@ class AlertsConfig:
     max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together
     alertmanager: str = key("", _http_url, restart=True)  # base URL of an Alertmanager, "" for none
     chart: bool = key(True, _boolean)  # attach a PNG of the cgroup's memory to pre-OOM and confirmed messages
+    evidence: bool = key(True, _boolean)  # deep-sample suspects' call sites; a summary and report with alerts
 
 
 @dataclass(frozen=True)

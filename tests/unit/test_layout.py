@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parents[2] / "src" / "oomguard"
 # Left to right, as data flows each tick. Top-level modules (config, units, files, ...) are shared vocabulary.
-STAGES = ["bpf", "sampling", "identity", "kills", "detection", "alerting", "views", "service"]
+STAGES = ["bpf", "sampling", "identity", "kills", "detection", "evidence", "alerting", "views", "service"]
 
 
 def stage_imports(path: Path) -> set[str]:

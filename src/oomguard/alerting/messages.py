@@ -38,6 +38,7 @@ class Message:
     markdown_title: str = ""
     markdown_body: str = ""
     chart: dict[str, Any] | None = None  # chart.chart_data's numbers, drawn by the sender for attachments
+    evidence: str | None = None  # the path of the alert's full evidence report (evidence/capture.py), attached
 
     def __post_init__(self) -> None:
         if not self.markdown_title:  # fresh from the builders below, names still marked

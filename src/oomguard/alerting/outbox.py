@@ -81,16 +81,22 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
+def attachments(message: dict[str, Any], chart: Path | None) -> list[str] | None:
+    """The files a message carries: its chart and its evidence report, those that exist."""
+    files = [str(p) for p in (chart, message.get("evidence")) if p and Path(p).is_file()]
+    return files or None
+
+
 def send_with_apprise(url: str, message: dict[str, Any], as_markdown: bool, attach: Path | None = None) -> bool:
-    """One notification to one apprise URL in the form it renders safely, with `attach` (a chart) for the
-    services that take attachments; True if the receiver took it."""
+    """One notification to one apprise URL in the form it renders safely, with `attach` (a chart) and the
+    evidence report for the services that take attachments; True if the receiver took it."""
     import apprise  # imported on first use: the daemon without alert URLs never pays for it
 
     notifier = apprise.Apprise()
     if not notifier.add(url):
         log.error("alert URL not understood by apprise (check its scheme): %s", redact(url))
         return False
-    attachment = str(attach) if attach is not None else None
+    attachment = attachments(message, attach)
     if as_markdown and message.get("markdown_body"):  # spool files from before 0.3 have only the text form
         return bool(notifier.notify(title=message["markdown_title"], body=message["markdown_body"],
                                     body_format=apprise.NotifyFormat.MARKDOWN, attach=attachment))

@@ -24,6 +24,12 @@ RSS_EVERY = 8
 DEPARTED_MAX = 4096
 CGROUP_FILTER_SLOTS = 16  # v2 cgroups the in-kernel selection filter can hold
 FILTER_OFF, FILTER_INCLUDE, FILTER_EXCLUDE = 0, 1, 2  # modes of the in-kernel cgroup filter
+# Deep sampling (call sites of suspect processes). The kernel preallocates the stack map at load, 127
+# frames (~1 KiB) a stack: 1,024 distinct stacks hold one leak's call sites many times over for ~1 MiB.
+# A stack that finds the map full is counted under "stack not kept", never dropped silently.
+DEEP_PIDS_MAX = 1024
+DEEP_STACKS_MAX = 1024
+DEEP_SITES_MAX = 8192
 
 
 def compile_flags(max_pids: int) -> list[str]:
@@ -34,8 +40,21 @@ def compile_flags(max_pids: int) -> list[str]:
         "NSOURCES": len(SOURCES), "RSS_MEMBERS": len(RSS_MEMBERS), "RSS_EVERY": RSS_EVERY,
         "MAX_CGROUP_FILTERS": CGROUP_FILTER_SLOTS,
         "FILTER_OFF": FILTER_OFF, "FILTER_INCLUDE": FILTER_INCLUDE, "FILTER_EXCLUDE": FILTER_EXCLUDE,
+        "DEEP_PIDS_MAX": DEEP_PIDS_MAX, "DEEP_STACKS_MAX": DEEP_STACKS_MAX, "DEEP_SITES_MAX": DEEP_SITES_MAX,
     }
     return [f"-D{name}={value}" for name, value in constants.items()]
+
+
+@dataclass(frozen=True)
+class DeepSite:
+    """Sampled allocations of one suspect process at one pair of stacks, since the last read."""
+
+    pid: int
+    user_stack: int  # stack id, negative when the stack was not kept
+    kernel_stack: int
+    source: int
+    bytes: int  # weighted: an estimate of all bytes allocated there
+    samples: int
 
 
 @dataclass(frozen=True)

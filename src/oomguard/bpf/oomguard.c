@@ -7,8 +7,8 @@
 // Every struct below is declared only here: user space reads them through
 // the types bcc generates from this file. The constants shared with user
 // space (MAX_PIDS, DEPARTED_MAX, SOURCE_*, NSOURCES, RSS_MEMBERS, RSS_EVERY,
-// MAX_CGROUP_FILTERS, FILTER_OFF/INCLUDE/EXCLUDE) come as -D flags from
-// bpf/events.py.
+// MAX_CGROUP_FILTERS, FILTER_OFF/INCLUDE/EXCLUDE, DEEP_*) come as -D flags
+// from bpf/events.py.
 
 #include <linux/sched.h>
 
@@ -55,6 +55,21 @@ struct oom_event {
     char trigger_comm[TASK_COMM_LEN];
 };
 
+// Deep sampling: where the suspects allocate. Keyed by process and the two
+// stacks of the sampled allocation (user: the code that faulted or called;
+// kernel: the path into the allocator).
+struct site_key {
+    u32 pid;
+    s32 user_stack;   // deep_stacks id, or a negative errno when not kept
+    s32 kernel_stack;
+    u32 source;
+};
+
+struct site_stats {
+    u64 bytes;   // weighted like `pids`: an unbiased estimate of the bytes allocated there
+    u64 samples; // stacks taken: the daemon sets M to keep these within its budget
+};
+
 BPF_ARRAY(sample_rate, u32, NSOURCES);                  // N per source, written by the daemon
 BPF_PERCPU_ARRAY(sampler, struct sampler, NSOURCES);
 BPF_PERCPU_ARRAY(ringbuf_drops, u64, 1);                // OOM events lost to a full ring buffer
@@ -70,6 +85,11 @@ BPF_PERCPU_ARRAY(rss_countdown, u32, 1);                // rss_stat changes left
 BPF_RINGBUF_OUTPUT(oom_events, 8);                      // 8 pages: kills are rare
 BPF_CGROUP_ARRAY(cgroup_filter, MAX_CGROUP_FILTERS);    // v2 cgroups named by the policy
 BPF_ARRAY(filter_config, u32, 2);                       // [0] mode, [1] slots in use
+// Processes of cgroups that climb or have an open alert, written by the
+// daemon; the value M: one in M of their samples has its stacks taken.
+BPF_HASH(deep_pids, u32, u32, DEEP_PIDS_MAX);
+BPF_STACK_TRACE(deep_stacks, DEEP_STACKS_MAX);
+BPF_HASH(deep_sites, struct site_key, struct site_stats, DEEP_SITES_MAX);
 
 // Whether the current task passes the policy's cgroup filter. Runs only on
 // sampled events (1 in N), never on the hot path.
@@ -92,9 +112,27 @@ static __always_inline bool cgroup_allowed(void)
     return *mode == FILTER_INCLUDE ? listed : !listed;
 }
 
+// A sampled allocation of a suspect process: its stacks and bytes. Runs on
+// sampled events only (1 in N), and walks stacks on 1 in M of a suspect's.
+static __always_inline void deep_sample(void *ctx, u32 pid, u32 source, u64 bytes)
+{
+    u32 *every = deep_pids.lookup(&pid);
+    if (!every || *every == 0 || bpf_get_prandom_u32() % *every)
+        return;
+    struct site_key key = {.pid = pid, .source = source};
+    key.user_stack = deep_stacks.get_stackid(ctx, BPF_F_USER_STACK);
+    key.kernel_stack = deep_stacks.get_stackid(ctx, 0);
+    struct site_stats zero = {};
+    struct site_stats *site = deep_sites.lookup_or_try_init(&key, &zero);
+    if (!site)
+        return;
+    __sync_fetch_and_add(&site->bytes, bytes * *every); // stands for the 1-in-M it was drawn from
+    __sync_fetch_and_add(&site->samples, 1);
+}
+
 // Count one event of `source` and, one time in N, charge `bytes` to the
 // current process. Inlined with a constant `source`, so indexing is bounded.
-static __always_inline void account(u32 source, u64 bytes)
+static __always_inline void account(void *ctx, u32 source, u64 bytes)
 {
     u32 key = source; // a copy for the map key: `source` itself stays a known constant
     struct sampler *s = sampler.lookup(&key);
@@ -129,19 +167,20 @@ static __always_inline void account(u32 source, u64 bytes)
         return;
     __sync_fetch_and_add(&p->bytes[source], bytes * weight); // other CPUs add to the same entry
     __sync_fetch_and_add(&p->samples[source], 1);
+    deep_sample(ctx, pid, source, bytes * weight);
 }
 
 // kmalloc(call_site, ptr, bytes_req, bytes_alloc, gfp_flags, node)
 RAW_TRACEPOINT_PROBE(kmalloc)
 {
-    account(SOURCE_KMALLOC, ctx->args[3]); // bytes_alloc: what the slab really handed out
+    account(ctx, SOURCE_KMALLOC, ctx->args[3]); // bytes_alloc: what the slab really handed out
     return 0;
 }
 
 // mm_page_alloc(page, order, gfp_flags, migratetype): user heap growth shows here
 RAW_TRACEPOINT_PROBE(mm_page_alloc)
 {
-    account(SOURCE_PAGE, (u64)PAGE_SIZE << (u32)ctx->args[1]);
+    account(ctx, SOURCE_PAGE, (u64)PAGE_SIZE << (u32)ctx->args[1]);
     return 0;
 }
 

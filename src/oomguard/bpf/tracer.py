@@ -30,6 +30,7 @@ from .events import (
     SOURCES,
     AllocSnapshot,
     Counters,
+    DeepSite,
     Departed,
     OomKill,
     SourceCounters,
@@ -119,6 +120,7 @@ class Tracer:
         self._departed = _BatchBuffer(self._bpf[b"departed"].map_fd, DEPARTED_MAX,
                                       np.dtype(self._bpf[b"departed"].Leaf))
         self._pending: list[OomKill] = []
+        self._deep: dict[int, int] = {}  # what deep_pids holds
         self._bpf[b"oom_events"].open_ring_buffer(self._on_oom_event)
         for source, n in enumerate(sample_rates):
             self.set_sample_rate(source, n)
@@ -142,6 +144,54 @@ class Tracer:
             table[slot] = str(directory)
         config[config.Key(1)] = config.Leaf(len(directories))
         config[config.Key(0)] = config.Leaf(mode)
+
+    def set_deep_pids(self, every: dict[int, int]) -> None:
+        """The suspects whose sampled allocations have their stacks taken: pid -> M (one in M of its
+        samples). Replaces the set; only what changed is written."""
+        table = self._bpf[b"deep_pids"]
+        for pid in self._deep.keys() - every.keys():
+            with contextlib.suppress(KeyError):
+                del table[table.Key(pid)]
+        for pid, m in every.items():
+            if self._deep.get(pid) != m:
+                table[table.Key(pid)] = table.Leaf(m)
+        self._deep = dict(every)
+
+    def deep_sites(self) -> list[DeepSite]:
+        """The suspects' sampled call sites since the last call (read and removed in one batched pass)."""
+        return [DeepSite(int(k.pid), int(k.user_stack), int(k.kernel_stack), int(k.source), int(v.bytes),
+                         int(v.samples))
+                for k, v in self._bpf[b"deep_sites"].items_lookup_and_delete_batch()]
+
+    def user_frames(self, stack_id: int, pid: int) -> list[str]:
+        """A user stack's frames as `function [module]`, innermost first; [] if it was not kept."""
+        return self._frames(stack_id, lambda a: self._bpf.sym(a, pid, show_module=True))
+
+    def kernel_frames(self, stack_id: int) -> list[str]:
+        return self._frames(stack_id, self._bpf.ksym)
+
+    def _frames(self, stack_id: int, resolve: Any) -> list[str]:
+        if stack_id < 0:
+            return []
+        try:
+            return [resolve(addr).decode("utf-8", "replace") for addr in self._bpf[b"deep_stacks"].walk(stack_id)]
+        except KeyError:  # removed since
+            return []
+
+    def clear_stacks(self) -> None:
+        """Empty the stack map (bcc's clear() does nothing for stack maps): ids named so far mean nothing after."""
+        stacks = self._bpf[b"deep_stacks"]
+        for key in list(stacks.keys()):
+            with contextlib.suppress(KeyError):
+                del stacks[key]
+
+    @staticmethod
+    def forget_symbols(pids: set[int]) -> None:
+        """Drop bcc's symbol tables of these processes (-1: the kernel's), which it would keep forever."""
+        from bcc import BPF
+
+        for pid in pids:
+            BPF._sym_caches.pop(pid, None)
 
     def sample_rate(self, source: int) -> int:
         table = self._bpf[b"sample_rate"]

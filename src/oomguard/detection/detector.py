@@ -78,6 +78,7 @@ class Verdict:
     trend_s: float = 0.0  # how long the climb behind the forecast has lasted
     giveback: float = 0.0  # the largest fall the cgroup is known for, bytes
     under_floor: bool = False  # less than headroom_floor of the limit free
+    climbing: bool = False  # a climb is established, whatever its ETA: a suspect for deep sampling
 
     @property
     def warn(self) -> bool:
@@ -299,6 +300,7 @@ class CgroupDetector:
         watched_from = watched_since(times, count, c.min_span / 2)
         best_late = np.full(len(values), np.inf)  # the earliest confident ETA of an established window
         best = np.zeros((5, len(values)))  # slope, eta, early, late, span of that window
+        climbing = np.zeros(len(values), dtype=bool)
         lim = np.empty(len(values))  # in row order, as the fits are
         lim[rows] = limit
         headroom = np.maximum(lim - top, 0.0)  # the same for every rung: from the window's highest point
@@ -311,23 +313,28 @@ class CgroupDetector:
                 late = np.where(confident > 0, headroom / confident, np.inf)
                 eta = headroom / f.slope
                 early = headroom / (f.slope + c.confidence * f.stderr)
-            established = ((f.span >= c.min_span) & f.climbs_throughout & (f.rise > GIVEBACK_MARGIN * giveback)
-                           & (late <= c.trust * f.span))
+            climbs = (f.span >= c.min_span) & f.climbs_throughout & (f.rise > GIVEBACK_MARGIN * giveback)
+            climbing |= climbs
+            established = climbs & (late <= c.trust * f.span)
             better = established & (late < best_late)
             best_late = np.where(better, late, best_late)
             best = np.where(better[None, :], np.stack([f.slope, eta, early, late, f.span]), best)
-        picked = best[:, rows]
-        return [self._verdict(cgroup, int(usage[i]), int(limit[i]), picked[:, i], float(giveback[rows[i]]))
+        picked, climbing = best[:, rows], climbing[rows].tolist()
+        return [self._verdict(cgroup, int(usage[i]), int(limit[i]), picked[:, i], float(giveback[rows[i]]),
+                              climbing[i])
                 for i, cgroup in enumerate(cgroups)]
 
-    def _verdict(self, cgroup: str, usage: int, limit: int, best: np.ndarray, giveback: float) -> Verdict:
+    def _verdict(self, cgroup: str, usage: int, limit: int, best: np.ndarray, giveback: float,
+                 climbing: bool) -> Verdict:
         slope, eta, early, late, span = best.tolist()
         under_floor = limit - usage < self.floor_fraction * limit
         if slope <= 0:
-            return Verdict(cgroup, usage, limit, 0.0, None, CRITICAL if under_floor else "", under_floor=under_floor)
+            return Verdict(cgroup, usage, limit, 0.0, None, CRITICAL if under_floor else "", under_floor=under_floor,
+                           climbing=climbing)
         severity = (CRITICAL if under_floor or late <= self.horizon_s else
                     WARNING if late <= self.warn_horizon_s else "")
-        return Verdict(cgroup, usage, limit, slope, eta, severity, (early, late), span, giveback, under_floor)
+        return Verdict(cgroup, usage, limit, slope, eta, severity, (early, late), span, giveback, under_floor,
+                       climbing)
 
     def history(self, cgroup: str) -> tuple[np.ndarray, np.ndarray]:
         """(times, usage) of the cgroup's samples in the window, oldest first; empty if it is not watched."""

@@ -30,6 +30,7 @@ from ..bpf.tracer import Tracer
 from ..config import Config, ConfigError, live_part, load, needs_restart
 from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
+from ..evidence.capture import EvidenceCapture, section
 from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
@@ -38,6 +39,7 @@ from ..kills.kmsg import KernelOomRecord, KmsgReader
 from ..kills.report import KillAttributor, KillCorrelator
 from ..sampling.collector import Collector, Tick
 from ..signals import Signals
+from ..text import markdown, plain
 from ..views.console import alert_line, print_kill, print_message, print_tick
 from ..views.table import busiest_rows
 from . import systemd
@@ -118,6 +120,7 @@ class Daemon:
         self.exporter: Any = None  # metrics.Exporter, imported only when the exporter is on
         self.recorder: Recorder | None = None
         self.kmsg: KmsgReader | None = None
+        self.evidence: EvidenceCapture | None = None
         self._disk_error_at = float("-inf")
 
     # -- lifetime ----------------------------------------------------------
@@ -159,6 +162,8 @@ class Daemon:
             stack.callback(self._stop_outbox)
         self.tracer = stack.enter_context(Tracer(max_pids=config.sampling.max_pids))
         self.collector = Collector(self.tracer, config.sampling)
+        if config.alerts.evidence:
+            self.evidence = EvidenceCapture(self.tracer, config.state.dir / "evidence")
         self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
 
     def _loop(self) -> None:
@@ -188,6 +193,8 @@ class Daemon:
         self.kills_seen += 1
         report = self.attributor.report(kill, record)
         print_kill(report, self.out)
+        if self.evidence:
+            self.evidence.collect()  # what the kernel sampled since the last tick, for the confirmation
         outcome = self.engine.kill(report, time.monotonic())
         self._deliver([outcome.message])
         if self.exporter and outcome.lead_s is not None:
@@ -214,8 +221,10 @@ class Daemon:
             read_at = time.monotonic()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
             smoothed, admitted = self.screens.smoothed(), rates
-            self._deliver(self.engine.observe(found, read_at,
-                                              lambda s: explained(s, admitted, self.owners, smoothed)))
+            messages = self.engine.observe(found, read_at, lambda s: explained(s, admitted, self.owners, smoothed))
+            if self.evidence:
+                self._capture(found)
+            self._deliver(messages)
             if self.recorder:
                 self.recorder.tick(read_at, found)
         if self.exporter:
@@ -285,10 +294,33 @@ class Daemon:
                           eta_interval=None if killed else verdict.eta_interval, killed=killed, wall=time.time())
         return replace(message, chart=data)
 
+    def _capture(self, found: list[Subject]) -> None:
+        """Deep-sample the suspects: cgroups with an open alert or an established climb."""
+        assert self.evidence is not None
+        verdicts, open_alerts = self.engine.verdicts, self.engine.book.open
+        suspects = {s.cgroup: s.pids for s in found if s.cgroup != "/" and (
+            s.cgroup in open_alerts or (s.cgroup in verdicts and verdicts[s.cgroup].climbing))}
+        commands = {pid: s.command for s in found if s.cgroup in suspects for pid in s.pids}
+        self.evidence.update(suspects, commands)
+
+    def _with_evidence(self, message: Message) -> Message:
+        """The message with its cgroup's call sites and memory breakdown, and the full report attached."""
+        assert self.evidence is not None
+        evidence = self.evidence.of(message.labels.get("cgroup", ""))
+        if evidence is None:
+            return message
+        text = section(evidence, time.monotonic(), message.alert_id)
+        path = self.evidence.save(message.alert_id, message.title, evidence)
+        return replace(message, body=f"{message.body}\n\n{plain(text)}",
+                       markdown_body=f"{message.markdown_body}\n\n{markdown(text)}",
+                       evidence=str(path) if path else None)
+
     def _deliver(self, messages: list[Message]) -> None:
         if not messages:
             return
         for message in messages:
+            if self.evidence and message.kind in (PRE_OOM, ESCALATED, CONFIRMED):
+                message = self._with_evidence(message)
             if self.config.alerts.chart and message.kind in (PRE_OOM, ESCALATED, CONFIRMED):
                 message = self._with_chart(message)
             if systemd.Journal.native:  # one journal entry with the alert's fields, not a bare stdout line

@@ -1,0 +1,54 @@
+"""What the memory is, as the kernel counts it: the cgroup's memory.stat and the culprit's smaps_rollup.
+
+Read while the alert is open, before a kill takes the process away. Parsing
+is pure; reading takes its roots as arguments so tests can point them at a
+temporary tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from ..identity.cgroup import CGROUP_ROOT, MemoryCgroup
+
+# memory.stat keys per hierarchy version -> the names the report uses.
+STAT_KEYS = {
+    1: {"total_rss": "anon", "total_cache": "file", "total_shmem": "shmem"},
+    2: {"anon": "anon", "file": "file", "shmem": "shmem", "kernel": "kernel", "slab": "slab", "sock": "sock"},
+}
+SMAPS_KEYS = ("Rss", "Pss", "Anonymous", "Pss_Anon", "Pss_File", "Pss_Shmem", "Swap")
+
+
+def parse_keyed(text: str, scale: int = 1) -> dict[str, int]:
+    """'key value' or 'Key: value kB' lines as ints (times `scale`)."""
+    out = {}
+    for line in text.splitlines():
+        parts = line.replace(":", " ").split()
+        if len(parts) >= 2 and parts[1].isdigit():
+            out[parts[0]] = int(parts[1]) * scale
+    return out
+
+
+def cgroup_breakdown(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> dict[str, int]:
+    """anon, file, shmem (and on v2 kernel, slab, sock; on v1 kernel from memory.kmem), bytes; {} if gone."""
+    base = root / "memory" if cgroup.version == 1 else root
+    directory = base / cgroup.path.lstrip("/")
+    try:
+        stat = parse_keyed((directory / "memory.stat").read_text())
+    except OSError:
+        return {}
+    out = {name: stat[key] for key, name in STAT_KEYS.get(cgroup.version, {}).items() if key in stat}
+    if cgroup.version == 1:
+        with contextlib.suppress(OSError, ValueError):  # kmem accounting off: no kernel figure
+            out["kernel"] = int((directory / "memory.kmem.usage_in_bytes").read_text())
+    return out
+
+
+def process_breakdown(pid: int, proc: Path = Path("/proc")) -> dict[str, int]:
+    """The process's smaps_rollup (Rss, Pss, Anonymous, ...), bytes; {} if it is gone."""
+    try:
+        rollup = parse_keyed((proc / str(pid) / "smaps_rollup").read_text(), scale=1024)
+    except OSError:
+        return {}
+    return {key: rollup[key] for key in SMAPS_KEYS if key in rollup}

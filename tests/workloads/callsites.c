@@ -1,0 +1,89 @@
+// A leak through one named function among other allocating ones, for the deep-sampling evidence tests.
+//   callsites pages MIB SECS   leak_in_parse_cache() keeps MIB MiB over SECS seconds (touching each page);
+//                              churn_render_buffers() maps, touches and unmaps 256 KiB per step, and
+//                              warm_lookup_table() fills 8 MiB once: allocating, not leaking
+//   callsites pipes MIB SECS   hold_open_pipes() fills MIB MiB of pipe buffers over SECS seconds and never
+//                              closes them: kernel memory charged to the cgroup, no process RSS
+// Built with frame pointers (the tests do), so user stacks unwind; every function is kept out of line.
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#define MIB (1024L * 1024L)
+#define NOINLINE __attribute__((noinline))
+
+NOINLINE static void touch_pages(volatile char *p, long bytes)
+{
+    for (long off = 0; off < bytes; off += 4096)
+        p[off] = 1;
+}
+
+NOINLINE static void leak_in_parse_cache(long bytes)
+{
+    volatile char *p = malloc(bytes);
+    if (!p) exit(3);
+    for (long off = 0; off < bytes; off += 4096) // the faults happen here, in this function
+        p[off] = 1;
+}
+
+NOINLINE static void churn_render_buffers(void)
+{
+    long size = 256 * 1024;
+    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) exit(3);
+    touch_pages(p, size);
+    munmap(p, size);
+}
+
+NOINLINE static void warm_lookup_table(void)
+{
+    touch_pages(malloc(8 * MIB), 8 * MIB);
+}
+
+NOINLINE static void hold_open_pipes(long bytes_each)
+{
+    static char chunk[65536];
+    int fds[2];
+    if (pipe2(fds, O_NONBLOCK)) { perror("pipe"); exit(2); }
+    fcntl(fds[1], F_SETPIPE_SZ, (int)bytes_each);
+    for (long written = 0; written < bytes_each;) {
+        long n = write(fds[1], chunk, sizeof(chunk));
+        if (n <= 0) break; // full
+        written += n;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    prctl(PR_SET_NAME, "ogcallsites");
+    if (argc != 4) { fprintf(stderr, "usage: callsites pages|pipes MIB SECS\n"); return 2; }
+    long mib = atol(argv[2]);
+    double secs = atof(argv[3]);
+    if (!strcmp(argv[1], "pages")) {
+        warm_lookup_table();
+        for (long i = 0; i < mib; i++) {
+            leak_in_parse_cache(MIB);
+            churn_render_buffers();
+            usleep((useconds_t)(secs * 1e6 / mib));
+        }
+    } else if (!strcmp(argv[1], "pipes")) {
+        struct rlimit files = {65536, 65536};
+        setrlimit(RLIMIT_NOFILE, &files);
+        for (long i = 0; i < mib; i++) {
+            hold_open_pipes(MIB);
+            usleep((useconds_t)(secs * 1e6 / mib));
+        }
+    } else {
+        return 2;
+    }
+    printf("leaked\n");
+    fflush(stdout);
+    pause();
+    return 0;
+}
