@@ -8,7 +8,7 @@ import numpy as np
 
 from oomguard.bpf.events import OomKill
 from oomguard.identity.attribution import attribute
-from oomguard.identity.cgroup import MemoryCgroup
+from oomguard.identity.cgroup import CgroupPaths, MemoryCgroup
 from oomguard.identity.owners import Owners
 from oomguard.identity.pods import PodDirectory
 from oomguard.identity.procfs import Identity, ProcessDirectory
@@ -80,7 +80,8 @@ def test_attribution_from_the_cache_after_the_victim_is_gone(tmp_path):
     limits = {}
     attributor = KillAttributor(Owners(directory, PodDirectory(tmp_path / "pods")),
                                 read_limit=lambda cg: limits.setdefault(cg.path, 64 << 20))
-    report = attributor.report(kill(), parse_record(LINE))
+    in_pod = LINE.replace("task_memcg=/process_api/9b/oomguard-test-fa/inner", f"task_memcg={cgroup}")
+    report = attributor.report(kill(), parse_record(in_pod))
     assert report.attribution.pod_uid == uid and report.attribution.container_id == "cd" * 32
     assert (report.pod.namespace, report.pod.pod, report.pod.container) == ("shop", "cart", "app")
     assert report.limit_bytes == 64 << 20 and list(limits) == ["/process_api/9b/oomguard-test-fa"]
@@ -89,3 +90,21 @@ def test_attribution_from_the_cache_after_the_victim_is_gone(tmp_path):
                                     PodDirectory(Path("/nonexistent"))), read_limit=lambda cg: None)
     report = unknown.report(None, parse_record(LINE))
     assert report.attribution.cgroup_path == "/process_api/9b/oomguard-test-fa/inner"
+
+
+def test_the_kernels_cgroup_wins_over_one_cached_before_the_process_moved(tmp_path):
+    """Seen first in its parent's cgroup (between fork and the runtime's move into the container), killed
+    in the container: the kill is the container's (seen in CI as "of host; cgroup /")."""
+    uid = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    container = f"/kubepods/burstable/pod{uid}/" + "cd" * 32
+    directory = ProcessDirectory(identify=lambda pid: Identity("ogworkload", MemoryCgroup(1, "/"), attribute("/")))
+    directory.learn(np.array([6835], dtype=np.uint32))  # seen before the move
+    attributor = KillAttributor(Owners(directory, PodDirectory(tmp_path)), read_limit=lambda cg: 64 << 20)
+    report = attributor.report(kill(), parse_record(LINE.replace("task_memcg=/process_api/9b/oomguard-test-fa/inner",
+                                                                 f"task_memcg={container}")))
+    assert report.attribution.cgroup_path == container and report.attribution.pod_uid == uid
+    reads = iter([Identity("ogworkload", MemoryCgroup(1, "/"), attribute("/")),
+                  Identity("ogworkload", MemoryCgroup(1, container), attribute(container))])
+    moved = ProcessDirectory(identify=lambda pid: next(reads), cgroup_paths=CgroupPaths(None))
+    moved.learn(np.array([6835], dtype=np.uint32))
+    assert moved.reread(6835).cgroup == MemoryCgroup(1, container)  # at the kill, whatever is cached

@@ -74,12 +74,16 @@ class Owners:
     def known_owner(self, pid: int, cgroup_path: str | None = None) -> Owner | None:
         """The owner without reading /proc: from the cache, else from a cgroup path the kernel gave; else None."""
         identity = self.directory.known(pid)
-        if identity is not None and identity.attribution is not None:
+        # The kernel's path wins over a cached one: a process moved into its cgroup after we first read it
+        # (a runtime's init, or a test's preexec) left its old cgroup in the cache.
+        moved = cgroup_path is not None and identity is not None and identity.cgroup is not None \
+            and identity.cgroup.path != cgroup_path
+        if identity is not None and identity.attribution is not None and not moved:
             return self._owner(identity)
         if cgroup_path is not None:
             attribution = attribute(cgroup_path)
-            return Owner(identity.command if identity else "-", identity.cgroup if identity else None,
-                         attribution, self.pod_of(attribution))
+            cgroup = identity.cgroup if identity and not moved else None
+            return Owner(identity.command if identity else "-", cgroup, attribution, self.pod_of(attribution))
         return None
 
     def pod_of(self, attribution: Attribution | None) -> PodNames | None:

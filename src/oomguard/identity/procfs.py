@@ -140,6 +140,15 @@ class ProcessDirectory:
             known = self._known[pid] = self._read(pid)
         return known
 
+    def reread(self, pid: int) -> Identity:
+        """Read /proc again whatever is cached (at a kill: the process may have changed cgroup since); the
+        cached identity stays if /proc no longer has it."""
+        found = self._read(pid)
+        if found.command != "-" or found.cgroup is not None or pid not in self._known:
+            self._known[pid] = found
+            self._dirty = True
+        return self._known[pid]
+
     def pids(self) -> list[int]:
         return list(self._known)
 

@@ -175,7 +175,7 @@ class Daemon:
                 self.reload()
             wait_ms = int(max(0.0, min(next_tick - time.monotonic(), POLL_SLICE_MS / 1000)) * 1000)
             for kill in self.tracer.poll_oom_kills(wait_ms):
-                self.directory.current(kill.victim_pid)  # read /proc now, while the victim is still there
+                self.directory.reread(kill.victim_pid)  # read /proc now, while the victim is still there
                 self.correlator.add_kill(kill, time.monotonic())
             for record in self.kmsg.read() if self.kmsg else ():
                 self.correlator.add_record(record, time.monotonic())
