@@ -9,9 +9,12 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+
+from oomguard.bpf.events import SOURCE_PAGE
 
 from support import Daemon, http_receiver, memory_cgroup, require, start_in, wait_for_len
 
@@ -73,6 +76,7 @@ def test_the_leaking_function_is_named_first_in_the_critical_alert_and_the_confi
         sites = sites_in(message["message"])
         assert sites and sites[0][1].startswith("leak_in_parse_cache [callsites]"), (message["message"], output[-3000:])
         assert sites[0][0] >= 60, sites  # the churn allocates a quarter as much
+    print(critical["message"].split("\n\n")[-1])  # the evidence section, for the log
     alert_id = critical["message"].split()[1]
     assert confirmed["message"].count(alert_id) >= 1
     assert "Memory of the cgroup: anon " in confirmed["message"]
@@ -101,3 +105,30 @@ def test_kernel_memory_is_attributed_to_the_kernel_call_site(tmp_path, callsites
         # pipe_write on 6.1, anon_pipe_write on 6.18: the kernel's own name for the site
         assert sites and re.match(r"kernel: (anon_)?pipe_write <- ", sites[0][1]), (message["message"], output[-3000:])
         assert sites[0][0] >= 80, sites
+
+
+def rss_anon_kib() -> int:
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("RssAnon:"))
+    return int(line.split()[1])
+
+
+def test_only_suspects_are_deep_sampled_and_their_symbols_are_freed_after(tracer, callsites, workload):
+    suspect = subprocess.Popen([str(callsites), "pages", "40", "4"], stdout=subprocess.DEVNULL)
+    other = subprocess.Popen([str(workload), "leak", "40", "4"], stdout=subprocess.DEVNULL)
+    try:
+        tracer.set_deep_pids({suspect.pid: 1})
+        time.sleep(3)
+        sites = tracer.deep_sites()
+    finally:
+        tracer.set_deep_pids({})
+        for p in (suspect, other):
+            p.kill()
+            p.wait()
+    assert {s.pid for s in sites} == {suspect.pid}, "a process outside the set was deep-sampled"
+    page_bytes = sum(s.bytes for s in sites if s.source == SOURCE_PAGE)
+    assert 20 * MIB < page_bytes < 80 * MIB, page_bytes  # ~30 MiB touched in 3 s, weighted estimate
+    kernel_named = [tracer.kernel_frames(s.kernel_stack) for s in sites if s.kernel_stack >= 0]
+    assert any("handle_mm_fault" in frames for frames in kernel_named), kernel_named[:3]
+    before = rss_anon_kib()
+    tracer.forget_symbols({suspect.pid, -1})
+    assert before - rss_anon_kib() > 4096, "the kernel's symbol table (~13 MiB) was not given back"

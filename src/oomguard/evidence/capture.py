@@ -29,7 +29,9 @@ from .breakdown import cgroup_breakdown, process_breakdown
 from .sites import CallSites, Site, compact
 
 log = logging.getLogger("oomguard")
-STACKS_PER_S = 2000  # stack walks the suspects may cost, all together (a walk is ~1-2 us)
+# Stack walks the suspects may cost, all together: a sample's two stacks cost ~5 us of kernel time here
+# (bench/deep_cost.py), so 1,000 a second is ~0.5% of one CPU, whatever the suspects allocate.
+STACKS_PER_S = 1000
 BREAKDOWN_EVERY_S = 5.0
 MAX_M = 1 << 16
 MESSAGE_SITES = 3  # sites in a message; the report has REPORT_SITES
@@ -157,7 +159,7 @@ class EvidenceCapture:
             if evidence is None:  # its cgroup stopped being a suspect since
                 continue
             user, kernel = self._frames(site)
-            evidence.sites.add(user, kernel, float(site.bytes))
+            evidence.sites.add(user, kernel, float(site.bytes), site.samples)
             evidence.bytes_by_pid[site.pid] = evidence.bytes_by_pid.get(site.pid, 0.0) + site.bytes
         if any(-errno.EEXIST in (s.user_stack, s.kernel_stack) for s in sites):
             # The stack map is full (or a bucket taken): start it afresh so the next samples are kept; what
@@ -183,8 +185,13 @@ class EvidenceCapture:
             if process:
                 evidence.process, evidence.process_pid = process, pid
 
-    def of(self, cgroup: str) -> Evidence | None:
-        return self.by_cgroup.get(cgroup)
+    def of(self, cgroup: str, fresh: bool = False) -> Evidence | None:
+        """The cgroup's evidence; `fresh`: its breakdowns re-read now (for a message about a live cgroup,
+        not a kill's, whose last reading is the one from before it)."""
+        evidence = self.by_cgroup.get(cgroup)
+        if evidence is not None and fresh:
+            self._read_breakdowns(evidence, self.clock())
+        return evidence
 
     def save(self, alert_id: str, title: str, evidence: Evidence) -> Path | None:
         """The full report as <state dir>/evidence/<alert id>.txt (for `status --alert` and attachments)."""

@@ -70,12 +70,12 @@ class CallSites:
 
     bytes_by_site: dict[str, float] = field(default_factory=dict)
     heaviest: dict[str, tuple[float, tuple[str, ...]]] = field(default_factory=dict)
-    samples: int = 0
+    samples: int = 0  # stacks taken
 
-    def add(self, user_frames: list[str], kernel_frames: list[str], sampled_bytes: float) -> None:
+    def add(self, user_frames: list[str], kernel_frames: list[str], sampled_bytes: float, samples: int = 1) -> None:
         name = site_name(user_frames, kernel_frames)
         self.bytes_by_site[name] = self.bytes_by_site.get(name, 0.0) + sampled_bytes
-        self.samples += 1
+        self.samples += samples
         if sampled_bytes > self.heaviest.get(name, (0.0, ()))[0]:
             self.heaviest[name] = (sampled_bytes, tuple(user_frames) + tuple(f"{k} [kernel]" for k in kernel_frames))
 

@@ -306,7 +306,7 @@ class Daemon:
     def _with_evidence(self, message: Message) -> Message:
         """The message with its cgroup's call sites and memory breakdown, and the full report attached."""
         assert self.evidence is not None
-        evidence = self.evidence.of(message.labels.get("cgroup", ""))
+        evidence = self.evidence.of(message.labels.get("cgroup", ""), fresh=message.kind != CONFIRMED)
         if evidence is None:
             return message
         text = section(evidence, time.monotonic(), message.alert_id)
