@@ -9,6 +9,7 @@ from oomguard.bpf.events import SOURCE_KMALLOC, SOURCE_PAGE, DeepSite
 from oomguard.evidence.breakdown import cgroup_breakdown, parse_keyed, process_breakdown
 from oomguard.evidence.capture import STACKS_PER_S, EvidenceCapture, next_every, report, saved_report, section
 from oomguard.evidence.sites import NOT_KEPT, CallSites, kernel_site, site_name
+from oomguard.text import markdown, plain
 
 MIB = 1 << 20
 FAULT = ["bpf_trace_run4", "__alloc_pages", "alloc_pages_mpol", "vma_alloc_folio", "do_anonymous_page",
@@ -130,7 +131,7 @@ def test_capture_follows_the_suspects_names_stacks_once_and_saves_a_report(tmp_p
     assert [s.name for s in ranked] == ["leak_in_parse_cache [app]", "churn [app]",
                                         "kernel: pipe_write <- __write [libc.so.6]"]
     assert round(ranked[0].share, 3) == round(60 / 70, 3)  # pid 99 is no suspect: not counted
-    text = section(evidence, 102.0, "abc123")
+    text = plain(section(evidence, 102.0, "abc123"))
     assert "sampled over 2s" in text and "86% 60.0MiB  leak_in_parse_cache [app]" in text
     assert "oomguard status --alert abc123" in text
     path = capture.save("abc123", "[oomguard] pre-OOM critical", evidence)
@@ -167,3 +168,19 @@ def test_a_report_that_cannot_be_written_is_logged_and_the_message_still_goes(tm
     evidence = capture.of("/c")
     assert evidence is not None and capture.save("ab", "t", evidence) is None
     assert "alert evidence not saved" in caplog.text
+
+
+def test_hostile_symbol_and_module_names_are_marked_for_each_receiver_and_escaped_in_the_report():
+    stacks = ScriptedStacks()
+    stacks.user[1] = ["evil<!channel>*x* [lib\nOOM KILL.so]"]
+    capture = EvidenceCapture(stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture.update({"/c": (7,)}, {7: "a\x1bb"})
+    stacks.pending = [DeepSite(7, 1, 10, SOURCE_PAGE, MIB, 1)]
+    capture.update({"/c": (7,)}, {})
+    evidence = capture.of("/c")
+    assert evidence is not None
+    text = section(evidence, 1.0, "ab")
+    assert "evil<!channel>*x* [lib\\nOOM KILL.so]" in plain(text)  # as it is, the newline shown escaped
+    assert "`evil<!channel>*x* [lib\\nOOM KILL.so]`" in markdown(text)  # a code span: nothing renders
+    full = report(evidence, 1.0, "ab", "t")
+    assert "\nOOM KILL" not in full.replace("\\n", "") and "lib\\nOOM KILL.so" in full

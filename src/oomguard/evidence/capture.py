@@ -24,6 +24,7 @@ from typing import Protocol
 from ..bpf.events import DEEP_PIDS_MAX, DeepSite
 from ..files import atomic_write
 from ..identity.cgroup import MemoryCgroup, default_memory_version
+from ..text import printable
 from ..units import format_bytes
 from .breakdown import cgroup_breakdown, process_breakdown
 from .sites import CallSites, Site, compact
@@ -84,18 +85,18 @@ def section(evidence: Evidence, now: float, alert_id: str) -> str:
 
 def report(evidence: Evidence, now: float, alert_id: str, title: str) -> str:
     """The full report kept with the alert: every top site with its heaviest stack, both breakdowns."""
-    lines = [f"oomguard evidence for alert {alert_id}", title, f"cgroup: {evidence.cgroup}",
+    lines = [f"oomguard evidence for alert {alert_id}", printable(title), f"cgroup: {printable(evidence.cgroup)}",
              f"sampled for {now - evidence.since:.0f}s, {evidence.sites.samples} stacks taken", "",
              "Allocation call sites by bytes allocated (sampled, weighted):"]
     sites: list[Site] = evidence.sites.ranked(REPORT_SITES)
     for site in sites:
-        lines.append(f"{site.share:6.1%} {format_bytes(site.bytes):>10}  {site.name}")
-        lines += [f"          {frame}" for frame in site.stack]
+        lines.append(f"{site.share:6.1%} {format_bytes(site.bytes):>10}  {printable(site.name)}")
+        lines += [f"          {printable(frame)}" for frame in site.stack]
     if not sites:
         lines.append("  none sampled")
     lines += ["", f"memory.stat of the cgroup: {breakdown_text(evidence.memory)}"]
     if evidence.process_pid:
-        command = evidence.commands.get(evidence.process_pid, "?")
+        command = printable(evidence.commands.get(evidence.process_pid, "?"))
         lines.append(f"smaps_rollup of pid {evidence.process_pid} ({command}), the heaviest allocator: "
                      f"{breakdown_text(evidence.process)}")
     return "\n".join(lines) + "\n"

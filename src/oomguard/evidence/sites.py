@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..text import untrusted
 from ..units import format_bytes
 
 # The allocator's and the tracing machinery's own frames: never the answer to "who asked".
@@ -86,5 +87,6 @@ class CallSites:
 
 
 def compact(sites: list[Site]) -> str:
-    """A few sites on one line each, for a message: `leak_here [app] 81% (40.0MiB)`."""
-    return "\n".join(f"  {s.share:.0%} {format_bytes(s.bytes)}  {s.name}" for s in sites)
+    """A few sites on one line each, for a message: `  81% 40.0MiB  leak_here [app]`. Names come from the
+    program's own symbols and file names: marked untrusted (text.py), rendered per receiver."""
+    return "\n".join(f"  {s.share:.0%} {format_bytes(s.bytes)}  {untrusted(s.name)}" for s in sites)
