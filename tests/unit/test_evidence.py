@@ -184,3 +184,20 @@ def test_hostile_symbol_and_module_names_are_marked_for_each_receiver_and_escape
     assert "`evil<!channel>*x* [lib\\nOOM KILL.so]`" in markdown(text)  # a code span: nothing renders
     full = report(evidence, 1.0, "ab", "t")
     assert "\nOOM KILL" not in full.replace("\\n", "") and "lib\\nOOM KILL.so" in full
+
+
+def test_without_room_for_symbol_tables_nothing_is_deep_sampled_and_the_message_says_why(caplog):
+    stacks, free = ScriptedStacks(), [10 * MIB]
+    capture = EvidenceCapture(stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2, free_bytes=lambda: free[0])
+    capture.update({"/c": (7,)}, {})
+    assert stacks.pids == {} and "10.0MiB free, less than the 48.0MiB" in capture.held_back
+    evidence = capture.of("/c")
+    assert evidence is not None
+    assert "not captured: the daemon's memory cgroup has 10.0MiB free" in plain(section(evidence, 1.0, "ab",
+                                                                                      capture.held_back))
+    assert caplog.text.count("alert evidence not captured") == 1
+    capture.update({"/c": (7,)}, {})
+    assert caplog.text.count("alert evidence not captured") == 1  # said once, not every tick
+    free[0] = None  # no limit binds the daemon (or room again): deep sampling starts
+    capture.update({"/c": (7,)}, {})
+    assert stacks.pids == {7: 1} and capture.held_back == ""

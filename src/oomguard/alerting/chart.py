@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..identity.cgroup import headroom, memory_cgroup_of
+from ..identity.cgroup import own_free_bytes
 
 log = logging.getLogger("oomguard")
 MAX_POINTS = 400  # enough for a 1,000-pixel-wide line; keeps the spooled message small
@@ -90,12 +90,6 @@ def render(data: dict[str, Any], out: Path) -> None:
     figure.savefig(out, format="png", metadata={"Title": str(data["who"]), "Description": str(data["cgroup"])})
     plt.close(figure)
 
-
-def own_free_bytes() -> int | None:
-    """Free memory under the daemon's own memory cgroup's limit; None when no limit binds it."""
-    cgroup = memory_cgroup_of(os.getpid())
-    room = headroom(cgroup) if cgroup else None
-    return room.free_bytes if room else None
 
 
 def render_in_child(data: dict[str, Any], out: Path, timeout_s: float = RENDER_TIMEOUT_S) -> bool:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from ..bpf.events import DEEP_PIDS_MAX, DeepSite
 from ..files import atomic_write
-from ..identity.cgroup import MemoryCgroup, default_memory_version
+from ..identity.cgroup import MemoryCgroup, default_memory_version, own_free_bytes
 from ..text import printable
 from ..units import format_bytes
 from .breakdown import cgroup_breakdown, process_breakdown
@@ -37,6 +37,9 @@ BREAKDOWN_EVERY_S = 5.0
 MAX_M = 1 << 16
 MESSAGE_SITES = 3  # sites in a message; the report has REPORT_SITES
 REPORT_SITES = 15
+# Naming stacks loads symbol tables (the kernel's alone is ~13 MiB): a luxury, like the alert charts. With
+# less than this free under the daemon's own memory limit no suspect is deep-sampled, and messages say why.
+EVIDENCE_ROOM = 48 << 20
 KERNEL_SYMBOLS = -1  # bcc's key for the kernel's symbol table
 REPORTS_KEPT = 200  # evidence files under the state dir: the oldest go first
 
@@ -74,11 +77,11 @@ def breakdown_text(values: dict[str, int]) -> str:
     return ", ".join(f"{k} {format_bytes(v)}" for k, v in values.items()) or "not read"
 
 
-def section(evidence: Evidence, now: float, alert_id: str) -> str:
+def section(evidence: Evidence, now: float, alert_id: str, held_back: str = "") -> str:
     """The compact part of a message: the top call sites and the memory breakdown."""
     sites = evidence.sites.ranked(MESSAGE_SITES)
     head = f"Allocation call sites (sampled over {now - evidence.since:.0f}s, bytes allocated):"
-    body = compact(sites) if sites else "  none sampled yet"
+    body = compact(sites) if sites else f"  not captured: {held_back}" if held_back else "  none sampled yet"
     return (f"{head}\n{body}\nMemory of the cgroup: {breakdown_text(evidence.memory)}\n"
             f"Full report: oomguard status --alert {alert_id}")
 
@@ -113,8 +116,9 @@ class EvidenceCapture:
     """The daemon's deep sampler: suspects in, evidence per cgroup out; files under `directory`."""
 
     def __init__(self, tracer: StackSource, directory: Path, clock: Callable[[], float] = time.monotonic,
-                 version: int | None = None):
-        self.tracer, self.directory, self.clock = tracer, directory, clock
+                 version: int | None = None, free_bytes: Callable[[], int | None] = own_free_bytes):
+        self.tracer, self.directory, self.clock, self.free_bytes = tracer, directory, clock, free_bytes
+        self.held_back = ""  # why suspects are not deep-sampled now, "" when they are
         self.version = version or default_memory_version()
         self.by_cgroup: dict[str, Evidence] = {}
         self.every = 1
@@ -128,14 +132,15 @@ class EvidenceCapture:
         self.collect()
         for cgroup in self.by_cgroup.keys() - suspects.keys():
             del self.by_cgroup[cgroup]
+        self._hold_back(bool(suspects))
         pid_cgroup: dict[int, str] = {}
         for cgroup, pids in suspects.items():
             evidence = self.by_cgroup.setdefault(cgroup, Evidence(cgroup, now))
             for pid in pids:
-                if len(pid_cgroup) < DEEP_PIDS_MAX:
+                evidence.commands.setdefault(pid, commands.get(pid, "?"))
+                if not self.held_back and len(pid_cgroup) < DEEP_PIDS_MAX:
                     pid_cgroup[pid] = cgroup
-                    evidence.commands.setdefault(pid, commands.get(pid, "?"))
-            if now - evidence.read_at >= BREAKDOWN_EVERY_S:
+            if now - evidence.read_at >= BREAKDOWN_EVERY_S:  # a few file reads: kept even when held back
                 self._read_breakdowns(evidence, now)
         gone = set(self._pid_cgroup) - set(pid_cgroup)
         self._pid_cgroup = pid_cgroup
@@ -144,6 +149,17 @@ class EvidenceCapture:
             self.tracer.forget_symbols(gone | ({KERNEL_SYMBOLS} if not pid_cgroup else set()))
         if not pid_cgroup and self._named:
             self._forget_stacks()
+
+    def _hold_back(self, any_suspect: bool) -> None:
+        """Deep sampling only with room for the symbol tables (checked before they are loaded)."""
+        free = self.free_bytes() if any_suspect and not self._named else None
+        was = self.held_back
+        self.held_back = (f"the daemon's memory cgroup has {format_bytes(free)} free, less than the "
+                          f"{format_bytes(EVIDENCE_ROOM)} naming stacks may need"
+                          if free is not None and free < EVIDENCE_ROOM else "")
+        if self.held_back and not was:
+            log.warning("alert evidence not captured: %s; alerts go out without call sites (fix: raise the "
+                        "unit's MemoryMax, or set [alerts] evidence = false)", self.held_back)
 
     def _forget_stacks(self) -> None:
         self.tracer.clear_stacks()

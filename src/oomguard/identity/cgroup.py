@@ -169,3 +169,11 @@ class CgroupPaths:
             except OSError:
                 continue  # removed while walking
         self._paths = paths
+
+
+def own_free_bytes() -> int | None:
+    """Free memory under the daemon's own memory cgroup's limit; None when no limit binds it. Luxuries (alert
+    charts, evidence) check it first: alerting must never need memory the steady daemon lacks."""
+    cgroup = memory_cgroup_of(os.getpid())
+    room = headroom(cgroup) if cgroup else None
+    return room.free_bytes if room else None

@@ -309,7 +309,7 @@ class Daemon:
         evidence = self.evidence.of(message.labels.get("cgroup", ""), fresh=message.kind != CONFIRMED)
         if evidence is None:
             return message
-        text = section(evidence, time.monotonic(), message.alert_id)
+        text = section(evidence, time.monotonic(), message.alert_id, self.evidence.held_back)
         path = self.evidence.save(message.alert_id, message.title, evidence)
         return replace(message, body=f"{message.body}\n\n{plain(text)}",
                        markdown_body=f"{message.markdown_body}\n\n{markdown(text)}",
