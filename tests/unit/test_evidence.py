@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from oomguard.bpf.events import SOURCE_KMALLOC, SOURCE_PAGE, DeepSite
-from oomguard.evidence.breakdown import cgroup_breakdown, parse_keyed, process_breakdown
+from oomguard.evidence.breakdown import cgroup_breakdown, process_breakdown
 from oomguard.evidence.capture import STACKS_PER_S, EvidenceCapture, next_every, report, saved_report, section
 from oomguard.evidence.sites import NOT_KEPT, CallSites, kernel_site, site_name
 from oomguard.text import markdown, plain
@@ -62,7 +62,6 @@ def test_breakdowns_are_read_from_memory_stat_and_smaps_rollup(tmp_path):
                                                   "Anonymous:  1000 kB\nSwap: 0 kB\n")
     assert process_breakdown(42, tmp_path) == {"Rss": 2 * MIB, "Pss": MIB, "Anonymous": 1000 * 1024, "Swap": 0}
     assert process_breakdown(43, tmp_path) == {}
-    assert parse_keyed("a 1\nb x\nc: 2 kB", scale=2) == {"a": 2, "c": 4}
 
 
 def cgroup_breakdown_at(root: Path, version: int, path: str) -> dict[str, int]:

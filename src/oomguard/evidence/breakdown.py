@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from ..identity.cgroup import CGROUP_ROOT, MemoryCgroup
+from ..identity.cgroup import CGROUP_ROOT, MemoryCgroup, keyed_ints, memory_dir
+from ..identity.procfs import kilobyte_fields
 
 # memory.stat keys per hierarchy version -> the names the report uses.
 STAT_KEYS = {
@@ -20,23 +21,11 @@ STAT_KEYS = {
 SMAPS_KEYS = ("Rss", "Pss", "Anonymous", "Pss_Anon", "Pss_File", "Pss_Shmem", "Swap")
 
 
-def parse_keyed(text: str, scale: int = 1) -> dict[str, int]:
-    """'key value' or 'Key: value kB' lines as ints (times `scale`)."""
-    out = {}
-    for line in text.splitlines():
-        parts = line.replace(":", " ").split()
-        if len(parts) >= 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1]) * scale
-    return out
-
-
 def cgroup_breakdown(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> dict[str, int]:
     """anon, file, shmem (and on v2 kernel, slab, sock; on v1 kernel from memory.kmem), bytes; {} if gone."""
-    base = root / "memory" if cgroup.version == 1 else root
-    directory = base / cgroup.path.lstrip("/")
-    try:
-        stat = parse_keyed((directory / "memory.stat").read_text())
-    except OSError:
+    directory = memory_dir(cgroup, root)
+    stat = keyed_ints(directory / "memory.stat")
+    if not stat:  # gone
         return {}
     out = {name: stat[key] for key, name in STAT_KEYS.get(cgroup.version, {}).items() if key in stat}
     if cgroup.version == 1:
@@ -47,8 +36,5 @@ def cgroup_breakdown(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> dict[str
 
 def process_breakdown(pid: int, proc: Path = Path("/proc")) -> dict[str, int]:
     """The process's smaps_rollup (Rss, Pss, Anonymous, ...), bytes; {} if it is gone."""
-    try:
-        rollup = parse_keyed((proc / str(pid) / "smaps_rollup").read_text(), scale=1024)
-    except OSError:
-        return {}
+    rollup = kilobyte_fields(proc / str(pid) / "smaps_rollup")
     return {key: rollup[key] for key in SMAPS_KEYS if key in rollup}

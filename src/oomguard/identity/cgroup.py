@@ -76,7 +76,7 @@ def headroom(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Headroom | None:
     base = root / "memory" if cgroup.version == 1 else root
     usage_file, limit_file = (("memory.usage_in_bytes", "memory.limit_in_bytes") if cgroup.version == 1
                               else ("memory.current", "memory.max"))
-    directory = base / cgroup.path.lstrip("/")
+    directory = memory_dir(cgroup, root)
     usage = _read_int(directory / usage_file)
     if usage is None:
         return None
@@ -90,12 +90,17 @@ def headroom(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Headroom | None:
             break
         path = path.parent
     # The working set, as the kubelet counts it: inactive file cache is reclaimed before any kill.
-    inactive_file = _keyed_ints(directory / "memory.stat").get(
+    inactive_file = keyed_ints(directory / "memory.stat").get(
         "total_inactive_file" if cgroup.version == 1 else "inactive_file", 0)
     return Headroom(max(0, usage - inactive_file), limit, limited_at)
 
 
-def _keyed_ints(path: Path) -> dict[str, int]:
+def memory_dir(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Path:
+    """The directory of a memory cgroup's files (v1: under the memory controller's mount)."""
+    return (root / "memory" if cgroup.version == 1 else root) / cgroup.path.lstrip("/")
+
+
+def keyed_ints(path: Path) -> dict[str, int]:
     """'key value' lines (memory.stat) as a dict; {} if unreadable."""
     try:
         lines = path.read_text().splitlines()

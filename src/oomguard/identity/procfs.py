@@ -19,6 +19,11 @@ MEMINFO = PROC / "meminfo"
 
 def meminfo(path: Path = MEMINFO) -> dict[str, int]:
     """/proc/meminfo in bytes ({"MemTotal": ..., "MemAvailable": ...}); {} if unreadable."""
+    return kilobyte_fields(path)
+
+
+def kilobyte_fields(path: Path) -> dict[str, int]:
+    """'Name: value kB' lines (meminfo, smaps_rollup) in bytes; {} if unreadable."""
     try:
         lines = path.read_text().splitlines()
     except OSError:
