@@ -110,9 +110,11 @@ class AlertEngine:
 
     def kill(self, report: KillReport, now: float) -> KillOutcome:
         seen = last_seen(report, self.subjects)
-        closed = self.book.kill(report, now, seen.cgroup if seen else None)
-        self.detector.restart(c for c in (seen.cgroup if seen else None, closed.alert.cgroup if closed else None)
-                              if c is not None)
+        closed = self.book.kill(report, now)
+        # Where the kill happened (the limit the victim hit, the alert it closed): a regime change there.
+        killed_in = [c for c in (seen.cgroup if seen else None, closed.alert.cgroup if closed else None) if c]
+        self.book.settle(killed_in, now)
+        self.detector.restart(killed_in)
         if closed is None:
             return KillOutcome(messages.unforeseen(self.new_id(), report, seen, self.host, self.wall_clock()), None)
         return KillOutcome(messages.confirmed(closed, report, seen, self.host, now, self.wall_clock()), closed.lead_s)

@@ -112,13 +112,9 @@ class AlertBook:
         self.open[cgroup] = alert
         return OPENED, alert
 
-    def kill(self, report: KillReport, now: float, limiting: str | None = None) -> Closed | None:
-        """An OOM kill: closes and returns the open alert it confirms, else counts it unforeseen (None).
-        `limiting`: the watched cgroup the victim's memory counted against, if known (held back to settle)."""
+    def kill(self, report: KillReport, now: float) -> Closed | None:
+        """An OOM kill: closes and returns the open alert it confirms, else counts it unforeseen (None)."""
         alert = self._match(report)
-        for cgroup in (limiting, alert.cgroup if alert else None):
-            if cgroup is not None:
-                self.killed_at[cgroup] = now
         if alert is None:
             self.tallies.unforeseen += 1
             return None
@@ -128,6 +124,10 @@ class AlertBook:
         self.tallies.lead_times_s = ([*self.tallies.lead_times_s, lead])[-LEAD_TIMES_KEPT:]
         return Closed(alert, lead_s=lead,
                       critical_lead_s=None if alert.critical_at is None else now - alert.critical_at)
+
+    def settle(self, cgroups: list[str], now: float) -> None:
+        """A kill happened in these cgroups: no alert on them for KILL_SETTLE_S."""
+        self.killed_at.update(dict.fromkeys(cgroups, now))
 
     def expire(self, now: float, live_cgroups: set[str]) -> list[Closed]:
         """Close alerts whose horizon passed without a kill, or whose cgroup has no process left: false alarms."""
