@@ -589,6 +589,15 @@ def metric_samples(text: str) -> dict[str, list]:
     return out
 
 
+def leak_policy(tmp_path: Path, state: Path, extra: str = "") -> Path:
+    """A policy whose detector speaks within seconds (500 ms ticks), no exporter, owner-only (0600)."""
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{state}"\n'
+                      '[metrics]\nlisten = ""\n' + extra)
+    policy.chmod(0o600)
+    return policy
+
+
 def leak_to_kill(daemon: Daemon, workload: Path) -> tuple[str, str]:
     """A process quiet for 5 s, then ~10 MiB/s into a 128 MiB cgroup until the kernel kills it (~12 s in),
     watched by `daemon` (a policy with 500 ms ticks): (its pre-OOM line, its confirmed line)."""

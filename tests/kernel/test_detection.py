@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from support import Daemon, http_receiver, memory_cgroup, set_memory_limit, start_in, wait_for_len
+from support import Daemon, http_receiver, leak_policy, memory_cgroup, set_memory_limit, start_in, wait_for_len
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -25,11 +25,7 @@ PODS = {  # name: (pod uid, container id, limit)
 def test_a_pod_leaking_from_birth_is_alerted_ahead_and_healthy_neighbours_are_not(tmp_path, workload):
     w = str(workload)
     with http_receiver() as receiver, memory_cgroup(8 << 30, relative="kubepods/burstable") as burstable:
-        policy = tmp_path / "policy.toml"
-        policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path}/s"\n'
-                          f'[metrics]\nlisten = ""\n[alerts]\nurls = ["{receiver.url}"]\n')
-        policy.chmod(0o600)
-        daemon = Daemon(policy)
+        daemon = Daemon(leak_policy(tmp_path, tmp_path / "s", f'[alerts]\nurls = ["{receiver.url}"]\n'))
         try:
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
             cgroups = {}

@@ -16,7 +16,7 @@ import pytest
 
 from oomguard.bpf.events import SOURCE_PAGE
 
-from support import Daemon, http_receiver, memory_cgroup, require, start_in, wait_for_len
+from support import Daemon, http_receiver, leak_policy, memory_cgroup, require, start_in, wait_for_len
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -39,14 +39,11 @@ def sites_in(body: str) -> list[tuple[int, str]]:
     return [(int(m.group(1)), m.group(3)) for line in section.splitlines() if (m := SITE_LINE.match(line))]
 
 
-def leak_to_kill(tmp_path: Path, argv: list[str], limit: int) -> tuple[list[dict], Path, str]:
+def run_to_kill(tmp_path: Path, argv: list[str], limit: int) -> tuple[list[dict], Path, str]:
     """Run argv in a fresh limited cgroup under a daemon until the kernel kills it: (the payloads, the
     policy, the daemon's output)."""
     with http_receiver() as receiver, memory_cgroup(limit) as cgroup:
-        policy = tmp_path / "policy.toml"
-        policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp_path}/s"\n'
-                          f'[metrics]\nlisten = ""\n[alerts]\nurls = ["{receiver.url}"]\nchart = false\n')
-        policy.chmod(0o600)
+        policy = leak_policy(tmp_path, tmp_path / "s", f'[alerts]\nurls = ["{receiver.url}"]\nchart = false\n')
         daemon = Daemon(policy)
         try:
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
@@ -70,7 +67,7 @@ def critical_and_confirmed(payloads: list[dict]) -> tuple[dict, dict]:
 def test_the_leaking_function_is_named_first_in_the_critical_alert_and_the_confirmation(tmp_path, callsites):
     # 4 MiB/s through leak_in_parse_cache() into 160 MiB, beside an 8 MiB table filled once and 256 KiB
     # mapped and unmapped per MiB leaked
-    payloads, policy, output = leak_to_kill(tmp_path, [str(callsites), "pages", "400", "100"], 160 * MIB)
+    payloads, policy, output = run_to_kill(tmp_path, [str(callsites), "pages", "400", "100"], 160 * MIB)
     critical, confirmed = critical_and_confirmed(payloads)
     for message in (critical, confirmed):
         sites = sites_in(message["message"])
@@ -98,7 +95,7 @@ def test_the_leaking_function_is_named_first_in_the_critical_alert_and_the_confi
 
 def test_kernel_memory_is_attributed_to_the_kernel_call_site(tmp_path, callsites):
     # 1 MiB of pipe buffers a step, 3 MiB/s, into 128 MiB: memory the process does not map
-    payloads, _, output = leak_to_kill(tmp_path, [str(callsites), "pipes", "400", "133"], 128 * MIB)
+    payloads, _, output = run_to_kill(tmp_path, [str(callsites), "pipes", "400", "133"], 128 * MIB)
     critical, confirmed = critical_and_confirmed(payloads)
     for message in (critical, confirmed):
         sites = sites_in(message["message"])

@@ -17,7 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from support import CONTAINER_ID, POD_UID, Daemon, leak_to_kill, memory_cgroup, pods_tree, procs_file, wait_for_len
+from support import (
+    CONTAINER_ID,
+    POD_UID,
+    Daemon,
+    leak_policy,
+    leak_to_kill,
+    memory_cgroup,
+    pods_tree,
+    procs_file,
+    wait_for_len,
+)
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -137,15 +147,6 @@ def test_churn_of_20k_processes_a_minute_beside_a_leaking_pod(tmp_path, workload
     assert max(gaps) <= 10 / 4 + 1.0, report  # WatchdogSec=10s: pinged every 2.5 s, never late by a tick
     assert after_ids <= idle_ids + 50 and peak_ids < idle_ids + 2_000, report
     assert rss_after <= rss_idle + 20 * MIB, report
-
-
-def leak_policy(tmp_path: Path, state: Path, extra: str = "") -> Path:
-    """A policy whose detector speaks within seconds (500 ms ticks), as in the e2e test."""
-    policy = tmp_path / "policy.toml"
-    policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{state}"\n'
-                      '[metrics]\nlisten = ""\n' + extra)
-    policy.chmod(0o600)
-    return policy
 
 
 
