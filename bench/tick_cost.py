@@ -2,12 +2,15 @@
 
 The real BPF maps are filled with synthetic processes (pids above pid_max, so
 they never clash with real ones); each tick 1% of them "exit" and are pruned
-from the maps, and the rest allocate a little more. Baselines in the same run:
-- the per-CPU layout oomguard used before (bench/baselines/percpu_layout.c:
-  an LRU per-CPU hash of totals plus an LRU hash of RSS), read and pruned the
-  same way: its tick copies PIDs x CPUs values and its map holds max_pids x
-  CPUs of them;
-- reading the shared map the naive way, through bcc's per-entry iteration.
+from the maps, and the rest allocate a little more. oomguard's layout: an
+array of per-process slots shared by all CPUs, read in place through mmap.
+Baselines in the same run, the two layouts oomguard used before:
+- one LRU hash shared by all CPUs (bench/baselines/shared_hash.c), read with
+  BPF_MAP_LOOKUP_BATCH: a locked walk of every bucket;
+- per-CPU totals (bench/baselines/percpu_layout.c: an LRU per-CPU hash of
+  totals plus an LRU hash of RSS), read and pruned the same way: its tick
+  copies PIDs x CPUs values and its map holds max_pids x CPUs of them;
+and reading oomguard's table the naive way, through bcc's per-entry iteration.
 
 Then the model: bytes copied per tick and the maps' kernel memory (as the
 kernel accounts it, fdinfo memlock) as functions of PIDs and CPUs, and what
@@ -57,26 +60,43 @@ def memlock(fd: int) -> int:
 
 
 class Shared:
-    """oomguard's layout: one LRU hash of everything per pid, read once."""
+    """oomguard's layout: an array of per-process slots, read in place through mmap.
 
-    name = "oomguard (one shared map)"
+    `fill` does what the kernel does at a process's first record (take a slot from the free queue, map the
+    pid to it) and then writes the slot, as the atomic adds would.
+    """
+
+    name = "oomguard (slots, mmap)"
 
     def __init__(self, tracer: Tracer):
         self.tracer = tracer
-        self.buffer = tracer._pids
-        self.dtype = self.buffer.values.dtype
+        self.table = tracer._pids
+        self.dtype = self.table.values.dtype
+        self.rows: dict[int, int] = {}
+
+    def _rows_of(self, pids: np.ndarray) -> np.ndarray:
+        from bcc.libbcc import lib
+
+        new = [pid for pid in pids.tolist() if pid not in self.rows]
+        slot = ctypes.c_uint32(0)
+        for pid in new:
+            if lib.bpf_lookup_and_delete(self.table.map_fds[2], None, ctypes.byref(slot)) != 0:
+                raise OSError(ctypes.get_errno(), "no free slot")
+            self.rows[pid] = slot.value
+        if new:
+            update_batch(self.table.slots_fd, np.array(new, dtype=np.uint32),
+                         np.array([self.rows[p] for p in new], dtype=np.uint32))
+        return np.array([self.rows[p] for p in pids.tolist()], dtype=np.intp)
 
     def fill(self, pids: np.ndarray, scale: int, exited: np.ndarray | None = None) -> None:
-        values = np.zeros(len(pids), dtype=self.dtype)
-        values["bytes"][:, 0], values["bytes"][:, 1] = scale * 1000, scale * 4096
-        values["samples"][:] = scale
-        values["rss"][:, 1] = 1 << 20
-        keys = np.ascontiguousarray(pids, dtype=np.uint32)
-        update_batch(self.buffer.map_fd, keys, values)
+        rows = self._rows_of(pids)
+        values = self.table.values
+        values["pid"][rows] = pids
+        values["bytes"][rows, 0], values["bytes"][rows, 1] = scale * 1000, scale * 4096
+        values["samples"][rows] = scale
+        values["rss"][rows, 1] = 1 << 20
         if exited is not None and len(exited):  # as sched_process_exit marks them in the kernel
-            marked = np.zeros(len(exited), dtype=self.dtype)
-            marked["exited"] = 1
-            update_batch(self.buffer.map_fd, np.ascontiguousarray(exited, dtype=np.uint32), marked)
+            values["exited"][self._rows_of(exited)] = 1
 
     @staticmethod
     def live(snapshot: AllocSnapshot, fake: np.ndarray) -> np.ndarray:
@@ -87,12 +107,64 @@ class Shared:
 
     def forget(self, pids: np.ndarray) -> None:
         self.tracer.forget_pids(pids)
+        for pid in pids.tolist():
+            self.rows.pop(pid, None)
+
+    def bytes_per_pid(self, cpus: int) -> int:
+        return self.dtype.itemsize  # the pid is in the row
+
+    def fds(self) -> list[int]:
+        return self.table.map_fds
+
+
+class SharedHash:
+    """The layout before: one LRU hash shared by all CPUs, read by BPF_MAP_LOOKUP_BATCH, exits marked in it."""
+
+    name = "shared hash (before)"
+
+    def __init__(self, max_pids: int):
+        from bcc import BPF
+
+        source = Path(__file__).with_name("baselines") / "shared_hash.c"
+        self.bpf = BPF(src_file=str(source).encode(), cflags=[f"-DMAX_PIDS={max_pids}"])
+        self.buffer = _BatchBuffer(self.bpf[b"pids"].map_fd, max_pids, np.dtype(self.bpf[b"pids"].Leaf))
+        self.dtype = self.buffer.values.dtype
+
+    def fill(self, pids: np.ndarray, scale: int, exited: np.ndarray | None = None) -> None:
+        values = np.zeros(len(pids), dtype=self.dtype)
+        values["bytes"][:, 0], values["bytes"][:, 1] = scale * 1000, scale * 4096
+        values["samples"][:] = scale
+        values["rss"][:, 1] = 1 << 20
+        update_batch(self.buffer.map_fd, np.ascontiguousarray(pids, dtype=np.uint32), values)
+        if exited is not None and len(exited):
+            marked = np.zeros(len(exited), dtype=self.dtype)
+            marked["exited"] = 1
+            update_batch(self.buffer.map_fd, np.ascontiguousarray(exited, dtype=np.uint32), marked)
+
+    @staticmethod
+    def live(snapshot: AllocSnapshot, fake: np.ndarray) -> np.ndarray:
+        return snapshot.pid[~snapshot.exited]
+
+    def read(self) -> AllocSnapshot:
+        """As the tracer read it before: one batched walk, sorted by pid, the same fields."""
+        now = time.monotonic()
+        pids, stats = self.buffer.read_sorted()
+        rss = stats["rss"]
+        return AllocSnapshot(now, pids, stats["bytes"][:, 0], stats["samples"][:, 0], stats["bytes"][:, 1],
+                             stats["samples"][:, 1], np.asarray(rss[:, 0] + rss[:, 1] + rss[:, 3], dtype=np.int64),
+                             exited=stats["exited"] != 0)
+
+    def forget(self, pids: np.ndarray) -> None:
+        _delete_batch(self.buffer.map_fd, np.ascontiguousarray(pids, dtype=np.uint32))
 
     def bytes_per_pid(self, cpus: int) -> int:
         return 4 + self.dtype.itemsize
 
     def fds(self) -> list[int]:
         return [self.buffer.map_fd]
+
+    def close(self) -> None:
+        self.bpf.cleanup()
 
 
 class PerCpu:
@@ -193,47 +265,52 @@ def main() -> int:
         # of two with 25% room
         max_pids = max(16384, 1 << (int(count * 1.25) - 1).bit_length())
         with Tracer(max_pids=max_pids) as tracer:
-            shared = Shared(tracer)
-            before = PerCpu(max_pids)
+            shared, hashed, before = Shared(tracer), SharedHash(max_pids), PerCpu(max_pids)
             try:
                 here_cpus = before.cpus
                 ours = bench_layout(shared, count, args.ticks)
+                hashed_ms = bench_layout(hashed, count, args.ticks)
                 theirs = bench_layout(before, count, args.ticks)
-                shared.fill(np.arange(FIRST_FAKE_PID, FIRST_FAKE_PID + count, dtype=np.uint32), 1)
+                fake = np.arange(FIRST_FAKE_PID, FIRST_FAKE_PID + count, dtype=np.uint32)
+                shared.fill(fake, 1)
                 start = time.perf_counter()
-                naive_rows = sum(1 for _ in tracer._bpf[b"pids"].items())
+                naive_rows = sum(1 for _, v in tracer._bpf[b"pids"].items() if v.pid)
                 naive_ms = (time.perf_counter() - start) * 1000
-                shared.forget(np.arange(FIRST_FAKE_PID, FIRST_FAKE_PID + count, dtype=np.uint32))
+                shared.forget(fake)
                 assert naive_rows >= count
-                memory = (sum(memlock(fd) for fd in shared.fds()), sum(memlock(fd) for fd in before.fds()))
-                rows.append((count, max_pids, ours, theirs, naive_ms, memory,
-                             shared.bytes_per_pid(here_cpus), before.bytes_per_pid(here_cpus),
-                             before.bytes_per_pid(BIG_NODE_CPUS), before))
+                memory = tuple(sum(memlock(fd) for fd in layout.fds()) for layout in (shared, hashed, before))
+                rows.append((count, max_pids, ours, hashed_ms, theirs, naive_ms, memory,
+                             shared.bytes_per_pid(here_cpus), hashed.bytes_per_pid(here_cpus),
+                             before.bytes_per_pid(here_cpus), before.bytes_per_pid(BIG_NODE_CPUS), before))
             finally:
                 before.close()
-    print(f"machine: {here_cpus} CPUs; per tick: read, rates, exited found (oomguard: the kernel's exit marks; "
-          f"per-CPU: a /proc listing), pruned; median (p90) of {args.ticks} ticks\n")
-    print(f"{'live PIDs':>10} {'max_pids':>9} {'oomguard ms':>14} {'per-CPU ms':>14} {'per-CPU/ours':>13} "
-          f"{'bcc iter ms':>12} {'bytes/tick ours':>16} {'per-CPU':>12} {'map KiB ours':>13} {'per-CPU':>9}")
-    for count, max_pids, ours, theirs, naive, memory, b_ours, b_theirs, _, _ in rows:
-        print(f"{count:>10,} {max_pids:>9,} {ours[0]:>7.2f} ({ours[1]:>4.2f}) {theirs[0]:>7.2f} ({theirs[1]:>4.2f}) "
-              f"{theirs[0] / ours[0]:>12.2f}x {naive:>12.1f} {count * b_ours:>16,} {count * b_theirs:>12,} "
-              f"{memory[0] / 1024:>13,.0f} {memory[1] / 1024:>9,.0f}")
+                hashed.close()
+    print(f"machine: {here_cpus} CPUs; per tick: read, rates, exited found (oomguard and the shared hash: the "
+          f"kernel's exit marks; per-CPU: a /proc listing), pruned; median (p90) of {args.ticks} ticks\n")
+    print(f"{'live PIDs':>10} {'max_pids':>9} {'oomguard ms':>13} {'hash ms':>14} {'hash/ours':>10} "
+          f"{'per-CPU ms':>14} {'per-CPU/ours':>13} {'bcc iter ms':>12} {'bytes/tick ours':>16} {'hash':>10} "
+          f"{'per-CPU':>10} {'map KiB ours':>13} {'hash':>7} {'per-CPU':>8}")
+    for count, max_pids, ours, hashed_ms, theirs, naive, memory, b_ours, b_hash, b_theirs, _, _ in rows:
+        print(f"{count:>10,} {max_pids:>9,} {ours[0]:>6.2f} ({ours[1]:>4.2f}) {hashed_ms[0]:>7.2f} "
+              f"({hashed_ms[1]:>4.2f}) {hashed_ms[0] / ours[0]:>9.2f}x {theirs[0]:>7.2f} ({theirs[1]:>4.2f}) "
+              f"{theirs[0] / ours[0]:>12.2f}x {naive:>12.1f} {count * b_ours:>16,} {count * b_hash:>10,} "
+              f"{count * b_theirs:>10,} {memory[0] / 1024:>13,.0f} {memory[1] / 1024:>7,.0f} "
+              f"{memory[2] / 1024:>8,.0f}")
 
     # The model, from this run's figures.
-    count, max_pids, ours, theirs, _, memory, b_ours, b_theirs, b_theirs_big, before = rows[1]
+    count, max_pids, ours, _, theirs, _, memory, b_ours, _, b_theirs, b_theirs_big, before = rows[1]
     cpus = here_cpus or 1
-    # Kernel memory: the shared map does not depend on CPUs; the per-CPU map's values are allocated per CPU.
+    # Kernel memory: the slots do not depend on CPUs; the per-CPU map's values are allocated per CPU.
     percpu_values_here = max_pids * (before.per_cpu_value) * cpus
-    percpu_rest = memory[1] - percpu_values_here
+    percpu_rest = memory[2] - percpu_values_here
     percpu_big = percpu_rest + max_pids * (before.per_cpu_value) * BIG_NODE_CPUS
-    # Tick time: the shared layout copies the same bytes at any CPU count; the per-CPU one grows with the
-    # bytes copied (the kernel walk and the copy dominate), scaled from this run.
+    # Tick time: the slots are read the same way at any CPU count; the per-CPU one grows with the bytes
+    # copied (the kernel walk and the copy dominate), scaled from this run.
     tick_big_ours = ours[0]
     tick_big_theirs = theirs[0] * b_theirs_big / b_theirs
     print("\nmodel (PIDs = P, CPUs = C), from this run's sizes:")
-    print(f"  bytes copied per tick: oomguard {b_ours} x P (no C); per-CPU layout "
-          f"({before.bytes_per_pid(0)} + {before.per_cpu_value} x C) x P")
+    print(f"  bytes copied per tick: oomguard {b_ours} x P, after a scan of 4 B x max_pids of slot owners, no "
+          f"syscall (no C); per-CPU layout ({before.bytes_per_pid(0)} + {before.per_cpu_value} x C) x P")
     print(f"  map kernel memory: oomguard {memory[0] / max_pids:.0f} B x max_pids (no C); per-CPU layout "
           f"{percpu_rest / max_pids:.0f} B + {before.per_cpu_value} B x C, x max_pids")
     print(f"  at 10,000 PIDs (max_pids {max_pids:,}) on a {BIG_NODE_CPUS}-CPU node: oomguard copies "

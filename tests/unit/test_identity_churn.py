@@ -67,3 +67,44 @@ def test_start_time_of_this_process_and_of_an_odd_command(tmp_path):
     fields = " ".join(str(i) for i in range(4, 60))  # field 4 onwards, numbered as in proc(5)
     (tmp_path / "9" / "stat").write_text(f"9 (a) b ) c) S {fields}\n")  # ")" in the command
     assert start_time(9, proc=tmp_path) == 22
+
+
+def test_the_cgroup_index_follows_churn_reuse_and_container_turnover():
+    """cgroups_of (what each tick groups by) agrees with the identities, whatever joined, left or was reused."""
+    from oomguard.bpf.events import Departed
+    from oomguard.identity.cgroup import MemoryCgroup
+    from oomguard.identity.procfs import CGROUPS_KEPT_UNUSED
+
+    started: dict[int, int] = {}
+    cgroup_of: dict[int, str] = {}
+
+    def identify(pid: int) -> Identity:
+        path = cgroup_of.get(pid)
+        return Identity(f"p{pid}", MemoryCgroup(2, path) if path else None, None, started.get(pid, 0))
+
+    directory = ProcessDirectory(identify=identify, started=started.get, cgroup_paths=None)
+    rng = np.random.default_rng(3)
+    live = np.zeros(0, dtype=np.uint32)
+    for tick in range(60):  # 60 containers come and go, 40 processes each, some without a cgroup
+        born = np.arange(1000 + tick * 40, 1040 + tick * 40, dtype=np.uint32)
+        for pid in born.tolist():
+            cgroup_of[pid] = f"/kubepods/pod{tick}/c" if pid % 7 else ""
+        live = np.union1d(live, born)
+        directory.learn(born)
+        leaving = live[rng.random(len(live)) < 0.5] if tick > 2 else np.zeros(0, np.uint32)
+        directory.forget(leaving)
+        live = np.setdiff1d(live, leaving)
+        index, cgroups = directory.cgroups_of(live)
+        expected = [cgroup_of[p] or None for p in live.tolist()]
+        assert [cgroups[i].path if i >= 0 else None for i in index.tolist()] == expected
+    assert len(directory._cgroups) <= 2 * len(set(filter(None, expected))) + CGROUPS_KEPT_UNUSED + 1  # bounded
+
+    # a reused pid moves to its new container; a process named only by its exit record is found too
+    pid = int(live[0])
+    started[pid], cgroup_of[pid] = 99, "/kubepods/podnew/c"
+    directory.current(pid)
+    index, cgroups = directory.cgroups_of(np.array([pid], np.uint32))
+    assert cgroups[int(index[0])].path == "/kubepods/podnew/c"
+    directory.departed({5: Departed("cron", 0)})
+    index, _ = directory.cgroups_of(np.array([5], np.uint32))
+    assert index.tolist() == [-1] and directory.known(5).command == "cron"  # named, with no cgroup on v1

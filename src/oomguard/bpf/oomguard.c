@@ -20,16 +20,18 @@ struct sampler {
     u32 weight;    // the N in force when the current gap was drawn
 };
 
-// Everything known of one process, in one entry of one shared map, so a tick
-// reads one map once and its cost does not grow with the CPU count.
+// Everything known of one process, in one slot of one shared array, so a tick
+// reads one table once and its cost grows neither with the CPU count nor with
+// a syscall per entry: the array is mmap'ed, user space reads it as memory.
 // Each sample adds bytes * weight, so `bytes` is an unbiased estimate of all
 // bytes allocated, even while N changes; `rss` is the latest RSS counters,
 // in bytes, as rss_stat reported them.
 struct pid_stats {
+    u32 pid;    // the slot's owner; 0: a free slot
+    u32 exited; // set when the process exits: user space reports its last interval, then frees the slot
     u64 bytes[NSOURCES];
     u64 samples[NSOURCES];
     s64 rss[RSS_MEMBERS];
-    u64 exited; // set when the process exits: user space reports its last interval, then deletes it
 };
 
 // The command and cgroup of a tracked process that exited, kept until user
@@ -73,11 +75,17 @@ struct site_stats {
 BPF_ARRAY(sample_rate, u32, NSOURCES);                  // N per source, written by the daemon
 BPF_PERCPU_ARRAY(sampler, struct sampler, NSOURCES);
 BPF_PERCPU_ARRAY(ringbuf_drops, u64, 1);                // OOM events lost to a full ring buffer
-// LRU: when more than MAX_PIDS processes allocate, the least recently active
-// entry is evicted instead of the insert failing, so the map can never wedge.
-// Shared by all CPUs: updated with atomic adds, which only sampled events
-// (1 in N) pay, so contention stays as rare as the samples.
-BPF_TABLE("lru_hash", u32, struct pid_stats, pids, MAX_PIDS);
+// Per-process slots, shared by all CPUs: updated with atomic adds, which only
+// sampled events (1 in N) pay, so contention stays as rare as the samples.
+// Reading a hash costs a locked bucket walk per tick (~3.5 ms at 16,384
+// buckets); this array is read in place through mmap (bench/tick_cost.py).
+BPF_F_TABLE("array", u32, struct pid_stats, pids, MAX_PIDS, BPF_F_MMAPABLE);
+BPF_HASH(pid_slots, u32, u32, MAX_PIDS); // pid -> its slot in `pids`
+// Free slots, pushed by user space at start and when it frees an exited
+// process's slot. Empty means MAX_PIDS processes are tracked: a new one is
+// then counted in `untracked` and not recorded until a slot frees.
+BPF_QUEUE(free_slots, u32, MAX_PIDS);
+BPF_PERCPU_ARRAY(untracked, u64, 1);
 // Written at exits only, read and emptied each tick; LRU, so a daemon that
 // stops reading loses the oldest names, never an exit.
 BPF_TABLE("lru_hash", u32, struct departed, departed, DEPARTED_MAX);
@@ -90,6 +98,34 @@ BPF_ARRAY(filter_config, u32, 2);                       // [0] mode, [1] slots i
 BPF_HASH(deep_pids, u32, u32, DEEP_PIDS_MAX);
 BPF_STACK_TRACE(deep_stacks, DEEP_STACKS_MAX);
 BPF_HASH(deep_sites, struct site_key, struct site_stats, DEEP_SITES_MAX);
+
+// The current process's slot, taken from `free_slots` at its first record.
+// Runs on sampled events and recorded RSS changes only, never on the hot path.
+static __always_inline struct pid_stats *slot_of(u32 pid)
+{
+    u32 *slot = pid_slots.lookup(&pid);
+    if (!slot) {
+        u32 fresh;
+        if (free_slots.pop(&fresh) != 0) {
+            u32 zero = 0;
+            u64 *lost = untracked.lookup(&zero);
+            if (lost)
+                (*lost)++;
+            return NULL;
+        }
+        if (pid_slots.insert(&pid, &fresh) != 0) { // another thread of this process won the race
+            free_slots.push(&fresh, 0);
+        } else {
+            struct pid_stats *p = pids.lookup(&fresh);
+            if (p)
+                p->pid = pid;
+        }
+        slot = pid_slots.lookup(&pid);
+        if (!slot)
+            return NULL;
+    }
+    return pids.lookup(slot);
+}
 
 // Whether the current task passes the policy's cgroup filter. Runs only on
 // sampled events (1 in N), never on the hot path.
@@ -161,8 +197,7 @@ static __always_inline void account(void *ctx, u32 source, u64 bytes)
 
     s->sampled++;
     u32 pid = bpf_get_current_pid_tgid() >> 32;
-    struct pid_stats zero = {};
-    struct pid_stats *p = pids.lookup_or_try_init(&pid, &zero);
+    struct pid_stats *p = slot_of(pid);
     if (!p)
         return;
     __sync_fetch_and_add(&p->bytes[source], bytes * weight); // other CPUs add to the same entry
@@ -206,8 +241,7 @@ TRACEPOINT_PROBE(kmem, rss_stat)
     if (member >= RSS_MEMBERS) // bounds the array index for the verifier
         return 0;
     u32 pid = bpf_get_current_pid_tgid() >> 32;
-    struct pid_stats zero = {};
-    struct pid_stats *p = pids.lookup_or_try_init(&pid, &zero);
+    struct pid_stats *p = slot_of(pid);
     if (p)
         p->rss[member] = args->size; // a plain store: the latest value is the truth
     return 0;
@@ -223,7 +257,8 @@ TRACEPOINT_PROBE(sched, sched_process_exit)
     u32 pid = id >> 32;
     if ((u32)id != pid)
         return 0;
-    struct pid_stats *p = pids.lookup(&pid);
+    u32 *slot = pid_slots.lookup(&pid);
+    struct pid_stats *p = slot ? pids.lookup(slot) : NULL;
     if (!p)
         return 0;
     p->exited = 1;

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import mmap
 import os
 import tempfile
 import time
@@ -115,8 +116,10 @@ class Tracer:
                     "run `oomguard doctor`; if every check passes, report this output as a bug",
                 ) from exc
         give_back_heap()  # LLVM's compile left ~40 MiB of freed heap that glibc would otherwise keep
-        # Buffers for batched reads, allocated once: a fresh 4 MiB per tick costs page faults.
-        self._pids = _BatchBuffer(self._bpf[b"pids"].map_fd, max_pids, np.dtype(self._bpf[b"pids"].Leaf))
+        self._pids = _SlotTable(self._bpf, max_pids)
+        self._untracked_before = 0
+        self._untracked_before = self.untracked()  # records made before the free slots were pushed
+        # A buffer for batched reads, allocated once: a fresh one per tick costs page faults.
         self._departed = _BatchBuffer(self._bpf[b"departed"].map_fd, DEPARTED_MAX,
                                       np.dtype(self._bpf[b"departed"].Leaf))
         self._pending: list[OomKill] = []
@@ -219,7 +222,7 @@ class Tracer:
     def snapshot(self) -> AllocSnapshot:
         """Cumulative per-process totals (summed over CPUs) and latest RSS, sorted by pid."""
         now = time.monotonic()
-        pids, stats = self._pids.read_sorted()  # one map, one batched read, whatever the CPU count
+        pids, stats = self._pids.read_sorted()  # one table read in place: no syscall, no CPU term
         rss = stats["rss"]
         resident = sum(rss[:, RSS_MEMBERS.index(m)] for m in ("file", "anon", "shmem"))  # swap is not resident
         # Views into `stats`, a fresh array per read: no further copies.
@@ -246,8 +249,13 @@ class Tracer:
                 for pid, value in zip(pids.tolist(), values, strict=True)}
 
     def forget_pids(self, pids: np.ndarray) -> None:
-        """Delete exited processes from the per-PID maps, in batches."""
-        _delete_batch(self._pids.map_fd, np.ascontiguousarray(pids, dtype=np.uint32))
+        """Free the slots of exited processes (those the last snapshot held)."""
+        self._pids.release_pids(np.ascontiguousarray(pids, dtype=np.uint32))
+
+    def untracked(self) -> int:
+        """Records lost since start because every slot was taken (raise [sampling] max_pids)."""
+        table = self._bpf[b"untracked"]
+        return int(sum(table.getvalue(table.Key(0)))) - self._untracked_before
 
     def poll_oom_kills(self, timeout_ms: int = 0) -> list[OomKill]:
         """OOM kills the kernel reported since the last call; waits up to timeout_ms for one."""
@@ -271,6 +279,7 @@ class Tracer:
     def close(self) -> None:
         """Detach every program and free the maps; safe to call twice."""
         if self._bpf is not None:
+            self._pids.close()
             self._bpf.cleanup()
             self._bpf = None
 
@@ -279,6 +288,66 @@ class Tracer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _SlotTable:
+    """The per-process slots: the `pids` array read in place through mmap, the `pid_slots` hash that maps a
+    pid to its slot, and the `free_slots` queue the kernel takes a slot from at a process's first record.
+
+    Reading costs a scan of the owner column and a copy of the used rows (bench/tick_cost.py), against a
+    locked walk of every hash bucket for a hash map. Freeing a slot: its pid leaves the hash first (so the
+    kernel takes a fresh slot for any later record), then the row is zeroed, then the slot is pushed back.
+    """
+
+    def __init__(self, bpf: Any, max_pids: int):
+        table = bpf[b"pids"]
+        dtype = np.dtype(table.Leaf)
+        length = -(-dtype.itemsize * max_pids // mmap.PAGESIZE) * mmap.PAGESIZE
+        self._memory = mmap.mmap(table.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.values = np.frombuffer(self._memory, dtype=dtype, count=max_pids)
+        self._words = self.values.view(np.uint64).reshape(max_pids, -1)  # rows as plain words: fast to copy
+        self.slots_fd = bpf[b"pid_slots"].map_fd
+        self.map_fds = [table.map_fd, self.slots_fd, bpf[b"free_slots"].map_fd]
+        self._free_fd = bpf[b"free_slots"].map_fd
+        self._last: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.uint32), np.zeros(0, np.intp))
+        self.release_rows(np.arange(max_pids))
+
+    def read_sorted(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pids, rows) of every used slot, sorted by pid: copies, valid after the kernel moves on."""
+        owners = self.values["pid"]
+        used = np.flatnonzero(owners)
+        pids = owners[used]
+        order = np.argsort(pids, kind="stable")
+        pids, rows = pids[order], used[order]
+        if len(pids) > 1 and (pids[1:] == pids[:-1]).any():  # a pid in two slots: keep its first
+            first = np.concatenate([[True], pids[1:] != pids[:-1]])
+            pids, rows = pids[first], rows[first]
+        self._last = (pids, rows)
+        return pids, np.take(self._words, rows, axis=0).view(self.values.dtype).reshape(-1)
+
+    def release_pids(self, pids: np.ndarray) -> None:
+        """Free the slots of `pids` (as the last read found them); pids without a slot are skipped."""
+        if not len(pids):
+            return
+        _delete_batch(self.slots_fd, pids)
+        known, rows = self._last
+        at = np.minimum(np.searchsorted(known, pids), max(len(known) - 1, 0))
+        found = (known[at] == pids) if len(known) else np.zeros(len(pids), bool)
+        self.release_rows(rows[at[found]])
+
+    def release_rows(self, rows: np.ndarray) -> None:
+        from bcc.libbcc import lib
+
+        self._words[rows] = 0
+        slot = ctypes.c_uint32(0)
+        for row in rows.tolist():  # one syscall per slot: only exits pay it
+            slot.value = row
+            lib.bpf_update_elem(self._free_fd, None, ctypes.byref(slot), 0)
+
+    def close(self) -> None:
+        del self.values, self._words
+        with contextlib.suppress(BufferError):  # a view still held elsewhere: the mapping goes with it
+            self._memory.close()
 
 
 class _BatchBuffer:

@@ -71,16 +71,12 @@ def limiting_cgroup(cgroup: MemoryCgroup, read: ReadHeadroom = headroom) -> tupl
 
 def group_by_limit(rates: Rates, owners: Owners, read: ReadHeadroom = headroom) -> list[Group]:
     """Each process with a memory limit, grouped under the cgroup that sets it; one read per cgroup per tick."""
-    by_leaf: dict[MemoryCgroup, list[int]] = {}
-    known = owners.directory.known
-    for i, pid in enumerate(rates.pid.tolist()):  # the one pass over every process: kept to dict lookups
-        identity = known(pid)
-        if identity is not None and identity.cgroup is not None:
-            rows = by_leaf.get(identity.cgroup)
-            if rows is None:
-                by_leaf[identity.cgroup] = [i]
-            else:
-                rows.append(i)
+    index, leaves = owners.directory.cgroups_of(rates.pid)  # vectorised: no Python step per process
+    order = np.argsort(index, kind="stable")  # stable: each cgroup's rows stay in pid order
+    starts = np.flatnonzero(np.diff(index[order], prepend=-2))
+    by_leaf = {leaves[int(index[order[a]])]: order[a:b].tolist()
+               for a, b in zip(starts.tolist(), [*starts[1:].tolist(), len(order)], strict=True)
+               if index[order[a]] >= 0}
     groups: dict[str, Group] = {}
     for leaf, rows in by_leaf.items():
         found = limiting_cgroup(leaf, read)
@@ -114,7 +110,7 @@ def subject_of(group: Group, rates: Rates, sample_rates: tuple[int, int], owners
     assert group.room.limit_bytes is not None  # groups are made only under a limit
     return Subject(
         cgroup=group.cgroup.path, usage=group.room.usage_bytes, limit=group.room.limit_bytes,
-        pids=tuple(int(p) for p in rates.pid[rows]), command=busiest.command,
+        pids=tuple(rates.pid[rows].tolist()), command=busiest.command,  # tolist: ~5x faster than int() each
         attribution=busiest.attribution, pod=busiest.pod,
         kmalloc_bytes_per_s=float(rates.kmalloc_bytes_per_s[rows].sum()),
         page_bytes_per_s=float(rates.page_bytes_per_s[rows].sum()),

@@ -12,14 +12,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNLIMITED = 1 << 62  # v1 reports "no limit" as a huge page-aligned number; anything above this is none
 
 
-@dataclass(frozen=True)
-class MemoryCgroup:
-    """Where a process's memory is accounted: the hierarchy version and the path inside it."""
+class MemoryCgroup(NamedTuple):
+    """Where a process's memory is accounted: the hierarchy version and the path inside it.
+
+    A named tuple, not a dataclass: every tick groups every process by it, and a tuple's hash and equality
+    run in C (a frozen dataclass's run in Python: a third of the grouping pass at 10,000 processes)."""
 
     version: int  # 1 or 2
     path: str  # as in /proc/PID/cgroup, starting with "/"

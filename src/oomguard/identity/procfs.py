@@ -74,6 +74,9 @@ def identify(pid: int, proc: Path = PROC) -> Identity:
     return Identity(process_name(pid, proc), cgroup, attribute(cgroup.path) if cgroup else None, started)
 
 
+CGROUPS_KEPT_UNUSED = 64  # cgroups indexed that no known process is in, before renumbering
+
+
 class ProcessDirectory:
     """Identity per live pid, taken once when the pid is first seen, forgotten when it exits.
 
@@ -90,23 +93,46 @@ class ProcessDirectory:
         self._cgroup_paths = cgroup_paths if cgroup_paths is not None else CgroupPaths.of_this_host()
         self._departed: dict[int, Departed] = {}
         self._known: dict[int, Identity] = {}
-        self._pids = np.zeros(0, dtype=np.uint32)  # sorted keys of _known, rebuilt lazily
-        self._dirty = False
+        # The same pids as arrays, sorted, with each one's memory cgroup as an index into _cgroups (-1: none):
+        # every tick groups every process by cgroup, and arrays do it without a Python step per process.
+        # Kept in step with _known as it changes (merges and masks), never rebuilt from it.
+        self._pids = np.zeros(0, dtype=np.uint32)
+        self._cgroup_of = np.zeros(0, dtype=np.int64)
+        self._cgroups: list[MemoryCgroup] = []
+        self._cgroup_index: dict[MemoryCgroup, int] = {}
 
-    def _sorted(self) -> np.ndarray:
-        if self._dirty:
-            self._pids = np.array(sorted(self._known), dtype=np.uint32)
-            self._dirty = False
-        return self._pids
+    def _index_of(self, identity: Identity) -> int:
+        cgroup = identity.cgroup
+        if cgroup is None:
+            return -1
+        index = self._cgroup_index.get(cgroup)
+        if index is None:
+            index = self._cgroup_index[cgroup] = len(self._cgroups)
+            self._cgroups.append(cgroup)
+        return index
+
+    def _put(self, pid: int, identity: Identity) -> Identity:
+        """Store one identity (new, or replacing a pid's), keeping the arrays in step."""
+        at = int(np.searchsorted(self._pids, pid))
+        if at < len(self._pids) and self._pids[at] == pid:
+            self._cgroup_of[at] = self._index_of(identity)
+        else:
+            self._pids = np.insert(self._pids, at, pid)
+            self._cgroup_of = np.insert(self._cgroup_of, at, self._index_of(identity))
+        self._known[pid] = identity
+        return identity
 
     def learn(self, pids: np.ndarray) -> np.ndarray:
         """Identify the pids not seen before (sorted input); returns them. O(new) reads."""
-        _, found = match(self._sorted(), pids)
+        _, found = match(self._pids, pids)
         new = pids[~found]
-        for pid in new.tolist():
-            self._known[pid] = self._read(pid)
         if len(new):
-            self._pids = np.union1d(self._pids, new)
+            identities = [self._read(pid) for pid in new.tolist()]
+            self._known.update(zip(new.tolist(), identities, strict=True))
+            merged = np.concatenate([self._pids, new.astype(np.uint32)])
+            cgroups = np.concatenate([self._cgroup_of, np.array([self._index_of(i) for i in identities], np.int64)])
+            order = np.argsort(merged, kind="stable")
+            self._pids, self._cgroup_of = merged[order], cgroups[order]
         return new
 
     def departed(self, exits: dict[int, Departed]) -> None:
@@ -119,10 +145,7 @@ class ProcessDirectory:
         """The identity of a pid, read from /proc if it is not known yet (from the kernel's record of its
         exit if /proc no longer has it)."""
         known = self._known.get(pid)
-        if known is None:
-            known = self._known[pid] = self._read(pid)
-            self._dirty = True
-        return known
+        return known if known is not None else self._put(pid, self._read(pid))
 
     def _read(self, pid: int) -> Identity:
         """From /proc; from the kernel's record of the exit when /proc no longer has the process."""
@@ -142,7 +165,7 @@ class ProcessDirectory:
         known = self.identity(pid)
         now = self._started(pid)
         if now is not None and known.started is not None and now != known.started:
-            known = self._known[pid] = self._read(pid)
+            known = self._put(pid, self._read(pid))
         return known
 
     def reread(self, pid: int) -> Identity:
@@ -150,8 +173,7 @@ class ProcessDirectory:
         cached identity stays if /proc no longer has it."""
         found = self._read(pid)
         if found.command != "-" or found.cgroup is not None or pid not in self._known:
-            self._known[pid] = found
-            self._dirty = True
+            self._put(pid, found)
         return self._known[pid]
 
     def pids(self) -> list[int]:
@@ -161,18 +183,45 @@ class ProcessDirectory:
         """The identity if known without reading /proc: cached, or from the kernel's record of its exit."""
         found = self._known.get(pid)
         if found is None and pid in self._departed:
-            found = self._known[pid] = self._from_exit(self._departed[pid])
-            self._dirty = True
+            found = self._put(pid, self._from_exit(self._departed[pid]))
         return found
 
+    def cgroups_of(self, pids: np.ndarray) -> tuple[np.ndarray, list[MemoryCgroup]]:
+        """For each pid (known without reading /proc), the index of its memory cgroup in the returned list;
+        -1 when it has none or is not known. One vectorised lookup: no Python step per known process."""
+        pos, found = match(self._pids, pids)
+        index = np.full(len(pids), -1, dtype=np.int64)
+        index[found] = self._cgroup_of[pos[found]]
+        for i in np.flatnonzero(~found).tolist():  # not in the directory: the kernel's record of an exit may name it
+            identity = self.known(int(pids[i]))
+            if identity is not None:
+                index[i] = self._index_of(identity)
+        return index, self._cgroups
+
     def forget(self, pids: Iterable[int] | np.ndarray) -> None:
-        for pid in np.asarray(list(pids), dtype=np.int64).tolist():
+        gone = np.asarray(list(pids), dtype=np.int64)
+        for pid in gone.tolist():
             self._known.pop(int(pid), None)
-        self._dirty = True
+        keep = ~np.isin(self._pids, gone)
+        self._pids, self._cgroup_of = self._pids[keep], self._cgroup_of[keep]
+        self._drop_unused_cgroups()
+
+    def _drop_unused_cgroups(self) -> None:
+        """Containers come and go: once most cgroups indexed belong to no known process, renumber (bounded)."""
+        if len(self._cgroups) <= CGROUPS_KEPT_UNUSED:
+            return
+        used = np.unique(self._cgroup_of[self._cgroup_of >= 0])
+        if len(self._cgroups) <= 2 * len(used) + CGROUPS_KEPT_UNUSED:
+            return
+        renumber = np.full(len(self._cgroups), -1, dtype=np.int64)
+        renumber[used] = np.arange(len(used))
+        self._cgroups = [self._cgroups[i] for i in used.tolist()]
+        self._cgroup_index = {cgroup: i for i, cgroup in enumerate(self._cgroups)}
+        self._cgroup_of = np.where(self._cgroup_of >= 0, renumber[np.maximum(self._cgroup_of, 0)], -1)
 
     def not_in(self, live: np.ndarray) -> np.ndarray:
         """The known pids that are not in `live` (sorted): the exited. One vectorised pass."""
-        return np.setdiff1d(self._sorted(), live, assume_unique=True)
+        return np.setdiff1d(self._pids, live, assume_unique=True)
 
     def __len__(self) -> int:
         return len(self._known)

@@ -74,7 +74,7 @@ class Collector:
         if len(exited):
             self.tracer.forget_pids(exited)
         if len(snapshot) >= self.tracer.max_pids and not self._warned_full:
-            log.warning("per-process map full (%d entries): least active processes are being evicted; "
+            log.warning("per-process table full (%d slots): new processes are not tracked until one exits; "
                         "raise [sampling] max_pids", self.tracer.max_pids)
             self._warned_full = True
         self._adapt(counters, snapshot.monotonic_s)
