@@ -187,3 +187,24 @@ def test_close_leaves_no_program_loaded():
         time.sleep(0.02)
     assert not ours & bpftool_prog_ids()
     tracer.close()  # idempotent
+
+
+def test_a_full_slot_table_counts_what_it_loses_and_reuses_freed_slots(workload):
+    """With every slot taken, a new process is counted as untracked (not recorded, nothing corrupted); once
+    the exited are freed, their slots are taken again, and a process's figures stay its own."""
+    from oomguard.bpf.tracer import Tracer
+
+    with Tracer(max_pids=64) as small:
+        small.set_sample_rate(SOURCE_PAGE, 1)
+        small.set_sample_rate(SOURCE_KMALLOC, 1)
+        spawn = subprocess.run([str(workload), "spawn", "200"], timeout=60)  # 200 processes, one after another
+        assert spawn.returncode == 0
+        full = small.snapshot()
+        assert len(full) == 64 and len(np.unique(full.pid)) == 64  # every slot taken, one pid each
+        assert small.untracked() > 0  # the rest were counted, not recorded
+        small.forget_pids(full.pid[full.exited])
+        freed = int(full.exited.sum())
+        assert freed >= 32, freed  # most of those 64 were spawn's children, gone by now
+        row = run_polls(small, workload, POLL_CALLS)  # a new process gets a freed slot, and only its own figures
+        assert POLL_CALLS * 0.9 <= row["kmalloc_samples"] <= POLL_CALLS * 1.5, row
+        assert len(small.snapshot()) <= 64
