@@ -120,6 +120,7 @@ class Counters:
     kmalloc: SourceCounters
     page: SourceCounters
     ringbuf_drops: int
+    untracked: int = 0  # records lost because every per-process slot was taken (raise [sampling] max_pids)
 
 
 @dataclass(frozen=True)

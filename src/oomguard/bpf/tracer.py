@@ -217,7 +217,7 @@ class Tracer:
                                              sampled=sum(c.sampled for c in cpus)))
         drops_table = self._bpf[b"ringbuf_drops"]
         drops = sum(drops_table.getvalue(drops_table.Key(0)))
-        return Counters(kmalloc=per_source[0], page=per_source[1], ringbuf_drops=drops)
+        return Counters(kmalloc=per_source[0], page=per_source[1], ringbuf_drops=drops, untracked=self.untracked())
 
     def snapshot(self) -> AllocSnapshot:
         """Cumulative per-process totals (summed over CPUs) and latest RSS, sorted by pid."""

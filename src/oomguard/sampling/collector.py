@@ -73,7 +73,7 @@ class Collector:
         rates, exited = self.rates.update(snapshot, live)
         if len(exited):
             self.tracer.forget_pids(exited)
-        if len(snapshot) >= self.tracer.max_pids and not self._warned_full:
+        if (len(snapshot) >= self.tracer.max_pids or counters.untracked) and not self._warned_full:
             log.warning("per-process table full (%d slots): new processes are not tracked until one exits; "
                         "raise [sampling] max_pids", self.tracer.max_pids)
             self._warned_full = True

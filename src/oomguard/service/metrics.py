@@ -102,6 +102,8 @@ class Exporter:
                      [(("kmalloc",), counters.kmalloc.sampled), (("page",), counters.page.sampled)]),
             _counter("oomguard_ringbuf_drops", "OOM kill events lost to a full ring buffer", [],
                      [((), counters.ringbuf_drops)]),
+            _counter("oomguard_untracked_records", "Allocation records lost because every per-process slot was "
+                     "taken (raise [sampling] max_pids)", [], [((), counters.untracked)]),
             _gauge("oomguard_processes_tracked", "Processes with allocation data", [], [((), figures.processes)]),
             _counter("oomguard_oom_kills", "OOM kills, by whether a pre-OOM alert foresaw them", ["result"],
                      [(("foreseen",), tallies.foreseen), (("unforeseen",), tallies.unforeseen)]),
