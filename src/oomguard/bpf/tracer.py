@@ -244,9 +244,11 @@ class Tracer:
         if not len(pids):
             return {}
         _delete_batch(self._departed.map_fd, np.ascontiguousarray(pids))
-        return {int(pid): Departed(bytes(value["comm"]).split(b"\0", 1)[0].decode("utf-8", "replace"),
-                                   int(value["cgroup_id"]))
-                for pid, value in zip(pids.tolist(), values, strict=True)}
+        # Whole columns at once (hundreds of exits a tick under churn): a record-by-record read costs ~5 us each.
+        comm = values["comm"]
+        names = comm.view(f"S{comm.shape[-1] * comm.dtype.itemsize}").ravel().tolist()  # bytes, trailing NULs cut
+        return {pid: Departed(name.split(b"\0", 1)[0].decode("utf-8", "replace"), cgroup_id)
+                for pid, name, cgroup_id in zip(pids.tolist(), names, values["cgroup_id"].tolist(), strict=True)}
 
     def forget_pids(self, pids: np.ndarray) -> None:
         """Free the slots of exited processes (those the last snapshot held)."""

@@ -127,13 +127,17 @@ class ProcessDirectory:
         _, found = match(self._pids, pids)
         new = pids[~found]
         if len(new):
-            identities = [self._read(pid) for pid in new.tolist()]
-            self._known.update(zip(new.tolist(), identities, strict=True))
-            merged = np.concatenate([self._pids, new.astype(np.uint32)])
-            cgroups = np.concatenate([self._cgroup_of, np.array([self._index_of(i) for i in identities], np.int64)])
-            order = np.argsort(merged, kind="stable")
-            self._pids, self._cgroup_of = merged[order], cgroups[order]
+            self._add(new.tolist(), [self._read(pid) for pid in new.tolist()])
         return new
+
+    def _add(self, pids: list[int], identities: list[Identity]) -> None:
+        """Store identities of pids not known yet, merging them into the arrays at once (one sort, not one
+        array copy per pid)."""
+        self._known.update(zip(pids, identities, strict=True))
+        merged = np.concatenate([self._pids, np.array(pids, dtype=np.uint32)])
+        cgroups = np.concatenate([self._cgroup_of, np.array([self._index_of(i) for i in identities], np.int64)])
+        order = np.argsort(merged, kind="stable")
+        self._pids, self._cgroup_of = merged[order], cgroups[order]
 
     def departed(self, exits: dict[int, Departed]) -> None:
         """The processes the kernel saw exit since the last tick, as it named them. A process that lived
@@ -192,10 +196,15 @@ class ProcessDirectory:
         pos, found = match(self._pids, pids)
         index = np.full(len(pids), -1, dtype=np.int64)
         index[found] = self._cgroup_of[pos[found]]
-        for i in np.flatnonzero(~found).tolist():  # not in the directory: the kernel's record of an exit may name it
-            identity = self.known(int(pids[i]))
-            if identity is not None:
-                index[i] = self._index_of(identity)
+        # Not in the directory: the kernel's record of an exit may name it (hundreds a tick under churn: added
+        # in one merge).
+        named = [(i, pid, self._departed[pid]) for i, pid in zip(np.flatnonzero(~found).tolist(),
+                                                                  pids[~found].tolist(), strict=True)
+                 if pid in self._departed]
+        if named:
+            identities = [self._from_exit(gone) for _, _, gone in named]
+            self._add([pid for _, pid, _ in named], identities)
+            index[[i for i, _, _ in named]] = [self._index_of(identity) for identity in identities]
         return index, self._cgroups
 
     def forget(self, pids: Iterable[int] | np.ndarray) -> None:
