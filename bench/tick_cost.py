@@ -80,7 +80,7 @@ class Shared:
         new = [pid for pid in pids.tolist() if pid not in self.rows]
         slot = ctypes.c_uint32(0)
         for pid in new:
-            if lib.bpf_lookup_and_delete(self.table.map_fds[2], None, ctypes.byref(slot)) != 0:
+            if lib.bpf_lookup_and_delete(self.table.free_fd, None, ctypes.byref(slot)) != 0:
                 raise OSError(ctypes.get_errno(), "no free slot")
             self.rows[pid] = slot.value
         if new:

@@ -104,27 +104,25 @@ BPF_HASH(deep_sites, struct site_key, struct site_stats, DEEP_SITES_MAX);
 static __always_inline struct pid_stats *slot_of(u32 pid)
 {
     u32 *slot = pid_slots.lookup(&pid);
-    if (!slot) {
-        u32 fresh;
-        if (free_slots.pop(&fresh) != 0) {
-            u32 zero = 0;
-            u64 *lost = untracked.lookup(&zero);
-            if (lost)
-                (*lost)++;
-            return NULL;
-        }
-        if (pid_slots.insert(&pid, &fresh) != 0) { // another thread of this process won the race
-            free_slots.push(&fresh, 0);
-        } else {
-            struct pid_stats *p = pids.lookup(&fresh);
-            if (p)
-                p->pid = pid;
-        }
-        slot = pid_slots.lookup(&pid);
-        if (!slot)
-            return NULL;
+    if (slot)
+        return pids.lookup(slot);
+    u32 fresh;
+    if (free_slots.pop(&fresh) != 0) {
+        u32 zero = 0;
+        u64 *lost = untracked.lookup(&zero);
+        if (lost)
+            (*lost)++;
+        return NULL;
     }
-    return pids.lookup(slot);
+    if (pid_slots.insert(&pid, &fresh) != 0) { // another thread of this process took a slot first: use it
+        free_slots.push(&fresh, 0);
+        slot = pid_slots.lookup(&pid);
+        return slot ? pids.lookup(slot) : NULL;
+    }
+    struct pid_stats *p = pids.lookup(&fresh);
+    if (p)
+        p->pid = pid; // only the thread whose insert won writes the owner
+    return p;
 }
 
 // Whether the current task passes the policy's cgroup filter. Runs only on

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import match
 from ..errors import OomguardError
 from .events import (
     DEPARTED_MAX,
@@ -117,8 +118,7 @@ class Tracer:
                 ) from exc
         give_back_heap()  # LLVM's compile left ~40 MiB of freed heap that glibc would otherwise keep
         self._pids = _SlotTable(self._bpf, max_pids)
-        self._untracked_before = 0
-        self._untracked_before = self.untracked()  # records made before the free slots were pushed
+        self._untracked_before = self._untracked_total()  # records made before the free slots were pushed
         # A buffer for batched reads, allocated once: a fresh one per tick costs page faults.
         self._departed = _BatchBuffer(self._bpf[b"departed"].map_fd, DEPARTED_MAX,
                                       np.dtype(self._bpf[b"departed"].Leaf))
@@ -256,8 +256,11 @@ class Tracer:
 
     def untracked(self) -> int:
         """Records lost since start because every slot was taken (raise [sampling] max_pids)."""
+        return self._untracked_total() - self._untracked_before
+
+    def _untracked_total(self) -> int:
         table = self._bpf[b"untracked"]
-        return int(sum(table.getvalue(table.Key(0)))) - self._untracked_before
+        return int(sum(table.getvalue(table.Key(0))))
 
     def poll_oom_kills(self, timeout_ms: int = 0) -> list[OomKill]:
         """OOM kills the kernel reported since the last call; waits up to timeout_ms for one."""
@@ -308,9 +311,8 @@ class _SlotTable:
         self._memory = mmap.mmap(table.map_fd, length, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         self.values = np.frombuffer(self._memory, dtype=dtype, count=max_pids)
         self._words = self.values.view(np.uint64).reshape(max_pids, -1)  # rows as plain words: fast to copy
-        self.slots_fd = bpf[b"pid_slots"].map_fd
-        self.map_fds = [table.map_fd, self.slots_fd, bpf[b"free_slots"].map_fd]
-        self._free_fd = bpf[b"free_slots"].map_fd
+        self.slots_fd, self.free_fd = bpf[b"pid_slots"].map_fd, bpf[b"free_slots"].map_fd
+        self.map_fds = [table.map_fd, self.slots_fd, self.free_fd]
         self._last: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.uint32), np.zeros(0, np.intp))
         self.release_rows(np.arange(max_pids))
 
@@ -333,8 +335,7 @@ class _SlotTable:
             return
         _delete_batch(self.slots_fd, pids)
         known, rows = self._last
-        at = np.minimum(np.searchsorted(known, pids), max(len(known) - 1, 0))
-        found = (known[at] == pids) if len(known) else np.zeros(len(pids), bool)
+        at, found = match(known, pids)
         self.release_rows(rows[at[found]])
 
     def release_rows(self, rows: np.ndarray) -> None:
@@ -344,7 +345,7 @@ class _SlotTable:
         slot = ctypes.c_uint32(0)
         for row in rows.tolist():  # one syscall per slot: only exits pay it
             slot.value = row
-            lib.bpf_update_elem(self._free_fd, None, ctypes.byref(slot), 0)
+            lib.bpf_update_elem(self.free_fd, None, ctypes.byref(slot), 0)
 
     def close(self) -> None:
         del self.values, self._words

@@ -113,13 +113,11 @@ class ProcessDirectory:
 
     def _put(self, pid: int, identity: Identity) -> Identity:
         """Store one identity (new, or replacing a pid's), keeping the arrays in step."""
-        at = int(np.searchsorted(self._pids, pid))
-        if at < len(self._pids) and self._pids[at] == pid:
-            self._cgroup_of[at] = self._index_of(identity)
+        if pid in self._known:
+            self._cgroup_of[int(np.searchsorted(self._pids, pid))] = self._index_of(identity)
+            self._known[pid] = identity
         else:
-            self._pids = np.insert(self._pids, at, pid)
-            self._cgroup_of = np.insert(self._cgroup_of, at, self._index_of(identity))
-        self._known[pid] = identity
+            self._add([pid], [identity])
         return identity
 
     def learn(self, pids: np.ndarray) -> np.ndarray:
