@@ -84,10 +84,10 @@ class ScriptedStacks:
     def __init__(self):
         self.pids: dict[int, int] = {}
         self.pending: list[DeepSite] = []
-        self.user = {1: ["leak_in_parse_cache [app]", "main [app]"], 2: ["churn [app]"], 3: ["__write [libc.so.6]"]}
-        self.kernel = {10: FAULT, 11: PIPE}
+        self.user = {(1,): ["leak_in_parse_cache [app]", "main [app]"], (2,): ["churn [app]"],
+                     (3,): ["__write [libc.so.6]"]}
+        self.kernel = {(10,): FAULT, (11,): PIPE}
         self.forgotten: list[set[int]] = []
-        self.cleared = 0
         self.named = 0
 
     def set_deep_pids(self, every):
@@ -97,15 +97,12 @@ class ScriptedStacks:
         sites, self.pending = self.pending, []
         return sites
 
-    def user_frames(self, stack_id, pid):
+    def user_frames(self, stack, pid):
         self.named += 1
-        return self.user.get(stack_id, [])
+        return self.user.get(stack, [])
 
-    def kernel_frames(self, stack_id):
-        return self.kernel.get(stack_id, [])
-
-    def clear_stacks(self):
-        self.cleared += 1
+    def kernel_frames(self, stack):
+        return self.kernel.get(stack, [])
 
     def forget_symbols(self, pids):
         self.forgotten.append(set(pids))
@@ -116,11 +113,13 @@ def test_capture_follows_the_suspects_names_stacks_once_and_saves_a_report(tmp_p
     capture = EvidenceCapture(stacks, tmp_path / "evidence", clock=lambda: clock[0], version=2)
     capture.update({"/pod/leaky": (7, 8)}, {7: "app", 8: "sidecar"})
     assert stacks.pids == {7: 1, 8: 1}
-    stacks.pending = [DeepSite(7, 1, 10, SOURCE_PAGE, 30 * MIB, 300), DeepSite(8, 2, 10, SOURCE_PAGE, 5 * MIB, 50),
-                      DeepSite(8, 3, 11, SOURCE_KMALLOC, 5 * MIB, 50), DeepSite(99, 1, 10, SOURCE_PAGE, MIB, 1)]
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, 30 * MIB, 300),
+                      DeepSite(8, (2,), (10,), SOURCE_PAGE, 5 * MIB, 50),
+                      DeepSite(8, (3,), (11,), SOURCE_KMALLOC, 5 * MIB, 50),
+                      DeepSite(99, (1,), (10,), SOURCE_PAGE, MIB, 1)]
     clock[0] = 101.0
     capture.update({"/pod/leaky": (7, 8)}, {})
-    stacks.pending = [DeepSite(7, 1, 10, SOURCE_PAGE, 30 * MIB, 300)]  # the same stacks again: named once
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, 30 * MIB, 300)]  # the same stacks again: named once
     clock[0] = 102.0
     capture.update({"/pod/leaky": (7, 8)}, {})
     assert stacks.named == 3
@@ -143,16 +142,16 @@ def test_capture_follows_the_suspects_names_stacks_once_and_saves_a_report(tmp_p
     # no suspect left: the kernel set is emptied, stacks and symbol tables forgotten
     capture.update({}, {})
     assert stacks.pids == {} and capture.of("/pod/leaky") is None
-    assert stacks.forgotten == [{7, 8, -1}] and stacks.cleared == 1
+    assert stacks.forgotten == [{7, 8, -1}] and capture._named == {}
 
 
-def test_a_full_stack_map_is_started_afresh():
+def test_a_user_stack_that_could_not_be_walked_is_counted_as_not_kept():
     stacks = ScriptedStacks()
     capture = EvidenceCapture(stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
     capture.update({"/c": (7,)}, {})
-    stacks.pending = [DeepSite(7, 1, 10, SOURCE_PAGE, MIB, 1), DeepSite(7, -17, 10, SOURCE_PAGE, MIB, 1)]
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1), DeepSite(7, (), (10,), SOURCE_PAGE, MIB, 1)]
     capture.update({"/c": (7,)}, {})
-    assert stacks.cleared == 1 and stacks.forgotten == []
+    assert stacks.forgotten == [] and stacks.named == 2
     evidence = capture.of("/c")
     assert evidence is not None and [s.name for s in evidence.sites.ranked()] == ["leak_in_parse_cache [app]",
                                                                                    "[stack not kept]"]
@@ -171,10 +170,10 @@ def test_a_report_that_cannot_be_written_is_logged_and_the_message_still_goes(tm
 
 def test_hostile_symbol_and_module_names_are_marked_for_each_receiver_and_escaped_in_the_report():
     stacks = ScriptedStacks()
-    stacks.user[1] = ["evil<!channel>*x* [lib\nOOM KILL.so]"]
+    stacks.user[(1,)] = ["evil<!channel>*x* [lib\nOOM KILL.so]"]
     capture = EvidenceCapture(stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
     capture.update({"/c": (7,)}, {7: "a\x1bb"})
-    stacks.pending = [DeepSite(7, 1, 10, SOURCE_PAGE, MIB, 1)]
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1)]
     capture.update({"/c": (7,)}, {})
     evidence = capture.of("/c")
     assert evidence is not None

@@ -24,13 +24,13 @@ RSS_EVERY = 8
 DEPARTED_MAX = 4096
 CGROUP_FILTER_SLOTS = 16  # v2 cgroups the in-kernel selection filter can hold
 FILTER_OFF, FILTER_INCLUDE, FILTER_EXCLUDE = 0, 1, 2  # modes of the in-kernel cgroup filter
-# Deep sampling (call sites of suspect processes). The kernel preallocates the stack map at load, 127
-# frames (~1 KiB) a stack: 1,024 distinct stacks hold one leak's call sites many times over for ~1 MiB.
-# A stack that finds the map full is counted under "stack not kept", never dropped silently.
+# Deep sampling (call sites of suspect processes). A site's key carries its two stacks, DEEP_DEPTH frames
+# each (innermost first: the faulting function and the kernel's path into the allocator are the first few;
+# deeper frames are cut): 400 B a key, so the preallocated site map is ~1.9 MiB. The daemon empties it every
+# tick and keeps the stacks taken near STACKS_PER_S, so 4,096 sites hold several seconds of distinct stacks.
 DEEP_PIDS_MAX = 1024
-DEEP_STACKS_MAX = 1024
-DEEP_SITES_MAX = 8192
-
+DEEP_DEPTH = 24
+DEEP_SITES_MAX = 4096
 
 def compile_flags(max_pids: int) -> list[str]:
     """The -D flags that give oomguard.c every constant it shares with user space."""
@@ -40,7 +40,7 @@ def compile_flags(max_pids: int) -> list[str]:
         "NSOURCES": len(SOURCES), "RSS_MEMBERS": len(RSS_MEMBERS), "RSS_EVERY": RSS_EVERY,
         "MAX_CGROUP_FILTERS": CGROUP_FILTER_SLOTS,
         "FILTER_OFF": FILTER_OFF, "FILTER_INCLUDE": FILTER_INCLUDE, "FILTER_EXCLUDE": FILTER_EXCLUDE,
-        "DEEP_PIDS_MAX": DEEP_PIDS_MAX, "DEEP_STACKS_MAX": DEEP_STACKS_MAX, "DEEP_SITES_MAX": DEEP_SITES_MAX,
+        "DEEP_PIDS_MAX": DEEP_PIDS_MAX, "DEEP_DEPTH": DEEP_DEPTH, "DEEP_SITES_MAX": DEEP_SITES_MAX,
     }
     return [f"-D{name}={value}" for name, value in constants.items()]
 
@@ -50,8 +50,8 @@ class DeepSite:
     """Sampled allocations of one suspect process at one pair of stacks, since the last read."""
 
     pid: int
-    user_stack: int  # stack id, negative when the stack was not kept
-    kernel_stack: int
+    user_stack: tuple[int, ...]  # return addresses, innermost first; () when the stack could not be walked
+    kernel_stack: tuple[int, ...]
     source: int
     bytes: int  # weighted: an estimate of all bytes allocated there
     samples: int

@@ -58,13 +58,18 @@ struct oom_event {
 };
 
 // Deep sampling: where the suspects allocate. Keyed by process and the two
-// stacks of the sampled allocation (user: the code that faulted or called;
-// kernel: the path into the allocator).
+// stacks of the sampled allocation themselves (user: the code that faulted or
+// called; kernel: the path into the allocator), innermost frame first. The
+// frames are the key, not ids into a stack map: a stack map keeps one stack
+// per hash bucket and refuses (-EEXIST) a second stack that lands in a taken
+// bucket, which loses a leak's own stack whenever it collides with another.
 struct site_key {
     u32 pid;
-    s32 user_stack;   // deep_stacks id, or a negative errno when not kept
-    s32 kernel_stack;
     u32 source;
+    s32 user_depth;   // frames in `user`, or a negative errno when the stack could not be walked
+    s32 kernel_depth;
+    u64 user[DEEP_DEPTH];   // bpf_get_stack zeroes what it does not fill, so equal stacks are equal keys
+    u64 kernel[DEEP_DEPTH];
 };
 
 struct site_stats {
@@ -96,8 +101,8 @@ BPF_ARRAY(filter_config, u32, 2);                       // [0] mode, [1] slots i
 // Processes of cgroups that climb or have an open alert, written by the
 // daemon; the value M: one in M of their samples has its stacks taken.
 BPF_HASH(deep_pids, u32, u32, DEEP_PIDS_MAX);
-BPF_STACK_TRACE(deep_stacks, DEEP_STACKS_MAX);
 BPF_HASH(deep_sites, struct site_key, struct site_stats, DEEP_SITES_MAX);
+BPF_PERCPU_ARRAY(site_scratch, struct site_key, 1);     // a key is too big for the 512 B BPF stack
 
 // The current process's slot, taken from `free_slots` at its first record.
 // Runs on sampled events and recorded RSS changes only, never on the hot path.
@@ -153,11 +158,18 @@ static __always_inline void deep_sample(void *ctx, u32 pid, u32 source, u64 byte
     u32 *every = deep_pids.lookup(&pid);
     if (!every || *every == 0 || bpf_get_prandom_u32() % *every)
         return;
-    struct site_key key = {.pid = pid, .source = source};
-    key.user_stack = deep_stacks.get_stackid(ctx, BPF_F_USER_STACK);
-    key.kernel_stack = deep_stacks.get_stackid(ctx, 0);
+    u32 zero_key = 0;
+    struct site_key *key = site_scratch.lookup(&zero_key);
+    if (!key)
+        return;
+    key->pid = pid;
+    key->source = source;
+    long got = bpf_get_stack(ctx, key->user, sizeof(key->user), BPF_F_USER_STACK);
+    key->user_depth = got < 0 ? got : got / sizeof(u64);
+    got = bpf_get_stack(ctx, key->kernel, sizeof(key->kernel), 0);
+    key->kernel_depth = got < 0 ? got : got / sizeof(u64);
     struct site_stats zero = {};
-    struct site_stats *site = deep_sites.lookup_or_try_init(&key, &zero);
+    struct site_stats *site = deep_sites.lookup_or_try_init(key, &zero);
     if (!site)
         return;
     __sync_fetch_and_add(&site->bytes, bytes * *every); // stands for the 1-in-M it was drawn from

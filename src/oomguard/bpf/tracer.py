@@ -162,31 +162,16 @@ class Tracer:
 
     def deep_sites(self) -> list[DeepSite]:
         """The suspects' sampled call sites since the last call (read and removed in one batched pass)."""
-        return [DeepSite(int(k.pid), int(k.user_stack), int(k.kernel_stack), int(k.source), int(v.bytes),
-                         int(v.samples))
+        return [DeepSite(int(k.pid), _frames_of(k.user, k.user_depth), _frames_of(k.kernel, k.kernel_depth),
+                         int(k.source), int(v.bytes), int(v.samples))
                 for k, v in self._bpf[b"deep_sites"].items_lookup_and_delete_batch()]
 
-    def user_frames(self, stack_id: int, pid: int) -> list[str]:
-        """A user stack's frames as `function [module]`, innermost first; [] if it was not kept."""
-        return self._frames(stack_id, lambda a: self._bpf.sym(a, pid, show_module=True))
+    def user_frames(self, stack: tuple[int, ...], pid: int) -> list[str]:
+        """A user stack's frames as `function [module]`, innermost first."""
+        return [self._bpf.sym(a, pid, show_module=True).decode("utf-8", "replace") for a in stack]
 
-    def kernel_frames(self, stack_id: int) -> list[str]:
-        return self._frames(stack_id, self._bpf.ksym)
-
-    def _frames(self, stack_id: int, resolve: Any) -> list[str]:
-        if stack_id < 0:
-            return []
-        try:
-            return [resolve(addr).decode("utf-8", "replace") for addr in self._bpf[b"deep_stacks"].walk(stack_id)]
-        except KeyError:  # removed since
-            return []
-
-    def clear_stacks(self) -> None:
-        """Empty the stack map (bcc's clear() does nothing for stack maps): ids named so far mean nothing after."""
-        stacks = self._bpf[b"deep_stacks"]
-        for key in list(stacks.keys()):
-            with contextlib.suppress(KeyError):
-                del stacks[key]
+    def kernel_frames(self, stack: tuple[int, ...]) -> list[str]:
+        return [self._bpf.ksym(a).decode("utf-8", "replace") for a in stack]
 
     @staticmethod
     def forget_symbols(pids: set[int]) -> None:
@@ -428,3 +413,8 @@ def _delete_batch(map_fd: int, keys: np.ndarray) -> None:
                 raise OomguardError(f"deleting from a BPF map failed: {os.strerror(err)}",
                                     "needs Linux >= 5.6 for batched map operations; run `oomguard doctor`")
             done += 1  # the kernel stopped at a key that is not there: skip it
+
+
+def _frames_of(frames: Any, depth: int) -> tuple[int, ...]:
+    """A site key's stack as addresses: its first `depth` frames (none when the walk failed: depth < 0)."""
+    return tuple(frames[:depth]) if depth > 0 else ()

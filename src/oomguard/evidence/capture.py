@@ -12,7 +12,6 @@ every BREAKDOWN_EVERY_S: a kill takes the process and its /proc away.
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import time
@@ -42,6 +41,7 @@ REPORT_SITES = 15
 EVIDENCE_ROOM = 48 << 20
 KERNEL_SYMBOLS = -1  # bcc's key for the kernel's symbol table
 REPORTS_KEPT = 200  # evidence files under the state dir: the oldest go first
+NAMED_KEPT = 4096  # stacks kept named between ticks: a suspect's stacks repeat, so few are named twice
 
 
 class StackSource(Protocol):
@@ -49,9 +49,8 @@ class StackSource(Protocol):
 
     def set_deep_pids(self, every: dict[int, int]) -> None: ...
     def deep_sites(self) -> list[DeepSite]: ...
-    def user_frames(self, stack_id: int, pid: int) -> list[str]: ...
-    def kernel_frames(self, stack_id: int) -> list[str]: ...
-    def clear_stacks(self) -> None: ...
+    def user_frames(self, stack: tuple[int, ...], pid: int) -> list[str]: ...
+    def kernel_frames(self, stack: tuple[int, ...]) -> list[str]: ...
     def forget_symbols(self, pids: set[int]) -> None: ...
 
 
@@ -123,7 +122,7 @@ class EvidenceCapture:
         self.by_cgroup: dict[str, Evidence] = {}
         self.every = 1
         self._pid_cgroup: dict[int, str] = {}
-        self._named: dict[tuple[int, int, int], tuple[list[str], list[str]]] = {}  # stacks named, by key
+        self._named: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[list[str], list[str]]] = {}
         self._last = clock()
 
     def update(self, suspects: Mapping[str, Iterable[int]], commands: dict[int, str]) -> None:
@@ -147,8 +146,8 @@ class EvidenceCapture:
         self.tracer.set_deep_pids(dict.fromkeys(pid_cgroup, self.every))
         if gone:
             self.tracer.forget_symbols(gone | ({KERNEL_SYMBOLS} if not pid_cgroup else set()))
-        if not pid_cgroup and self._named:
-            self._forget_stacks()
+        if not pid_cgroup or len(self._named) > NAMED_KEPT:
+            self._named.clear()
 
     def _hold_back(self, any_suspect: bool) -> None:
         """Deep sampling only with room for the symbol tables (checked before they are loaded)."""
@@ -160,10 +159,6 @@ class EvidenceCapture:
         if self.held_back and not was:
             log.warning("alert evidence not captured: %s; alerts go out without call sites (fix: raise the "
                         "unit's MemoryMax, or set [alerts] evidence = false)", self.held_back)
-
-    def _forget_stacks(self) -> None:
-        self.tracer.clear_stacks()
-        self._named.clear()
 
     def collect(self) -> None:
         """Fold what the kernel sampled since the last call into each suspect's evidence."""
@@ -178,10 +173,6 @@ class EvidenceCapture:
             user, kernel = self._frames(site)
             evidence.sites.add(user, kernel, float(site.bytes), site.samples)
             evidence.bytes_by_pid[site.pid] = evidence.bytes_by_pid.get(site.pid, 0.0) + site.bytes
-        if any(-errno.EEXIST in (s.user_stack, s.kernel_stack) for s in sites):
-            # The stack map is full (or a bucket taken): start it afresh so the next samples are kept; what
-            # was named so far is in the evidence already.
-            self._forget_stacks()
 
     def _frames(self, site: DeepSite) -> tuple[list[str], list[str]]:
         key = (site.pid, site.user_stack, site.kernel_stack)

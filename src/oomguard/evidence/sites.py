@@ -35,7 +35,7 @@ FAULT_FUNCTIONS = frozenset((
     "asm_exc_page_fault", "do_huge_pmd_anonymous_page", "__do_fault", "do_fault", "wp_page_copy", "do_wp_page",
     "do_read_fault", "do_cow_fault", "do_pte_missing", "handle_pte_fault", "__do_huge_pmd_anonymous_page",
 ))
-NOT_KEPT = "[stack not kept]"  # the stack map was full or the stack could not be walked
+NOT_KEPT = "[stack not kept]"  # the kernel could not walk the user stack (bpf_get_stack failed)
 
 
 def kernel_site(kernel_frames: list[str]) -> str | None:
