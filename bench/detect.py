@@ -160,7 +160,13 @@ def culprit_named_first(trace: Trace, at: float) -> bool | None:
         screen["RSS"].update(pids, p.rss[:, s] - p.rss[:, s - 1])
         screen["page"].update(pids, p.page_rate[:, s])
         screen["kmalloc"].update(pids, p.kmalloc_rate[:, s])
-    named = name_culprits(pids, screen["RSS"].mean, screen["page"].mean, screen["kmalloc"].mean)
+    # what /proc shows at the alert
+    held = (p.held[:, end - 1] if p.held is not None else np.zeros(len(pids)),
+            p.descriptors[:, end - 1] if p.descriptors is not None else np.full(len(pids), 40.0))
+    recent = trace.usage[max(end - 20, 0):end]  # the climb the alert reports: the last 20 s's slope
+    climb = float(np.polyfit(np.arange(len(recent)), recent, 1)[0]) if len(recent) > 1 else 0.0
+    named = name_culprits(pids, screen["RSS"].mean, screen["page"].mean, screen["kmalloc"].mean, climb=climb,
+                          held=lambda _: held)
     return bool(named) and named[0].pid == p.culprit + 1
 
 

@@ -33,6 +33,8 @@ class Processes:
     page_rate: np.ndarray  # bytes/s allocated in pages
     kmalloc_rate: np.ndarray  # bytes/s through kmalloc
     culprit: int  # row of the process whose growth the alert should name first
+    held: np.ndarray | None = None  # bytes of shared memory (memfd/tmpfs) each holds open; None: none
+    descriptors: np.ndarray | None = None  # open fds each holds; None: a few dozen each, as /proc shows
 
 
 @dataclass
@@ -191,13 +193,18 @@ def shared_memory_growth(rng: np.random.Generator) -> Trace:
     level = rng.uniform(0.1, 0.3) * limit
     n = int((limit - level) / rate) + 10
     t = np.arange(n)
-    usage = level + (t // every) * every * rate + _noise(rng, n, limit)
+    written = (t // every) * every * rate
+    usage = level + written + _noise(rng, n, limit)
     busy_rss, busy_pages = _busy_processes(rng, 2, n, limit)
     writer_rss = np.full((1, n), 8.0 * MIB)
     rss = np.vstack([busy_rss, writer_rss])
     pages = np.vstack([busy_pages, np.full((1, n), rate)])
+    # the writer holds what it wrote; in half the runs a busy process also holds a static segment (a
+    # database's shared buffers) of 5-20% of the limit from its start
+    static = rng.uniform(0.05, 0.2) * limit if rng.random() < 0.5 else 0.0
+    held = np.vstack([np.full(n, static), np.zeros(n), level * 0.2 + written])
     cut = len(_until_limit(usage, limit))
-    procs = Processes(rss[:, :cut], pages[:, :cut], pages[:, :cut] * 0.05, 2)
+    procs = Processes(rss[:, :cut], pages[:, :cut], pages[:, :cut] * 0.05, 2, held[:, :cut])
     return Trace("shared memory (memfd) growth", usage[:cut], limit, True, 0, procs)
 
 
@@ -229,7 +236,16 @@ def kernel_memory_growth(rng: np.random.Generator) -> Trace:
     rss = np.vstack([busy_rss, np.full((1, n), 6.0 * MIB)])[:, :cut]
     pages = np.vstack([busy_pages, np.full((1, n), 0.1 * MIB)])[:, :cut]
     kmalloc = np.vstack([busy_pages * 0.02, np.full((1, n), rate)])[:, :cut]
-    return Trace("kernel memory (sockets, files)", usage[:cut], limit, True, 0, Processes(rss, pages, kmalloc, 3))
+    # descriptors: the leaker's grow by one per 1-4 KiB of kernel memory (a socket with its buffers, a file
+    # with its dentry and inode); the busy ones hold 10-300, and in a third of the runs one is a server
+    # holding 2,000-20,000 connections
+    busy_fds = rng.uniform(10, 300, 3)
+    if rng.random() < 1 / 3:
+        busy_fds[0] = rng.uniform(2000, 20000)
+    leaker_fds = 20 + np.arange(n) * rate / rng.uniform(1024, 4096)
+    fds = np.vstack([np.repeat(busy_fds[:, None], n, 1), leaker_fds])[:, :cut]
+    return Trace("kernel memory (sockets, files)", usage[:cut], limit, True, 0,
+                 Processes(rss, pages, kmalloc, 3, descriptors=fds))
 
 
 # -- benign classes -----------------------------------------------------------

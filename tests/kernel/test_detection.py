@@ -79,3 +79,52 @@ def test_a_pod_leaking_from_birth_is_alerted_ahead_and_healthy_neighbours_are_no
     culprits = first["message"].split("Culprits: ")[1].split("\n")[0]
     assert culprits.startswith(f"pid {leaker.pid} (ogworkload)"), first["message"]
     assert "forecast time to OOM: " in first["message"] and "(between " in first["message"]
+
+
+def first_alert_about(tmp_path: Path, workload: Path, leaker_argv: tuple[str, ...]) -> tuple[dict, int]:
+    """Run `leaker_argv` beside two busier healthy processes (page faults on memory they unmap,
+    kmalloc-heavy syscalls) in a 160 MiB cgroup under a daemon: (its first pre-OOM payload, the leaker's pid).
+    Other tests' cgroups may alert meanwhile: only this cgroup's payload counts."""
+    w = str(workload)
+    with http_receiver() as receiver, memory_cgroup(160 * MIB) as cgroup:
+        daemon = Daemon(leak_policy(tmp_path, tmp_path / "s", f'[alerts]\nurls = ["{receiver.url}"]\nchart = false\n'))
+        processes = []
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
+            processes += [start_in(cgroup, w, "fault-for", "60"), start_in(cgroup, w, "poll-for", "60")]
+            leaker = start_in(cgroup, w, *leaker_argv)
+            processes.append(leaker)
+            daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM") and cgroup.name in l, 45)
+            deadline = time.monotonic() + 10
+            while not (ours := [p for p in receiver.payloads if cgroup.name in p["title"] + p["message"]]):
+                assert time.monotonic() < deadline, [p["title"] for p in receiver.payloads]
+                time.sleep(0.2)
+        finally:
+            daemon.stop()
+            for p in processes:
+                p.kill()
+                p.wait()
+    return ours[0], leaker.pid
+
+
+def culprits_of(message: dict) -> str:
+    return message["message"].split("Culprits: ")[1].split("\n")[0]
+
+
+def test_a_memfd_writer_among_busier_processes_is_named_by_the_shared_memory_it_holds(tmp_path, workload):
+    # 4 MiB/s written into a memfd with write(): the cgroup is charged, the writer's RSS stays flat
+    first, writer = first_alert_about(tmp_path, workload, ("memfd", "200", "50"))
+    culprits = culprits_of(first)
+    print(culprits)
+    assert culprits.startswith(f"pid {writer} (ogworkload)"), first["message"]
+    share = int(culprits.split("% of shared memory held (memfd/tmpfs) (")[0].rsplit(" ", 1)[1])
+    assert share >= 95, culprits
+
+
+def test_pipes_never_closed_are_named_by_the_descriptors_their_process_holds(tmp_path, workload):
+    # 3 MiB/s of 16 KiB pipe buffers, never read or closed (128 fds a MiB): kernel memory, no RSS
+    first, leaker = first_alert_about(tmp_path, workload, ("pipes", "200", "66"))
+    culprits = culprits_of(first)
+    print(culprits)
+    assert culprits.startswith(f"pid {leaker} (ogworkload)"), first["message"]
+    assert "% of open files and sockets (" in culprits.split(", pid ")[0], culprits

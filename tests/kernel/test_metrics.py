@@ -31,11 +31,21 @@ def test_scrape_the_live_daemon_while_a_process_allocates_and_pids_churn(tmp_pat
             leaker = subprocess.Popen([str(workload), "leak", "200", "20"], stdout=subprocess.DEVNULL,
                                       preexec_fn=lambda: procs.write_text(str(os.getpid())))
             try:
-                time.sleep(3)
+                # The exporter listens before the BPF program is compiled (~1.5-2.5 s), so the first tick
+                # comes ~2.5 s after "metrics on": a fixed 3 s wait found no process at all in one CI run
+                # and under two CPU hogs here. Scraped every 0.5 s until the leaker shows, for up to 10 s.
+                deadline, page = time.monotonic() + 10, []
+                while not page and time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    got = metric_samples(urllib.request.urlopen(url, timeout=5).read().decode())
+                    page = [s for s in got.get("oomguard_process_alloc_bytes_per_second", [])
+                            if s.labels["pid"] == str(leaker.pid) and s.labels["source"] == "page"]
+                time.sleep(1.5)  # a rate over at least a few ticks
                 got = metric_samples(urllib.request.urlopen(url, timeout=5).read().decode())
             finally:
                 leaker.kill()
                 leaker.wait()
+        assert page, "\n".join(daemon.seen[-30:])
         page = [s for s in got["oomguard_process_alloc_bytes_per_second"]
                 if s.labels["pid"] == str(leaker.pid) and s.labels["source"] == "page"]
         assert page and 3 * MIB < page[0].value < 40 * MIB, page  # ~10 MiB/s

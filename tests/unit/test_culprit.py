@@ -7,7 +7,15 @@ from dataclasses import replace
 import numpy as np
 
 from oomguard.config import ConfigError, from_mapping
-from oomguard.detection.culprit import ALLOCATION, RSS_GROWTH, container_shares, culprit_text, name_culprits
+from oomguard.detection.culprit import (
+    ALLOCATION,
+    DESCRIPTORS,
+    RSS_GROWTH,
+    SHARED_HELD,
+    container_shares,
+    culprit_text,
+    name_culprits,
+)
 
 from support import engine, subject, verdict
 
@@ -27,6 +35,46 @@ def test_without_rss_growth_the_allocation_rates_rank_and_say_so():
     named = name_culprits(np.array([7, 8]), np.zeros(2), np.array([1, 3]) * MIB, np.array([0, 1]) * MIB)
     assert [(c.pid, c.share, c.signal) for c in named] == [(8, 0.8, ALLOCATION), (7, 0.2, ALLOCATION)]
     assert name_culprits(np.array([7]), np.zeros(1), np.zeros(1), np.zeros(1)) == ()
+
+
+def test_without_rss_growth_shared_memory_held_open_ranks_before_allocation_rates():
+    pids = np.array([7, 8, 9])
+    pages = np.array([150, 90, 3]) * MIB  # busy processes allocate (and free) far more than the writer
+    asked = []
+    fds = np.array([40, 300, 12])
+
+    def held(of):
+        asked.append(of.tolist())
+        return np.array([0, 0.5, 60]) * MIB, fds  # pid 9 writes a memfd; pid 8 holds a small static segment
+
+    named = name_culprits(pids, np.zeros(3), pages, np.zeros(3), held=held)
+    assert [(c.pid, round(c.share, 3), c.signal) for c in named] == [(9, 0.992, SHARED_HELD), (8, 0.008, SHARED_HELD)]
+    assert asked == [[7, 8, 9]]
+    assert culprit_text(named[:1]) == "pid 9 (?) 99% of shared memory held (memfd/tmpfs) (60.0MiB)"
+    # less than MIN_HELD held by all, no process past MIN_DESCRIPTORS: the allocation rates rank, as before
+    named = name_culprits(pids, np.zeros(3), pages, np.zeros(3), held=lambda of: (np.array([0, 0, 0.5]) * MIB, fds))
+    assert named[0].pid == 7 and named[0].signal == ALLOCATION
+    # RSS growth explains the climb: nothing is read from /proc
+    named = name_culprits(pids, np.array([0, 0, 2]) * MIB, pages, np.zeros(3), climb=2 * MIB, held=lambda of: 1 / 0)
+    assert named[0].pid == 9 and named[0].signal == RSS_GROWTH
+    # a busy process's RSS sawtooth mid-rise (+0.8 MiB/s) is no explanation of a 4 MiB/s climb: the holdings
+    # rank; with no climb given, it would have
+    sawing = np.array([0.8, -0.1, 0]) * MIB
+    named = name_culprits(pids, sawing, pages, np.zeros(3), climb=4 * MIB, held=held)
+    assert named[0].pid == 9 and named[0].signal == SHARED_HELD
+    assert name_culprits(pids, sawing, pages, np.zeros(3), held=held)[0].signal == RSS_GROWTH
+
+
+def test_sockets_never_closed_rank_by_open_descriptors_past_the_default_limit():
+    pids = np.array([7, 8, 9])
+    pages, kmalloc = np.array([150, 90, 0.1]) * MIB, np.array([3, 2, 1]) * MIB
+    named = name_culprits(pids, np.zeros(3), pages, kmalloc, climb=MIB,
+                          held=lambda of: (np.zeros(3), np.array([60, 200, 24_000])))
+    assert [(c.pid, c.signal) for c in named][:1] == [(9, DESCRIPTORS)] and round(named[0].share, 2) == 0.99
+    assert culprit_text(named[:1]) == "pid 9 (?) 99% of open files and sockets (24,000 open)"
+    # nobody past 1,024: descriptors say nothing, the allocation rates rank
+    named = name_culprits(pids, np.zeros(3), pages, kmalloc, held=lambda of: (np.zeros(3), np.array([60, 200, 900])))
+    assert named[0].pid == 7 and named[0].signal == ALLOCATION
 
 
 def test_container_shares_only_when_the_limit_spans_several():

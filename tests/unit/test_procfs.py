@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
 from oomguard.bpf.events import Departed
 from oomguard.identity.cgroup import CgroupPaths, MemoryCgroup
-from oomguard.identity.procfs import Identity, ProcessDirectory, process_name
+from oomguard.identity.procfs import Held, Identity, ProcessDirectory, held_open, process_name
 from oomguard.sampling.collector import live_pids
 
 
@@ -17,6 +18,40 @@ def test_process_name_of_self_and_of_gone_pid(tmp_path):
     (tmp_path / "12" / "comm").write_text("bash\n")
     assert process_name(12, proc=tmp_path) == "bash"
     assert process_name(13, proc=tmp_path) == "-"
+
+
+def test_held_open_counts_memfd_and_tmpfs_files_once_each_and_every_descriptor(tmp_path):
+    mib = 1 << 20
+    before = held_open(os.getpid())
+    memfd = os.memfd_create("og-test")
+    shm_path = Path("/dev/shm") / f"og-test-{os.getpid()}"
+    opened = [memfd]
+    try:
+        os.write(memfd, b"x" * 3 * mib)
+        opened.append(os.dup(memfd))  # the same file twice: counted once
+        if shm_path.parent.is_dir():
+            shm = os.open(shm_path, os.O_CREAT | os.O_RDWR, 0o600)
+            opened.append(shm)
+            os.write(shm, b"y" * 2 * mib)
+        disk = os.open(tmp_path / "disk", os.O_CREAT | os.O_RDWR)  # not shared memory, wherever tmp_path is
+        opened.append(disk)
+        os.write(disk, b"z" * mib)
+        expected = 3 * mib + (2 * mib if shm_path.exists() else 0) + (mib if _on_tmpfs(tmp_path) else 0)
+        now = held_open(os.getpid())
+        assert now.shared_bytes - before.shared_bytes == expected
+        assert now.descriptors - before.descriptors == len(opened)
+    finally:
+        for fd in opened:
+            os.close(fd)
+        shm_path.unlink(missing_ok=True)
+    assert held_open(os.getpid()) == before
+    assert held_open(2**22 + 1) == Held()  # no such process
+
+
+def _on_tmpfs(path: Path) -> bool:
+    mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
+    best = max((m for m in mounts if str(path).startswith(m[1].rstrip("/") + "/")), key=lambda m: len(m[1]))
+    return best[2] == "tmpfs"
 
 
 def test_live_pids_lists_numeric_entries_sorted(tmp_path):

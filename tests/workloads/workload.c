@@ -8,16 +8,22 @@
 //                            the heap by MIB MiB spread over SECS seconds, touching
 //                            every page, then sleep until killed
 //   workload hog MIB         allocate and touch MIB MiB as fast as possible
+//   workload memfd MIB SECS  write MIB MiB into a memfd with write(), spread over SECS
+//                            seconds (shared memory charged to the cgroup, no RSS),
+//                            then sleep until killed
 //   workload spawn N         fork N short-lived children one after another (PID churn)
 //   workload sawtooth MIB PERIOD SECS  a garbage-collected heap: grow to MIB MiB over
 //                            PERIOD seconds, free it all, again, for SECS seconds
 // Its comm is "ogworkload" so tests can recognise it in events.
+#define _GNU_SOURCE // memfd_create
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -129,6 +135,38 @@ int main(int argc, char **argv)
         usleep((useconds_t)(hold * 1e6));
         for (long i = 0; i < chunks; i++)
             free(heap[i]);
+        return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "memfd")) {
+        int fd = memfd_create("ogcache", 0);
+        if (fd < 0) { perror("memfd_create"); return 2; }
+        static char chunk[MIB];
+        memset(chunk, 1, sizeof(chunk));
+        long steps = atol(argv[2]);
+        double secs = atof(argv[3]);
+        for (long i = 0; i < steps; i++) {
+            if (write(fd, chunk, sizeof(chunk)) != (ssize_t)sizeof(chunk)) return 3;
+            usleep((useconds_t)(secs * 1e6 / steps));
+        }
+        pause();
+        return 0;
+    }
+    if (argc == 4 && !strcmp(argv[1], "pipes")) {
+        struct rlimit files;
+        getrlimit(RLIMIT_NOFILE, &files);
+        files.rlim_cur = files.rlim_max; // as many as allowed: a limit too low shows as exit 3
+        setrlimit(RLIMIT_NOFILE, &files);
+        static char chunk[16384];
+        long pipes = atol(argv[2]) * 64;
+        double secs = atof(argv[3]);
+        for (long i = 0; i < pipes; i++) {
+            int fds[2];
+            if (pipe2(fds, O_NONBLOCK)) { perror("pipe"); return 3; }
+            fcntl(fds[1], F_SETPIPE_SZ, (int)sizeof(chunk));
+            if (write(fds[1], chunk, sizeof(chunk)) <= 0) return 3;
+            usleep((useconds_t)(secs * 1e6 / pipes));
+        }
+        pause();
         return 0;
     }
     if (argc == 3 && !strcmp(argv[1], "hog")) {

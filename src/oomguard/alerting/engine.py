@@ -25,6 +25,8 @@ from . import messages
 from .lifecycle import ESCALATED, AlertBook, Closed
 from .messages import Message
 
+Explain = Callable[[Subject, float], Subject]  # (subject, its climb in bytes/s) -> with its culprits
+
 
 @dataclass(frozen=True)
 class KillOutcome:
@@ -67,7 +69,7 @@ class AlertEngine:
         self.book.reconfigure(alerts.horizon, alerts.cooldown, alerts.max_per_hour)
 
     def observe(self, subjects: list[Subject], now: float,
-                explain: Callable[[Subject], Subject] | None = None) -> list[Message]:
+                explain: Explain | None = None) -> list[Message]:
         """One tick: every cgroup judged in one vectorised pass; messages for alerts opened, escalated or cleared."""
         verdicts = self.detector.update_all(
             [s.cgroup for s in subjects], now,
@@ -90,17 +92,17 @@ class AlertEngine:
         return [messages.cleared(c, self.host, now, wall) for c in self.book.expire(now, live_cgroups)]
 
     def warn(self, verdict: Verdict, subject: Subject, now: float,
-             explain: Callable[[Subject], Subject] | None = None) -> Message | None:
+             explain: Explain | None = None) -> Message | None:
         """A warning or critical verdict: the pre-OOM message if it opens an alert or escalates one.
 
-        `explain` adds the culprits (per-process shares): worked out only here, for the few subjects
-        a message is about, not for every cgroup every tick."""
+        `explain` adds the culprits (per-process shares, given the cgroup's climb in bytes/s): worked out
+        only here, for the few subjects a message is about, not for every cgroup every tick."""
         decision = self.book.warn(self.new_id(), subject.cgroup, subject.pids, now, verdict.severity)
         if decision is None:
             return None
         what, alert = decision
         if explain is not None:
-            subject = explain(subject)
+            subject = explain(subject, verdict.slope_bytes_per_s)
         if what == ESCALATED:
             message = messages.escalated(alert, verdict, subject, self.host, self.wall_clock())
         else:

@@ -4,10 +4,16 @@ The per-process signals are the screens' smoothed rates (an EWMA over
 ~10 s of each process's RSS growth, page and kmalloc allocation rates, from
 the eBPF maps). RSS growth is what a leak leaves behind, so it ranks first:
 a busy healthy process allocates far more than a leaker but frees it, and
-its RSS stays flat. Memory no process maps (a memfd or tmpfs written with
-write(), sockets, dentries) shows in no RSS: when the cgroup's processes
-together grow their RSS by less than `min_growth`, the allocation rates
-rank instead, and the alert says so.
+its RSS stays flat. RSS growth ranks when the processes' net RSS growth
+makes up RSS_SHARE of the cgroup's climb. Otherwise the memory is one no
+process maps, and what the processes hold open (read from /proc only for a
+cgroup an alert is about) ranks: shared memory (a memfd or tmpfs file
+written with write()) if they hold some, else open descriptors if one
+holds more than MIN_DESCRIPTORS (sockets and files never closed keep kernel
+memory charged), else the allocation rates. The alert says which signal
+ranked. Allocation rates cannot name a memfd writer or a socket leaker
+among busy processes, whose allocations are many times larger and freed;
+what a process holds open, it keeps.
 
 >>> named = name_culprits(np.array([10, 11, 12]), np.array([0.0, 3e6, 1e6]), np.array([9e7, 3e6, 1e6]),
 ...                       np.zeros(3))
@@ -25,7 +31,13 @@ import numpy as np
 from ..units import format_bytes
 
 RSS_GROWTH, ALLOCATION = "RSS growth", "allocation rate"
+SHARED_HELD, DESCRIPTORS = "shared memory held (memfd/tmpfs)", "open files and sockets"
 MIN_GROWTH = 256 * 1024  # bytes/s of RSS growth, all processes together, before RSS growth is the ranking signal
+MIN_HELD = 1 << 20  # bytes of shared memory held, all processes together, before holdings rank
+RSS_SHARE = 0.5  # of the cgroup's climb that net RSS growth must make up to be the ranking signal
+# Open descriptors one process must hold before descriptors rank: the default soft RLIMIT_NOFILE, so a
+# process past it has raised its limit; a busy server holding more outranks a leaker that holds fewer.
+MIN_DESCRIPTORS = 1024
 TOP = 5
 
 
@@ -33,9 +45,13 @@ TOP = 5
 class Culprit:
     pid: int
     share: float  # of the signal summed over the cgroup's processes
-    signal: str  # RSS_GROWTH or ALLOCATION
-    bytes_per_s: float
+    signal: str  # RSS_GROWTH, ALLOCATION, SHARED_HELD or DESCRIPTORS
+    amount: float  # bytes/s for the two rates, bytes for SHARED_HELD, a count for DESCRIPTORS
     command: str = ""  # filled in by whoever knows the process (groups.explained)
+
+
+# What the processes hold open, by pid: (shared memory bytes, open descriptors), in the pids' order.
+Holdings = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -47,12 +63,22 @@ class Share:
 
 
 def name_culprits(pids: np.ndarray, rss_growth: np.ndarray, page_rate: np.ndarray, kmalloc_rate: np.ndarray,
-                  top: int = TOP, min_growth: float = MIN_GROWTH) -> tuple[Culprit, ...]:
-    """The processes that explain the growth, largest share first (at most `top`)."""
+                  top: int = TOP, min_growth: float = MIN_GROWTH, climb: float = 0.0,
+                  held: Holdings | None = None) -> tuple[Culprit, ...]:
+    """The processes that explain the growth, largest share first (at most `top`). RSS growth explains a
+    cgroup climbing `climb` bytes/s when the processes' net RSS growth is at least RSS_SHARE of it (and
+    min_growth): a busy process's RSS sawtooth is growth half the time, which must not outrank a memfd
+    writer. `held` is asked only when RSS explains nothing."""
     growth = np.maximum(rss_growth, 0.0)
     signal, score = RSS_GROWTH, growth
-    if growth.sum() < min_growth:
-        signal, score = ALLOCATION, np.maximum(page_rate, 0.0) + np.maximum(kmalloc_rate, 0.0)
+    if float(rss_growth.sum()) < max(min_growth, RSS_SHARE * climb):
+        shared, descriptors = held(pids) if held is not None else (np.zeros(len(pids)), np.zeros(len(pids)))
+        if shared.sum() >= MIN_HELD:
+            signal, score = SHARED_HELD, shared.astype(float)
+        elif len(descriptors) and descriptors.max() > MIN_DESCRIPTORS:
+            signal, score = DESCRIPTORS, descriptors.astype(float)
+        else:
+            signal, score = ALLOCATION, np.maximum(page_rate, 0.0) + np.maximum(kmalloc_rate, 0.0)
     total = float(score.sum())
     if total <= 0:
         return ()
@@ -75,5 +101,13 @@ def container_shares(culprits: tuple[Culprit, ...], container_of: Callable[[int]
 
 def culprit_text(culprits: tuple[Culprit, ...]) -> str:
     """'pid 42 (java) 83% of RSS growth (+2.1MiB/s), ...' for an alert."""
-    return ", ".join(f"pid {c.pid} ({c.command or '?'}) {c.share:.0%} of {c.signal} "
-                     f"(+{format_bytes(c.bytes_per_s)}/s)" for c in culprits)
+    return ", ".join(f"pid {c.pid} ({c.command or '?'}) {c.share:.0%} of {c.signal} ({_amount(c)})"
+                     for c in culprits)
+
+
+def _amount(culprit: Culprit) -> str:
+    if culprit.signal == SHARED_HELD:
+        return format_bytes(culprit.amount)
+    if culprit.signal == DESCRIPTORS:
+        return f"{culprit.amount:,.0f} open"
+    return f"+{format_bytes(culprit.amount)}/s"

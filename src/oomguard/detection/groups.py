@@ -18,13 +18,16 @@ from ..identity.attribution import Attribution
 from ..identity.cgroup import Headroom, MemoryCgroup, headroom
 from ..identity.owners import Owners
 from ..identity.pods import PodNames
-from ..identity.procfs import meminfo
+from ..identity.procfs import Held, held_open, meminfo
 from ..sampling.rates import Rates
 from .culprit import TOP, Culprit, Share, container_shares, name_culprits
 from .screen import Screens
 
 HOST = MemoryCgroup(0, "/")  # the whole machine, for processes no cgroup limits
 ReadHeadroom = Callable[[MemoryCgroup], "Headroom | None"]
+# Processes whose open files are read when no RSS growth explains a climb (once per alert message), the
+# busiest allocators first: a container rarely runs more; on the host subject the rest count as holding nothing.
+HELD_SCANNED = 256
 
 
 @dataclass(frozen=True)
@@ -117,12 +120,23 @@ def subject_of(group: Group, rates: Rates, sample_rates: tuple[int, int], owners
         rss_bytes=int(rates.rss_bytes[rows].sum()), sample_rates=sample_rates, notes=notes)
 
 
-def explained(subject: Subject, rates: Rates, owners: Owners, smoothed: dict[str, np.ndarray]) -> Subject:
-    """The subject with its culprits and container shares: worked out only for a subject an alert is about."""
+def explained(subject: Subject, rates: Rates, owners: Owners, smoothed: dict[str, np.ndarray], climb: float = 0.0,
+              held: Callable[[int], Held] = held_open) -> Subject:
+    """The subject with its culprits and container shares: worked out only for a subject an alert is about,
+    whose kept memory climbs `climb` bytes/s."""
     pos, found = match(rates.pid, np.array(subject.pids, dtype=rates.pid.dtype))
     rows = pos[found]
+
+    def holdings(pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pids: those of `rows`, in order
+        shared, descriptors = np.zeros(len(pids)), np.zeros(len(pids))
+        busiest = np.argsort(-(rates.page_bytes_per_s[rows] + rates.kmalloc_bytes_per_s[rows]))[:HELD_SCANNED]
+        for i in busiest.tolist():  # a writer's pages are allocations too: the busiest allocators first
+            found = held(int(pids[i]))
+            shared[i], descriptors[i] = found.shared_bytes, found.descriptors
+        return shared, descriptors
+
     everyone = name_culprits(rates.pid[rows], smoothed["RSS"][rows], smoothed["page allocations"][rows],
-                             smoothed["kmalloc"][rows], top=len(rows))
+                             smoothed["kmalloc"][rows], top=len(rows), climb=climb, held=holdings)
 
     def container_of(pid: int) -> str:
         owner = owners.owner_of(pid)

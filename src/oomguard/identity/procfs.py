@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,64 @@ def start_time(pid: int, proc: Path = PROC) -> int | None:
         return None
     fields = stat.rpartition(")")[2].split()  # the command, in parentheses, may hold spaces and ")"
     return int(fields[19]) if len(fields) > 19 and fields[19].isdigit() else None
+
+
+# fds whose files are looked at per process when asking what shared memory it holds (all are counted): a
+# server with more open files is not a memfd writer's usual shape, and the scan runs only for a cgroup an
+# alert is about.
+FDS_SCANNED = 4096
+
+
+@dataclass(frozen=True)
+class Held:
+    """What a process holds open that no RSS shows, yet its cgroup is charged for."""
+
+    shared_bytes: int = 0  # memfd files and files on tmpfs (/dev/shm, emptyDir medium Memory), each once
+    descriptors: int = 0  # open fds: each socket or file never closed keeps kernel memory charged
+
+
+def held_open(pid: int, proc: Path = PROC) -> Held:
+    """The process's open shared memory and descriptors; Held() when it is gone or its fds cannot be
+    read. Written with write(), a memfd or tmpfs file shows in no process's RSS."""
+    base = proc / str(pid)
+    tmpfs = _tmpfs_devices(base / "mountinfo")
+    shared: dict[tuple[int, int], int] = {}
+    count = 0
+    try:
+        with os.scandir(base / "fd") as fds:
+            for fd in fds:
+                count += 1
+                if count > FDS_SCANNED:
+                    continue
+                try:
+                    target = os.readlink(fd.path)
+                    if target.startswith(("socket:", "pipe:", "anon_inode:")):
+                        continue
+                    st = os.stat(fd.path)  # the open file itself, through the fd's link
+                except OSError:  # closed since, or not ours to look at
+                    continue
+                if target.startswith("/memfd:") or (os.major(st.st_dev), os.minor(st.st_dev)) in tmpfs:
+                    shared[(st.st_dev, st.st_ino)] = st.st_blocks * 512  # allocated, not the size: sparse files
+    except OSError:
+        return Held()
+    return Held(sum(shared.values()), count)
+
+
+def _tmpfs_devices(mountinfo: Path) -> set[tuple[int, int]]:
+    """(major, minor) of the tmpfs mounts the process sees (its own mount namespace)."""
+    try:
+        lines = mountinfo.read_text().splitlines()
+    except OSError:
+        return set()
+    devices = set()
+    for line in lines:
+        fields, _, tail = line.partition(" - ")
+        parts = fields.split()
+        if tail.split()[:1] == ["tmpfs"] and len(parts) > 2 and ":" in parts[2]:
+            major, _, minor = parts[2].partition(":")
+            if major.isdigit() and minor.isdigit():
+                devices.add((int(major), int(minor)))
+    return devices
 
 
 @dataclass(frozen=True)

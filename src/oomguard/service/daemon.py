@@ -221,7 +221,8 @@ class Daemon:
             read_at = time.monotonic()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
             smoothed, admitted = self.screens.smoothed(), rates
-            messages = self.engine.observe(found, read_at, lambda s: explained(s, admitted, self.owners, smoothed))
+            messages = self.engine.observe(found, read_at,
+                                               lambda s, climb: explained(s, admitted, self.owners, smoothed, climb))
             if self.evidence:
                 self._capture(found)
             self._deliver(messages)
