@@ -457,7 +457,8 @@ class Daemon:
                                         env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
         self.lines: queue.Queue = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=read_lines, args=(self.process.stdout, self.lines), daemon=True).start()
+        self.reader = threading.Thread(target=read_lines, args=(self.process.stdout, self.lines), daemon=True)
+        self.reader.start()
 
     def wait_for(self, predicate, seconds: float) -> str:
         return wait_for(self.lines, predicate, seconds, self.seen)
@@ -467,10 +468,15 @@ class Daemon:
         self.process.send_signal(signal.SIGTERM)
         started = time.monotonic()
         try:
-            return self.process.wait(timeout=10), time.monotonic() - started
+            code = self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             raise
+        took = time.monotonic() - started
+        self.reader.join(2)  # everything it printed up to its exit joins `seen`, for the failure's message
+        while not self.lines.empty():
+            self.seen.append(self.lines.get_nowait())
+        return code, took
 
 
 # -- sample values for the pure stages ------------------------------------------------------------------

@@ -181,3 +181,24 @@ def load_text(tmp_path, text: str):
     path = tmp_path / "p.toml"
     path.write_text(text)
     return load(path)
+
+
+def test_a_stop_signal_only_sets_flags_the_loop_logs_it(caplog):
+    # A handler that logs can re-enter a write the main thread is in the middle of (RuntimeError:
+    # reentrant call) and end the daemon with exit code 1 on a plain SIGTERM: it must write nothing.
+    import os
+
+    from oomguard.signals import Signals
+
+    previous = {n: signal.getsignal(n) for n in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    try:
+        signals = Signals()
+        with caplog.at_level(logging.DEBUG):
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGHUP)
+        assert signals.stop and signals.reload and signals.stopped_by == "SIGTERM"
+        assert caplog.text == ""
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+

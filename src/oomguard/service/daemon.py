@@ -186,6 +186,7 @@ class Daemon:
             self.on_tick()
             # A late tick (a stalled machine) starts a fresh schedule rather than firing a burst.
             next_tick = max(next_tick + self.config.sampling.interval, time.monotonic())
+        log.info("received %s, stopping", self.signals.stopped_by)
 
     # -- events ------------------------------------------------------------
 
