@@ -378,7 +378,7 @@ class _BatchBuffer:
             if res != 0:
                 if err == errno.ENOENT:  # walked past the last bucket: done
                     break
-                raise OomguardError(f"reading a BPF map failed: {os.strerror(err)}",
+                raise OomguardError(f"reading a BPF map failed: {os.strerror(err)} ({_describe_fd(self.map_fd, res)})",
                                     "needs Linux >= 5.6 for batched map reads; run `oomguard doctor`")
             if count.value == 0:
                 break
@@ -418,3 +418,13 @@ def _delete_batch(map_fd: int, keys: np.ndarray) -> None:
 def _frames_of(frames: Any, depth: int) -> tuple[int, ...]:
     """A site key's stack as addresses: its first `depth` frames (none when the walk failed: depth < 0)."""
     return tuple(frames[:depth]) if depth > 0 else ()
+
+
+def _describe_fd(fd: int, res: int) -> str:
+    """What a failed map read saw, for the error: the call's return, and what the fd is now (an intermittent
+    EBADF on a live daemon's map is under investigation: README Limitations)."""
+    try:
+        now = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError as exc:
+        now = f"unreadable: {exc.strerror}"
+    return f"fd {fd} is {now}, call returned {res}"
