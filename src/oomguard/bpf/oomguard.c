@@ -151,6 +151,12 @@ static __always_inline bool cgroup_allowed(void)
     return *mode == FILTER_INCLUDE ? listed : !listed;
 }
 
+// bpf_get_stack's answer as a frame count (bytes copied / 8), or its negative errno.
+static __always_inline s32 frames_in(long got)
+{
+    return got < 0 ? got : got / sizeof(u64);
+}
+
 // A sampled allocation of a suspect process: its stacks and bytes. Runs on
 // sampled events only (1 in N), and walks stacks on 1 in M of a suspect's.
 static __always_inline void deep_sample(void *ctx, u32 pid, u32 source, u64 bytes)
@@ -164,10 +170,8 @@ static __always_inline void deep_sample(void *ctx, u32 pid, u32 source, u64 byte
         return;
     key->pid = pid;
     key->source = source;
-    long got = bpf_get_stack(ctx, key->user, sizeof(key->user), BPF_F_USER_STACK);
-    key->user_depth = got < 0 ? got : got / sizeof(u64);
-    got = bpf_get_stack(ctx, key->kernel, sizeof(key->kernel), 0);
-    key->kernel_depth = got < 0 ? got : got / sizeof(u64);
+    key->user_depth = frames_in(bpf_get_stack(ctx, key->user, sizeof(key->user), BPF_F_USER_STACK));
+    key->kernel_depth = frames_in(bpf_get_stack(ctx, key->kernel, sizeof(key->kernel), 0));
     struct site_stats zero = {};
     struct site_stats *site = deep_sites.lookup_or_try_init(key, &zero);
     if (!site)
