@@ -89,6 +89,8 @@ class ScriptedStacks:
         self.kernel = {(10,): FAULT, (11,): PIPE}
         self.forgotten: list[set[int]] = []
         self.named = 0
+        self.loaded = False
+        self.closed = 0
 
     def set_deep_pids(self, every):
         self.pids = dict(every)
@@ -97,20 +99,29 @@ class ScriptedStacks:
         sites, self.pending = self.pending, []
         return sites
 
-    def user_frames(self, stack, pid):
-        self.named += 1
-        return self.user.get(stack, [])
+    # the namer's side (symbols.Symbolizer): one call names every new stack
+    failure = ""
 
-    def kernel_frames(self, stack):
-        return self.kernel.get(stack, [])
+    @property
+    def running(self):
+        return self.loaded
 
-    def forget_symbols(self, pids):
+    def name(self, stacks):
+        self.named += len(stacks)
+        self.loaded = self.loaded or bool(stacks)
+        return [(self.user.get(user, []), self.kernel.get(kernel, [])) for _, user, kernel in stacks]
+
+    def forget(self, pids):
         self.forgotten.append(set(pids))
+
+    def close(self):
+        self.closed += self.loaded
+        self.loaded = False
 
 
 def test_capture_follows_the_suspects_names_stacks_once_and_saves_a_report(tmp_path):
     stacks, clock = ScriptedStacks(), [100.0]
-    capture = EvidenceCapture(stacks, tmp_path / "evidence", clock=lambda: clock[0], version=2)
+    capture = EvidenceCapture(stacks, stacks, tmp_path / "evidence", clock=lambda: clock[0], version=2)
     capture.update({"/pod/leaky": (7, 8)}, {7: "app", 8: "sidecar"})
     assert stacks.pids == {7: 1, 8: 1}
     stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, 30 * MIB, 300),
@@ -139,15 +150,44 @@ def test_capture_follows_the_suspects_names_stacks_once_and_saves_a_report(tmp_p
     assert "85.7%" in saved and "          main [app]" in saved and "cgroup: /pod/leaky" in saved
     assert saved_report(tmp_path / "evidence", "../../etc/passwd") is None
     assert saved_report(tmp_path / "evidence", "ffff") is None
-    # no suspect left: the kernel set is emptied, stacks and symbol tables forgotten
+    # no suspect left: the kernel set is emptied, stacks forgotten, the symbolizer (and its tables) stopped
     capture.update({}, {})
     assert stacks.pids == {} and capture.of("/pod/leaky") is None
-    assert stacks.forgotten == [{7, 8, -1}] and capture._named == {}
+    assert stacks.forgotten == [] and stacks.closed == 1 and capture._named == {}
+
+
+def test_a_process_that_leaves_the_suspects_has_its_symbols_forgotten_while_others_stay_named():
+    stacks = ScriptedStacks()
+    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture.update({"/a": (7,), "/b": (8,)}, {})
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1), DeepSite(8, (2,), (10,), SOURCE_PAGE, MIB, 1)]
+    capture.update({"/b": (8,)}, {})  # /a is no longer a suspect: its evidence goes, pid 7's tables are freed
+    assert stacks.forgotten == [{7}] and stacks.closed == 0 and stacks.running
+    evidence = capture.of("/b")
+    assert evidence is not None and [s.name for s in evidence.sites.ranked()] == ["churn [app]"]
+    assert capture.of("/a") is None
+
+
+def test_stacks_the_symbolizer_could_not_name_count_as_addresses_and_are_named_again_later():
+    stacks = ScriptedStacks()
+    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture.update({"/c": (7,)}, {})
+    stacks.failure, real_name = "the symbolizer exited (1)", stacks.name
+    stacks.name = lambda new: [(["0x1"], FAULT) for _ in new]  # type: ignore[method-assign]
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1)]
+    capture.update({"/c": (7,)}, {})
+    assert capture._named == {}  # addresses are not kept as the stack's name
+    stacks.failure, stacks.name = "", real_name  # type: ignore[method-assign]
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1)]
+    capture.update({"/c": (7,)}, {})
+    evidence = capture.of("/c")
+    assert evidence is not None
+    assert [s.name for s in evidence.sites.ranked()] == ["0x1", "leak_in_parse_cache [app]"]
 
 
 def test_a_user_stack_that_could_not_be_walked_is_counted_as_not_kept():
     stacks = ScriptedStacks()
-    capture = EvidenceCapture(stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
     capture.update({"/c": (7,)}, {})
     stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1), DeepSite(7, (), (10,), SOURCE_PAGE, MIB, 1)]
     capture.update({"/c": (7,)}, {})
@@ -161,7 +201,7 @@ def test_a_report_that_cannot_be_written_is_logged_and_the_message_still_goes(tm
     stacks = ScriptedStacks()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    capture = EvidenceCapture(stacks, blocker / "evidence", clock=lambda: 1.0, version=2)
+    capture = EvidenceCapture(stacks, stacks, blocker / "evidence", clock=lambda: 1.0, version=2)
     capture.update({"/c": (1,)}, {})
     evidence = capture.of("/c")
     assert evidence is not None and capture.save("ab", "t", evidence) is None
@@ -171,7 +211,7 @@ def test_a_report_that_cannot_be_written_is_logged_and_the_message_still_goes(tm
 def test_hostile_symbol_and_module_names_are_marked_for_each_receiver_and_escaped_in_the_report():
     stacks = ScriptedStacks()
     stacks.user[(1,)] = ["evil<!channel>*x* [lib\nOOM KILL.so]"]
-    capture = EvidenceCapture(stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
     capture.update({"/c": (7,)}, {7: "a\x1bb"})
     stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1)]
     capture.update({"/c": (7,)}, {})
@@ -186,7 +226,8 @@ def test_hostile_symbol_and_module_names_are_marked_for_each_receiver_and_escape
 
 def test_without_room_for_symbol_tables_nothing_is_deep_sampled_and_the_message_says_why(caplog):
     stacks, free = ScriptedStacks(), [10 * MIB]
-    capture = EvidenceCapture(stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2, free_bytes=lambda: free[0])
+    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2,
+                              free_bytes=lambda: free[0])
     capture.update({"/c": (7,)}, {})
     assert stacks.pids == {} and "10.0MiB free, less than the 48.0MiB" in capture.held_back
     evidence = capture.of("/c")

@@ -166,27 +166,6 @@ class Tracer:
                          int(k.source), int(v.bytes), int(v.samples))
                 for k, v in self._bpf[b"deep_sites"].items_lookup_and_delete_batch()]
 
-    def user_frames(self, stack: tuple[int, ...], pid: int) -> list[str]:
-        """A user stack's frames as `function [module]`, innermost first."""
-        return [self._bpf.sym(a, pid, show_module=True).decode("utf-8", "replace") for a in stack]
-
-    def kernel_frames(self, stack: tuple[int, ...]) -> list[str]:
-        return [self._bpf.ksym(a).decode("utf-8", "replace") for a in stack]
-
-    @staticmethod
-    def forget_symbols(pids: set[int]) -> None:
-        """Free bcc's symbol tables of these processes (-1: the kernel's, ~13 MiB), which bcc keeps forever
-        and never frees in C even when dropped in Python; the heap they held goes back to the kernel."""
-        from bcc import BPF
-        from bcc.libbcc import lib
-
-        dropped = [(pid, BPF._sym_caches.pop(pid)) for pid in pids if pid in BPF._sym_caches]
-        for pid, cache in dropped:
-            lib.bcc_free_symcache(cache.cache, pid)
-        if dropped:
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL("libc.so.6").malloc_trim(0)
-
     def sample_rate(self, source: int) -> int:
         table = self._bpf[b"sample_rate"]
         return int(table[table.Key(source)].value)

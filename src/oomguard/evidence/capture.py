@@ -27,6 +27,7 @@ from ..text import printable
 from ..units import format_bytes
 from .breakdown import cgroup_breakdown, process_breakdown
 from .sites import CallSites, Site, compact
+from .symbols import Named, Request
 
 log = logging.getLogger("oomguard")
 # Stack walks the suspects may cost, all together: a sample's two stacks cost ~5 us of kernel time here
@@ -39,7 +40,6 @@ REPORT_SITES = 15
 # Naming stacks loads symbol tables (the kernel's alone is ~13 MiB): a luxury, like the alert charts. With
 # less than this free under the daemon's own memory limit no suspect is deep-sampled, and messages say why.
 EVIDENCE_ROOM = 48 << 20
-KERNEL_SYMBOLS = -1  # bcc's key for the kernel's symbol table
 REPORTS_KEPT = 200  # evidence files under the state dir: the oldest go first
 NAMED_KEPT = 4096  # stacks kept named between ticks: a suspect's stacks repeat, so few are named twice
 
@@ -49,9 +49,18 @@ class StackSource(Protocol):
 
     def set_deep_pids(self, every: dict[int, int]) -> None: ...
     def deep_sites(self) -> list[DeepSite]: ...
-    def user_frames(self, stack: tuple[int, ...], pid: int) -> list[str]: ...
-    def kernel_frames(self, stack: tuple[int, ...]) -> list[str]: ...
-    def forget_symbols(self, pids: set[int]) -> None: ...
+
+
+class Namer(Protocol):
+    """What capture needs to name stacks (symbols.Symbolizer)."""
+
+    failure: str  # why the last stacks came back as addresses, "" when they were named
+
+    @property
+    def running(self) -> bool: ...  # symbol tables are loaded
+    def name(self, stacks: list[Request]) -> list[Named]: ...
+    def forget(self, pids: set[int]) -> None: ...
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -111,18 +120,23 @@ def next_every(every: int, samples_per_s: float) -> int:
     return int(min(MAX_M, max(1, math.ceil(every * samples_per_s / STACKS_PER_S))))
 
 
+def stack_key(site: DeepSite) -> Request:
+    return site.pid, site.user_stack, site.kernel_stack
+
+
 class EvidenceCapture:
     """The daemon's deep sampler: suspects in, evidence per cgroup out; files under `directory`."""
 
-    def __init__(self, tracer: StackSource, directory: Path, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, tracer: StackSource, names: Namer, directory: Path, clock: Callable[[], float] = time.monotonic,
                  version: int | None = None, free_bytes: Callable[[], int | None] = own_free_bytes):
-        self.tracer, self.directory, self.clock, self.free_bytes = tracer, directory, clock, free_bytes
+        self.tracer, self.names, self.directory, self.clock = tracer, names, directory, clock
+        self.free_bytes = free_bytes
         self.held_back = ""  # why suspects are not deep-sampled now, "" when they are
         self.version = version or default_memory_version()
         self.by_cgroup: dict[str, Evidence] = {}
         self.every = 1
         self._pid_cgroup: dict[int, str] = {}
-        self._named: dict[tuple[int, tuple[int, ...], tuple[int, ...]], tuple[list[str], list[str]]] = {}
+        self._named: dict[Request, Named] = {}
         self._last = clock()
 
     def update(self, suspects: Mapping[str, Iterable[int]], commands: dict[int, str]) -> None:
@@ -144,14 +158,16 @@ class EvidenceCapture:
         gone = set(self._pid_cgroup) - set(pid_cgroup)
         self._pid_cgroup = pid_cgroup
         self.tracer.set_deep_pids(dict.fromkeys(pid_cgroup, self.every))
-        if gone:
-            self.tracer.forget_symbols(gone | ({KERNEL_SYMBOLS} if not pid_cgroup else set()))
+        if not pid_cgroup:
+            self.names.close()  # every symbol table goes with the child
+        elif gone:
+            self.names.forget(gone)
         if not pid_cgroup or len(self._named) > NAMED_KEPT:
             self._named.clear()
 
     def _hold_back(self, any_suspect: bool) -> None:
         """Deep sampling only with room for the symbol tables (checked before they are loaded)."""
-        free = self.free_bytes() if any_suspect and not self._named else None
+        free = self.free_bytes() if any_suspect and not self.names.running else None
         was = self.held_back
         self.held_back = (f"the daemon's memory cgroup has {format_bytes(free)} free, less than the "
                           f"{format_bytes(EVIDENCE_ROOM)} naming stacks may need"
@@ -166,21 +182,16 @@ class EvidenceCapture:
         sites = self.tracer.deep_sites()
         elapsed, self._last = max(now - self._last, 1e-3), now
         self.every = next_every(self.every, sum(s.samples for s in sites) / elapsed)
+        sites = [s for s in sites if self._pid_cgroup.get(s.pid, "") in self.by_cgroup]  # still a suspect's
+        new = list(dict.fromkeys(key for key in map(stack_key, sites) if key not in self._named))
+        named = dict(zip(new, self.names.name(new), strict=True))  # one round trip for all new stacks
+        if not self.names.failure:  # addresses are not kept: the next tick tries to name them again
+            self._named.update(named)
         for site in sites:
-            evidence = self.by_cgroup.get(self._pid_cgroup.get(site.pid, ""))
-            if evidence is None:  # its cgroup stopped being a suspect since
-                continue
-            user, kernel = self._frames(site)
+            evidence = self.by_cgroup[self._pid_cgroup[site.pid]]
+            user, kernel = self._named.get(stack_key(site)) or named[stack_key(site)]
             evidence.sites.add(user, kernel, float(site.bytes), site.samples)
             evidence.bytes_by_pid[site.pid] = evidence.bytes_by_pid.get(site.pid, 0.0) + site.bytes
-
-    def _frames(self, site: DeepSite) -> tuple[list[str], list[str]]:
-        key = (site.pid, site.user_stack, site.kernel_stack)
-        named = self._named.get(key)
-        if named is None:
-            named = (self.tracer.user_frames(site.user_stack, site.pid), self.tracer.kernel_frames(site.kernel_stack))
-            self._named[key] = named
-        return named
 
     def _read_breakdowns(self, evidence: Evidence, now: float) -> None:
         evidence.read_at = now

@@ -31,6 +31,7 @@ from ..config import Config, ConfigError, live_part, load, needs_restart
 from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
 from ..evidence.capture import EvidenceCapture, section
+from ..evidence.symbols import Symbolizer
 from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
@@ -163,7 +164,9 @@ class Daemon:
         self.tracer = stack.enter_context(Tracer(max_pids=config.sampling.max_pids))
         self.collector = Collector(self.tracer, config.sampling)
         if config.alerts.evidence:
-            self.evidence = EvidenceCapture(self.tracer, config.state.dir / "evidence")
+            names = Symbolizer()
+            stack.callback(names.close)
+            self.evidence = EvidenceCapture(self.tracer, names, config.state.dir / "evidence")
         self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
 
     def _loop(self) -> None:
