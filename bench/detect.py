@@ -36,6 +36,7 @@ import numpy as np
 from scenarios import BENIGN_CLASSES, HELD_OUT_SEEDS, OOM_CLASSES, TRAIN_SEEDS, Trace, suite
 
 from oomguard.alerting.lifecycle import CRITICAL, AlertBook
+from oomguard.arrays import match
 from oomguard.bpf.events import OomKill
 from oomguard.config import defaults
 from oomguard.detection.culprit import name_culprits
@@ -153,7 +154,7 @@ def culprit_named_first(trace: Trace, at: float) -> bool | None:
     p = trace.processes
     if p is None:
         return None
-    screen = {name: PidScreen() for name in ("RSS", "page", "kmalloc")}
+    screen = {name: PidScreen(slow=name == "RSS") for name in ("RSS", "page", "kmalloc")}
     pids = np.arange(1, len(p.rss) + 1, dtype=np.uint32)
     end = min(int(at) + 1, p.rss.shape[1])
     for s in range(1, end):
@@ -165,7 +166,7 @@ def culprit_named_first(trace: Trace, at: float) -> bool | None:
             p.descriptors[:, end - 1] if p.descriptors is not None else np.full(len(pids), 40.0))
     recent = trace.usage[max(end - 20, 0):end]  # the climb the alert reports: the last 20 s's slope
     climb = float(np.polyfit(np.arange(len(recent)), recent, 1)[0]) if len(recent) > 1 else 0.0
-    named = name_culprits(pids, screen["RSS"].mean, screen["page"].mean, screen["kmalloc"].mean, climb=climb,
+    named = name_culprits(pids, screen["RSS"].kept(), screen["page"].mean, screen["kmalloc"].mean, climb=climb,
                           held=lambda _: held)
     return bool(named) and named[0].pid == p.culprit + 1
 
@@ -345,7 +346,7 @@ def cpu_share(pids: int = 10_000, cgroups: int = 500, ticks: int = 60) -> float:
     config = defaults()
     a = config.alerts
     detector = CgroupDetector(config.detect, a.horizon, a.warn_horizon, a.headroom_floor)
-    screen = PidScreen()
+    screens = [PidScreen(slow=True), PidScreen(), PidScreen()]  # as the daemon's: RSS growth, page, kmalloc
     pid = np.arange(1, pids + 1, dtype=np.uint32)
     names = [f"/c{c}" for c in range(cgroups)]
     limits = np.full(cgroups, 512.0 * MIB)
@@ -355,7 +356,9 @@ def cpu_share(pids: int = 10_000, cgroups: int = 500, ticks: int = 60) -> float:
         slopes = rng.normal(0, MIB, pids)
         usage = (200 + rng.normal(0, 2, cgroups) + 0.5 * t) * MIB
         start = time.perf_counter()
-        screen.update(pid, slopes)
+        matched = match(screens[0].pid, pid)  # as Screens.update: one match for the three
+        for screen in screens:
+            screen.update(pid, slopes, matched)
         detector.update_all(names, float(t), usage, limits)
         if t >= warm:
             spent.append(time.perf_counter() - start)

@@ -4,8 +4,10 @@ the process screen."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from oomguard.config import DetectConfig
+from oomguard.detection.culprit import name_culprits
 from oomguard.detection.detector import CRITICAL, WARNING, CgroupDetector, largest_fall, watched_since, window_ladder
 from oomguard.detection.screen import PidScreen
 
@@ -182,3 +184,25 @@ def test_a_fast_sawtooth_seen_through_a_stalled_daemon_is_not_a_climb():
     assert [round(t, 1) for t, v in zip(times, verdicts) if v.warn] == []
     assert watched_since(np.array([[0.0, 1.0, 2.0, 6.0, 7.0]]), np.array([5]), 2.5).tolist() == [3]
     assert watched_since(np.array([[0.0, 1.0, 2.0, 3.0, 4.0]]), np.array([5]), 2.5).tolist() == [0]
+
+
+def test_the_culprits_rss_growth_is_a_slow_average_so_a_sidecar_sawtooth_mid_rise_does_not_outrank_a_leaker():
+    # pid 1 saws (rises 2 MiB/s for 10 s, drops 20 MiB), pid 2 leaks 0.5 MiB/s; the alert lands mid-rise
+    screen, pids = PidScreen(slow=True), np.array([1, 2], dtype=np.uint32)
+    for tick in range(1, 100):  # the last tick before a drop: the sawtooth at the top of its rise
+        saw = -18 * MIB if tick % 10 == 0 else 2 * MIB
+        screen.update(pids, np.array([saw, 0.5 * MIB]))
+    assert screen.mean[0] > screen.mean[1]  # the screen's fast EWMA (~10 ticks) ranks the sawtooth first
+    kept = screen.kept()
+    assert kept[1] > kept[0] and abs(kept[1] - 0.5 * MIB) < 0.05 * MIB, kept / MIB
+    names = name_culprits(pids, kept, np.zeros(2), np.zeros(2))
+    assert names[0].pid == 2
+
+
+def test_a_young_process_is_judged_on_its_whole_life_not_an_average_still_warming_up():
+    screen = PidScreen(slow=True)
+    for _ in range(5):
+        screen.update(np.array([7], dtype=np.uint32), np.array([3.0 * MIB]))
+    assert screen.kept()[0] == pytest.approx(3.0 * MIB)  # the EWMA alone would say ~0.7 MiB/s after 5 ticks
+    screen.update(np.array([8], dtype=np.uint32), np.array([1.0 * MIB]))  # pid 7 gone, a new pid 8
+    assert screen.kept().tolist() == [pytest.approx(1.0 * MIB)]

@@ -1,8 +1,9 @@
 """Who explains a cgroup's climb: the processes (and containers) named in an alert, each with its share.
 
-The per-process signals are the screens' smoothed rates (an EWMA over
-~10 s of each process's RSS growth, page and kmalloc allocation rates, from
-the eBPF maps). RSS growth is what a leak leaves behind, so it ranks first:
+The per-process signals are the screens' smoothed rates, from the eBPF
+maps: each process's RSS growth averaged over ~20 ticks (screen.PidScreen.kept:
+a sidecar's RSS sawtooth averages out), its page and kmalloc allocation
+rates over ~10. RSS growth is what a leak leaves behind, so it ranks first:
 a busy healthy process allocates far more than a leaker but frees it, and
 its RSS stays flat. RSS growth ranks when the processes' net RSS growth
 makes up RSS_SHARE of the cgroup's climb. Otherwise the memory is one no
