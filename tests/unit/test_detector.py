@@ -206,3 +206,35 @@ def test_a_young_process_is_judged_on_its_whole_life_not_an_average_still_warmin
     assert screen.kept()[0] == pytest.approx(3.0 * MIB)  # the EWMA alone would say ~0.7 MiB/s after 5 ticks
     screen.update(np.array([8], dtype=np.uint32), np.array([1.0 * MIB]))  # pid 7 gone, a new pid 8
     assert screen.kept().tolist() == [pytest.approx(1.0 * MIB)]
+
+
+def reference_watched_since(times, count, max_gap):
+    """The straightforward per-row search the detector's one-row version must agree with."""
+    width = times.shape[1]
+    gaps = np.diff(times, axis=1) > max_gap
+    gaps &= np.arange(1, width)[None, :] > (width - count)[:, None]
+    last = width - 2 - np.argmax(gaps[:, ::-1], axis=1)
+    return np.where(gaps.any(axis=1), last + 1, 0)
+
+
+def test_the_kept_envelope_and_the_watched_columns_kept_up_to_date_equal_their_plain_computation():
+    rng = np.random.default_rng(7)
+    detector = CgroupDetector(DetectConfig(window=20, min_span=5.0), 60.0, 900.0, 0.05)
+    alive, now = {"/a", "/b"}, 0.0
+    for tick in range(400):  # 20 buffer wraps, with cgroups coming and going, restarts, starved ticks
+        now += 5.0 if rng.random() < 0.03 else 1.0
+        if rng.random() < 0.05:
+            alive.add(f"/n{tick}")
+        if rng.random() < 0.04 and len(alive) > 1:
+            alive.discard(sorted(alive)[int(rng.integers(len(alive)))])
+        if rng.random() < 0.03:
+            detector.restart([sorted(alive)[0]])
+        if tick == 200:
+            detector.reconfigure(DetectConfig(window=30, min_span=5.0), 60.0, 900.0, 0.05)
+        cgroups = sorted(alive)
+        detector.update_all(cgroups, now, rng.uniform(0, 100 * MIB, len(cgroups)), np.full(len(cgroups), LIMIT))
+        values, times = detector._window(detector._values), detector._window(detector._times)
+        plain = np.minimum.accumulate(values[:, ::-1], axis=1)[:, ::-1]
+        assert np.array_equal(detector._window(detector._low), plain), tick
+        assert np.array_equal(watched_since(times, detector._count, 2.5),
+                              reference_watched_since(times, detector._count, 2.5)), tick

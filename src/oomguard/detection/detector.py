@@ -172,13 +172,20 @@ def watched_since(times: np.ndarray, count: np.ndarray, max_gap: float) -> np.nd
 
     A climb is evidence only where it was watched: when the daemon is starved for seconds, samples from
     two cycles of a fast sawtooth, one late in each, look like one long climb. A climb across such a gap
-    is not a trend; one that lasts min_span after it is."""
+    is not a trend; one that lasts min_span after it is.
+
+    Every row is sampled at the same instants (one tick appends to all), so the gaps are looked for in
+    one row, the one with the most samples, not in all of them (~0.8 ms a tick at 500 cgroups)."""
     width = times.shape[1]
-    gaps = np.diff(times, axis=1) > max_gap  # gap k lies between columns k and k+1
-    gaps &= np.arange(1, width)[None, :] > (width - count)[:, None]  # only between real samples
-    any_gap = gaps.any(axis=1)
-    last = width - 2 - np.argmax(gaps[:, ::-1], axis=1)
-    return np.where(any_gap, last + 1, 0)
+    if not len(count) or width < 2:
+        return np.zeros(len(count), dtype=np.intp)
+    clock = times[int(np.argmax(count))]
+    gaps = np.flatnonzero(np.diff(clock) > max_gap)  # gap k lies between columns k and k+1
+    gaps = gaps[gaps >= width - int(count.max())]  # only between real samples
+    if not len(gaps):
+        return np.zeros(len(count), dtype=np.intp)
+    last = int(gaps[-1])
+    return np.where(last >= width - count, last + 1, 0)
 
 
 def largest_fall(values: np.ndarray, low: np.ndarray, count: np.ndarray, held: int) -> np.ndarray:
@@ -211,6 +218,9 @@ class CgroupDetector:
         self._row: dict[str, int] = {}
         self._values = np.zeros((0, 2 * config.window))
         self._times = np.zeros((0, 2 * config.window))
+        # L[t] = min(u[t..now]) kept up to date as samples come (a min with the new sample over the window
+        # per tick, instead of a reversed running minimum over it: ~0.1 ms vs ~1.1 ms at 500 cgroups)
+        self._low = np.zeros((0, 2 * config.window))
         self._end = config.window  # the column after the latest sample
         self._count = np.zeros(0, dtype=np.int64)
         self._giveback = np.zeros(0)  # the largest fall remembered, bytes, decaying from _giveback_at
@@ -230,6 +240,9 @@ class CgroupDetector:
         self._values, self._times = (self._rewindow(k, config.window) for k in kept)
         self._end = config.window
         self._count = np.minimum(self._count, keep)
+        self._low = self._values.copy()
+        window = self._window(self._values)
+        self._window(self._low)[:] = np.minimum.accumulate(window[:, ::-1], axis=1)[:, ::-1]
 
     @staticmethod
     def _rewindow(kept: np.ndarray, window: int) -> np.ndarray:
@@ -255,6 +268,7 @@ class CgroupDetector:
             width = 2 * self.config.window
             self._values = np.vstack([self._values, np.zeros((len(new), width))])
             self._times = np.vstack([self._times, np.zeros((len(new), width))])
+            self._low = np.vstack([self._low, np.zeros((len(new), width))])
             self._count = np.concatenate([self._count, np.zeros(len(new), dtype=np.int64)])
             self._giveback = np.concatenate([self._giveback, np.zeros(len(new))])
             self._giveback_at = np.concatenate([self._giveback_at, np.zeros(len(new))])
@@ -262,7 +276,7 @@ class CgroupDetector:
         fresh = rows[self._count[rows] == 0]
         if len(fresh):  # a new series starts flat at its first value: the padding is never a climb
             at = np.flatnonzero(self._count[rows] == 0)
-            self._values[fresh] = usage[at, None]
+            self._values[fresh] = self._low[fresh] = usage[at, None]
             self._times[fresh] = now
         return rows
 
@@ -270,8 +284,14 @@ class CgroupDetector:
         w = self.config.window
         if self._end == 2 * w:  # the buffer is full: the latest window moves back to the start
             self._values[:, :w], self._times[:, :w] = self._values[:, w:], self._times[:, w:]
+            self._low[:, :w] = self._low[:, w:]
             self._end = w
+        in_row_order = np.full(len(self._low), np.inf)
+        in_row_order[rows] = usage  # every row, in practice: a cgroup missing from a tick was forgotten
+        staying = self._low[:, self._end - w + 1: self._end]  # what stays in the window: L falls to the new sample
+        np.minimum(staying, in_row_order[:, None], out=staying)
         self._values[rows, self._end], self._times[rows, self._end] = usage, now
+        self._low[rows, self._end] = usage
         self._end += 1
         self._count[rows] = np.minimum(self._count[rows] + 1, w)
 
@@ -288,7 +308,7 @@ class CgroupDetector:
         rows = self._rows(cgroups, usage, now)
         self._append(rows, now, usage)
         values, times, count = self._window(self._values), self._window(self._times), self._count
-        low = np.minimum.accumulate(values[:, ::-1], axis=1)[:, ::-1]  # L[t] = min(u[t..now])
+        low = self._window(self._low)  # L[t] = min(u[t..now])
         top = values.max(axis=1)  # the highest point of the window: a sawtooth's peaks reach the limit first
         # Falls are looked for every MIN_WINDOW ticks (a quarter of the detector's work when done every tick):
         # a fall stays in the window for `window` ticks, and a climb after it needs min_span to be a trend.
@@ -356,6 +376,7 @@ class CgroupDetector:
         if not drop:
             return
         self._values, self._times = np.delete(self._values, drop, 0), np.delete(self._times, drop, 0)
+        self._low = np.delete(self._low, drop, 0)
         self._count = np.delete(self._count, drop)
         self._giveback, self._giveback_at = np.delete(self._giveback, drop), np.delete(self._giveback_at, drop)
         keep = [r for r in range(len(self._count) + len(drop)) if r not in set(drop)]
