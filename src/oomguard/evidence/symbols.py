@@ -214,4 +214,8 @@ if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C on the daemon's terminal: the daemon stops us
     with contextlib.suppress(OSError):  # a luxury: the OOM killer's first choice
         Path("/proc/self/oom_score_adj").write_text("1000")
-    serve(sys.stdin, sys.stdout)
+    # Answers go out on a copy of stdout; fd 1 itself now points at stderr, so anything bcc (or its C
+    # library) prints lands in the daemon's log, not in the middle of an answer.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    serve(sys.stdin, answers)
