@@ -52,7 +52,7 @@ if not marker.exists():
 
 
 def test_a_child_that_keeps_dying_gives_addresses_and_says_why_once(caplog):
-    names = Symbolizer(command=child("import sys; sys.stdin.readline(); sys.exit(3)"))
+    names = Symbolizer(command=child("import sys; sys.stdin.readline(); sys.exit(3)"), retry_after_s=0.0)
     with caplog.at_level(logging.INFO, logger="oomguard"):
         assert names.name([(7, (0x401000, 0x10), (0xFFFF0000,))]) == [(["0x401000", "0x10"], ["0xffff0000"])]
         assert names.name([(7, (0x1,), ())]) == [(["0x1"], [])]
@@ -74,6 +74,18 @@ def test_a_hung_child_is_given_up_on_after_the_timeout_and_not_retried():
     assert 0.5 <= took < 0.95, took  # one timeout, no second attempt
     assert "did not answer in 0s" in names.failure or "did not answer in 1s" in names.failure
     assert not names.running  # the hung child was stopped
+
+
+def test_after_a_hang_stacks_get_addresses_at_once_until_the_retry_time_has_passed():
+    names = Symbolizer(timeout_s=0.3, command=child("import time; time.sleep(60)"), retry_after_s=1.0)
+    assert names.name([(7, (1,), ())]) == [(["0x1"], [])]  # waited 0.3 s once
+    names.command = child(ECHO)  # the cause cleared, but it is not asked before the retry time
+    started = time.monotonic()
+    assert names.name([(7, (2,), ())]) == [(["0x2"], [])]
+    assert time.monotonic() - started < 0.1 and not names.running  # no wait, no child started
+    time.sleep(1.0)
+    assert names.name([(7, (2,), ())]) == [(["f2"], [])] and names.failure == ""
+    names.close()
 
 
 def test_a_child_that_never_reads_cannot_block_a_large_request():

@@ -35,6 +35,9 @@ log = logging.getLogger("oomguard")
 # A first request loads the process's and the kernel's symbol tables: ~0.5 s for a C program here, seconds
 # for a JVM's libjvm. The tick waits for it (stacks are named while the process is alive), so it is bounded.
 NAME_TIMEOUT_S = 10.0
+# After a failure, stacks get addresses without asking for this long: a child that hangs must not cost
+# every tick NAME_TIMEOUT_S (the daemon would be blind), nor one that dies at start a restart per tick.
+RETRY_AFTER_S = 60.0
 
 Stack = tuple[int, ...]
 Request = tuple[int, Stack, Stack]  # pid, user stack, kernel stack
@@ -57,10 +60,12 @@ def unnamed(stack: Stack) -> list[str]:
 class Symbolizer:
     """The daemon's end: names stacks through the child, started on the first request."""
 
-    def __init__(self, timeout_s: float = NAME_TIMEOUT_S, command: list[str] | None = None):
-        self.timeout_s = timeout_s
+    def __init__(self, timeout_s: float = NAME_TIMEOUT_S, command: list[str] | None = None,
+                 retry_after_s: float = RETRY_AFTER_S):
+        self.timeout_s, self.retry_after_s = timeout_s, retry_after_s
         self.command = command or [sys.executable, "-m", "oomguard.evidence.symbols"]
         self.failure = ""  # why the last request got addresses instead of names, "" when it did not
+        self._failed_at = float("-inf")
         self._child: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,9 +74,11 @@ class Symbolizer:
 
     def name(self, stacks: list[Request]) -> list[Named]:
         """Each stack's frames, innermost first; addresses (and `failure` says why) if the child fails twice
-        or hangs."""
+        or hangs, and for RETRY_AFTER_S after that without asking."""
         if not stacks:
             return []
+        if self.failure and time.monotonic() - self._failed_at < self.retry_after_s:
+            return [(unnamed(user), unnamed(kernel)) for _, user, kernel in stacks]
         request = {"stacks": [[pid, list(user), list(kernel)] for pid, user, kernel in stacks]}
         for attempt in (1, 2):
             try:
@@ -88,7 +95,7 @@ class Symbolizer:
                     if not self.failure:
                         log.warning("stacks not named (%s): alert call sites show addresses; fix: check that "
                                     "`%s` runs (python3-bpfcc installed, as root)", exc, " ".join(self.command))
-                    self.failure = str(exc)
+                    self.failure, self._failed_at = str(exc), time.monotonic()
                     break
         return [(unnamed(user), unnamed(kernel)) for _, user, kernel in stacks]
 
@@ -123,8 +130,12 @@ class Symbolizer:
         line = exchange(child.stdin.fileno(), child.stdout.fileno(), json.dumps(request).encode() + b"\n", deadline)
         if line is None:
             raise SymbolizerHung(f"the symbolizer did not answer in {self.timeout_s:.0f}s")
-        if not line:
-            raise SymbolizerFailed(f"the symbolizer exited ({child.poll()})")
+        if not line:  # it closed its stdout: it is exiting (a stray close may also have hit the pipe)
+            try:
+                code: int | str = child.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                code = "its answer pipe closed"
+            raise SymbolizerFailed(f"the symbolizer exited ({code})")
         try:
             answer = json.loads(line)
         except ValueError as exc:
