@@ -26,6 +26,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from footprint import cpu_seconds
 from kmalloc_cost import program_stats
 
 from oomguard.bpf.events import SOURCE_KMALLOC
@@ -62,10 +63,9 @@ def child_cpu_s(names: Symbolizer) -> float:
     """CPU seconds the symbolizer's child has used (0 when none runs): its cost is the daemon's too."""
     child = names._child
     try:
-        fields = Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split() if child else []
-    except OSError:
+        return cpu_seconds(child.pid) if child else 0.0
+    except OSError:  # it exited between the check and the read
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
 def capture_cpu(tracer: Tracer, workload: Path, ticks: int, suspect: bool,

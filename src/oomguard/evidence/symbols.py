@@ -57,6 +57,11 @@ def unnamed(stack: Stack) -> list[str]:
     return [f"0x{address:x}" for address in stack]
 
 
+def addresses(stacks: list[Request]) -> list[Named]:
+    """Every stack as addresses: the answer when the child cannot be asked."""
+    return [(unnamed(user), unnamed(kernel)) for _, user, kernel in stacks]
+
+
 class Symbolizer:
     """The daemon's end: names stacks through the child, started on the first request."""
 
@@ -78,7 +83,7 @@ class Symbolizer:
         if not stacks:
             return []
         if self.failure and time.monotonic() - self._failed_at < self.retry_after_s:
-            return [(unnamed(user), unnamed(kernel)) for _, user, kernel in stacks]
+            return addresses(stacks)
         request = {"stacks": [[pid, list(user), list(kernel)] for pid, user, kernel in stacks]}
         for attempt in (1, 2):
             try:
@@ -97,7 +102,7 @@ class Symbolizer:
                                     "`%s` runs (python3-bpfcc installed, as root)", exc, " ".join(self.command))
                     self.failure, self._failed_at = str(exc), time.monotonic()
                     break
-        return [(unnamed(user), unnamed(kernel)) for _, user, kernel in stacks]
+        return addresses(stacks)
 
     def forget(self, pids: set[int]) -> None:
         """Drop these processes' symbol tables (they left the suspects)."""
