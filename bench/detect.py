@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from scenarios import BENIGN_CLASSES, HELD_OUT_SEEDS, OOM_CLASSES, TRAIN_SEEDS, Trace, suite
+from scenarios import BENIGN_CLASSES, HELD_OUT_SEEDS, OOM_CLASSES, SPENT_SEEDS, TRAIN_SEEDS, Trace, suite
 
 from oomguard.alerting.lifecycle import CRITICAL, AlertBook
 from oomguard.arrays import match
@@ -147,6 +147,45 @@ def _count_false(outcome: Outcome, severity: str) -> None:
         outcome.false_criticals += 1
     else:
         outcome.false_warnings += 1
+
+
+def alert_forced(trace: Trace, horizon: float, share: float = TARGETS["critical_share"]) -> bool | None:
+    """Whether any detector meeting the critical-lead target must alert on this benign trace.
+
+    Its first climb is a straight line (params from scenarios._ramp); a leak going on at that rate from the
+    same start (its twin, with the same samples up to the climb's end) reaches the limit at K. Meeting
+    the target on the twin means a critical alert by K - share x min(K - start, horizon) (share 0.7: the
+    target; 1: the whole horizon, what oomguard aims at). If the benign climb
+    is still the twin's series at that moment, and the twin is a leak the OOM classes hold (at least
+    0.5 MiB/s, killed at most 10 min after its start; faster is no less a leak), the benign trace must be
+    alerted on: nothing in the samples tells them apart yet. None: the trace's first climb is not a
+    straight line (no twin defined)."""
+    p = trace.params
+    if "ramp_rate" not in p:
+        return None
+    start, end, base, rate = p["ramp_start"], p["ramp_end"], p["ramp_base"], p["ramp_rate"]
+    if rate <= 0:
+        return False
+    growth = (trace.limit - base) / rate
+    latest = start + growth - share * min(growth, horizon)
+    return end >= latest and rate >= 0.5 * MIB and growth <= 600
+
+
+def forced_report(outcomes: list[Outcome], horizon: float) -> str:
+    """How many benign runs a detector must alert on to meet the lead target on their leak twins (and to
+    give those twins the whole horizon), and oomguard's false criticals split the same way."""
+    benign = [o for o in outcomes if not o.trace.oom]
+    twins = [o for o in benign if alert_forced(o.trace, horizon) is not None]
+    at_target = {id(o) for o in twins if alert_forced(o.trace, horizon)}
+    at_horizon = {id(o) for o in twins if alert_forced(o.trace, horizon, 1.0)}
+    ours = [o for o in benign if o.false_criticals]
+    target = sum(id(o) in at_target for o in ours)
+    horizon_only = sum(id(o) in at_horizon and id(o) not in at_target for o in ours)
+    return (f"benign runs that are, until past the critical alert their leak twin needs, that leak "
+            f"(see alert_forced): {len(at_target)} for 70% of the horizon, {len(at_horizon)} for all of it, of "
+            f"{len(twins)} with a straight first climb ({len(benign)} benign runs).\noomguard's false criticals: "
+            f"{len(ours)} runs: {target} of them needed for 70%, {horizon_only} more for the whole horizon, "
+            f"{len(ours) - target - horizon_only} neither")
 
 
 def culprit_named_first(trace: Trace, at: float) -> bool | None:
@@ -336,6 +375,7 @@ def evaluate(title: str, traces: list[Trace], horizon: float) -> list[str]:
         scores[name] = by_class(outcomes, horizon)
         print(f"  ({title}: {name} ran in {time.perf_counter() - started:.0f}s)", file=sys.stderr)
     print_table(title, scores)
+    print(forced_report(ours, horizon))
     return verdicts(title, scores, ours)
 
 
@@ -370,7 +410,7 @@ def cpu_share(pids: int = 10_000, cgroups: int = 500, ticks: int = 60) -> tuple[
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=12, help="seeded runs per OOM class (benign: half, 2 h each)")
-    parser.add_argument("--suite", choices=("all", "train", "held-out", "recorded"), default="all")
+    parser.add_argument("--suite", choices=("all", "train", "held-out", "spent", "recorded"), default="all")
     parser.add_argument("--detect", action="append", default=[], metavar="KEY=VALUE",
                         help="override a [detect] key for this run (tune on --suite train only)")
     args = parser.parse_args()
@@ -387,6 +427,9 @@ def main() -> int:
     if args.suite in ("all", "held-out"):
         misses += evaluate(f"held-out (seeds {HELD_OUT_SEEDS[0]}.., never tuned on)",
                            suite(HELD_OUT_SEEDS, args.runs, benign_runs), horizon)
+    if args.suite in ("all", "spent"):
+        misses += evaluate(f"spent held-out (seeds {SPENT_SEEDS[0]}.., checked two decisions: not clean)",
+                           suite(SPENT_SEEDS, args.runs, benign_runs), horizon)
     if args.suite in ("all", "recorded"):
         misses += evaluate("recorded real software (bench/traces)", recorded(Path(__file__).with_name("traces")),
                            horizon)

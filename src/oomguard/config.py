@@ -174,7 +174,8 @@ class AlertsConfig:
     urls_file: str = key("", _optional_path, restart=True)  # more URLs, one per line (a mounted Secret)
     readable_config: str = key("warn", _one_of("warn", "refuse"))  # when a file with secrets is readable
     horizon: float = key(60.0, _duration_in(5, 3600))  # critical when the forecast OOM is closer than this
-    warn_horizon: float = key(900.0, _duration_in(5, 7 * 86400))  # warning when closer than this
+    warn_horizon: float = key(900.0, _duration_in(5, 7 * 86400))  # warning when closer than this, after a climb of
+    # warn_horizon / [detect] trust (5 min): a younger climb speaks only as critical
     headroom_floor: float = key(0.05, _fraction)  # warn when less than this fraction of the limit is free
     cooldown: float = key(600.0, _duration_in(0, 86400))  # quiet time per cgroup after an alert closes
     max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together

@@ -24,6 +24,14 @@ file cache, which the kernel reclaims before it kills):
   span it was seen over: a forecast never extrapolates much further than
   the evidence behind it. Short windows catch a fresh or sudden leak within
   seconds; long ones catch a slow leak under noise or a sawtooth.
+- **slowing down**: a climb whose last third rose less than its first is
+  forecast to the plateau its slow-down leads to (the geometric series of
+  its thirds, `_still_to_climb`); below the limit, it is not a trend. A
+  warm-up levelling off is thus never alerted on, however fast it started.
+- **a warning needs a long climb**: it speaks of the next `warn_horizon`, so
+  the climb behind it must be warn_horizon / trust old (5 min). A fill, a
+  batch job or a sawtooth's first rise is over well before that; a climb
+  younger than that, if it is a leak, gets its critical alert in time.
 - **ETA** = headroom over the slope, from the highest point the window
   reached carried forward along the trend (a sawtooth's peaks hit the limit
   first). Interval: the slope +/- `confidence` standard errors. The verdict
@@ -117,6 +125,7 @@ class Fit:
     span: np.ndarray  # seconds L has been climbing: from its last sample at the window's starting level to now
     rise: np.ndarray  # L's climb over the window
     climbs_throughout: np.ndarray  # bool: each third of the window climbs, and no gap in the samples splits it
+    still_to_climb: np.ndarray  # a decelerating climb's remaining rise to its plateau; inf: not decelerating
 
 
 def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
@@ -158,13 +167,27 @@ def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
     with np.errstate(divide="ignore", invalid="ignore"):
         recent = np.where(times[:, -1] > times[rows, at[1]], (end_low - cut2) / (times[:, -1] - times[rows, at[1]]),
                           0.0)
+    still = _still_to_climb(cut1 - start_low, cut2 - cut1, end_low - cut2)
     # L never falls, so the samples still at the starting level are a prefix: the climb starts after it
     # (found to within one subsampling step).
     flat = ((v <= start_low[:, None]) & real).sum(axis=1)
     climb_start = np.clip(cols[np.clip(np.argmax(real, axis=1) + flat - 1, 0, len(cols) - 1)], first, width - 1)
     watched = np.ones(len(times), dtype=bool) if watched_from is None else climb_start >= watched_from
     return Fit(slope, stderr, recent, times[:, -1] - times[rows, climb_start], end_low - start_low,
-               throughout & (slope > 0) & watched)
+               throughout & (slope > 0) & watched, still)
+
+
+def _still_to_climb(d1: np.ndarray, d2: np.ndarray, d3: np.ndarray) -> np.ndarray:
+    """What a climb whose thirds rose d1 > d2 > d3 has still to rise, if it keeps slowing down as it has.
+
+    Each third rising r = sqrt(d3/d1) times the one before (from the outer thirds: the middle one adds
+    nothing, and the last alone is at the mercy of where a sawtooth riding the climb is in its cycle), the
+    rest is the geometric series d3 (r + r^2 + ...) = d3 r / (1 - r): a warm-up approaching its plateau (an
+    exponential approach is exactly that) is forecast to its plateau, not extrapolated at its pace. A climb
+    not slowing down: inf."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.sqrt(d3 / d1)
+        return np.where((d1 > 0) & (d2 > 0) & (d3 > 0) & (r < 1), d3 * r / (1 - r), np.inf)
 
 
 def watched_since(times: np.ndarray, count: np.ndarray, max_gap: float) -> np.ndarray:
@@ -333,9 +356,13 @@ class CgroupDetector:
                 late = np.where(confident > 0, headroom / confident, np.inf)
                 eta = headroom / f.slope
                 early = headroom / (f.slope + c.confidence * f.stderr)
-            climbs = (f.span >= c.min_span) & f.climbs_throughout & (f.rise > GIVEBACK_MARGIN * giveback)
+            climbs = ((f.span >= c.min_span) & f.climbs_throughout & (f.rise > GIVEBACK_MARGIN * giveback)
+                      & (f.still_to_climb > headroom))
             climbing |= climbs
-            established = climbs & (late <= c.trust * f.span)
+            # A warning speaks of the next warn_horizon; the climb behind it must be worth that much trust
+            # (warn_horizon / trust: 5 min by default). A climb younger than that speaks only as critical.
+            speaks = (late <= self.horizon_s) | (f.span >= self.warn_horizon_s / c.trust)
+            established = climbs & (late <= c.trust * f.span) & speaks
             better = established & (late < best_late)
             best_late = np.where(better, late, best_late)
             best = np.where(better[None, :], np.stack([f.slope, eta, early, late, f.span]), best)

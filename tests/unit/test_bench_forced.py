@@ -1,0 +1,47 @@
+"""bench/detect.py's forced-alert verdict: a benign climb is forced when it is still its leak twin at the
+moment that twin needs its critical alert, and not otherwise."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+from detect import alert_forced
+from scenarios import Trace, _ramp, fill_then_flat
+
+MIB = 1 << 20
+LIMIT = 512 * MIB
+
+
+def fill(rate: float, end: float, base: float = 0.0) -> Trace:
+    return Trace("fill", np.zeros(10), LIMIT, False, params=_ramp(0, end, base, rate))
+
+
+def test_a_fast_fill_is_forced_a_slow_or_short_one_is_not():
+    # 10 MiB/s: its twin is killed at 51.2 s and needs its critical by 51.2 - 0.7 x 51.2 = 15.4 s
+    assert alert_forced(fill(10 * MIB, end=16.0), 60) is True
+    assert alert_forced(fill(10 * MIB, end=15.0), 60) is False  # it stopped before: a detector could wait
+    # the whole horizon asks for more: 51.2 s ahead, at 0 s, so even a 1 s climb is forced
+    assert alert_forced(fill(10 * MIB, end=1.0), 60, share=1.0) is True
+    # 2 MiB/s from 112 MiB: twin killed at 200 s, critical needed by 200 - 42 = 158 s
+    assert alert_forced(fill(2 * MIB, end=159.0, base=112 * MIB), 60) is True
+    assert alert_forced(fill(2 * MIB, end=150.0, base=112 * MIB), 60) is False
+
+
+def test_a_twin_outside_the_oom_classes_is_not_counted_and_no_ramp_is_not_judged():
+    assert alert_forced(fill(0.4 * MIB, end=1e6), 60) is False  # slower than any OOM class's leak
+    assert alert_forced(fill(0.6 * MIB, end=1e6), 60) is False  # 853 s to the limit: past the classes' 10 min
+    assert alert_forced(Trace("flat", np.zeros(10), LIMIT, False), 60) is None
+
+
+def test_the_generated_fill_carries_its_first_climb():
+    t = fill_then_flat(np.random.default_rng(7))
+    p = t.params
+    end = int(p["ramp_end"])
+    expected = p["ramp_base"] + p["ramp_rate"] * end
+    # the series (noise aside: 0.2-1% of the limit, at least 0.5 MiB) is the ramp at its end
+    assert t.usage[end] == pytest.approx(expected, abs=5 * max(0.01 * t.limit, 0.5 * MIB))
