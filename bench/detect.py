@@ -33,7 +33,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-from scenarios import BENIGN_CLASSES, HELD_OUT_SEEDS, OOM_CLASSES, SPENT_SEEDS, TRAIN_SEEDS, Trace, suite
+from scenarios import (
+    BENIGN_CLASSES,
+    FRESH_MAX_KILL_S,
+    FRESH_MIN_RATE,
+    HELD_OUT_SEEDS,
+    OOM_CLASSES,
+    SPENT_SEEDS,
+    TRAIN_SEEDS,
+    Trace,
+    suite,
+)
 
 from oomguard.alerting.lifecycle import CRITICAL, AlertBook
 from oomguard.arrays import match
@@ -168,22 +178,23 @@ def alert_forced(trace: Trace, horizon: float, share: float = TARGETS["critical_
         return False
     growth = (trace.limit - base) / rate
     latest = start + growth - share * min(growth, horizon)
-    return end >= latest and rate >= 0.5 * MIB and growth <= 600
+    return end >= latest and rate >= FRESH_MIN_RATE and growth <= FRESH_MAX_KILL_S
 
 
 def forced_report(outcomes: list[Outcome], horizon: float) -> str:
     """How many benign runs a detector must alert on to meet the lead target on their leak twins (and to
     give those twins the whole horizon), and oomguard's false criticals split the same way."""
-    benign = [o for o in outcomes if not o.trace.oom]
-    twins = [o for o in benign if alert_forced(o.trace, horizon) is not None]
-    at_target = {id(o) for o in twins if alert_forced(o.trace, horizon)}
-    at_horizon = {id(o) for o in twins if alert_forced(o.trace, horizon, 1.0)}
-    ours = [o for o in benign if o.false_criticals]
-    target = sum(id(o) in at_target for o in ours)
-    horizon_only = sum(id(o) in at_horizon and id(o) not in at_target for o in ours)
+    # per benign run: (has a false critical, forced for 70% of the horizon, forced for all of it)
+    judged = [(o.false_criticals > 0, alert_forced(o.trace, horizon), alert_forced(o.trace, horizon, 1.0))
+              for o in outcomes if not o.trace.oom]
+    twins = [j for j in judged if j[1] is not None]
+    at_target, at_horizon = sum(bool(t) for _, t, _ in twins), sum(bool(w) for _, _, w in twins)
+    ours = [(t, w) for alerted, t, w in judged if alerted]
+    target = sum(bool(t) for t, _ in ours)
+    horizon_only = sum(bool(w) and not t for t, w in ours)
     return (f"benign runs that are, until past the critical alert their leak twin needs, that leak "
-            f"(see alert_forced): {len(at_target)} for 70% of the horizon, {len(at_horizon)} for all of it, of "
-            f"{len(twins)} with a straight first climb ({len(benign)} benign runs).\noomguard's false criticals: "
+            f"(see alert_forced): {at_target} for 70% of the horizon, {at_horizon} for all of it, of "
+            f"{len(twins)} with a straight first climb ({len(judged)} benign runs).\noomguard's false criticals: "
             f"{len(ours)} runs: {target} of them needed for 70%, {horizon_only} more for the whole horizon, "
             f"{len(ours) - target - horizon_only} neither")
 

@@ -27,6 +27,7 @@ TRAIN_SEEDS = range(0, 1000)
 HELD_OUT_SEEDS = range(2_000_000, 2_001_000)
 SPENT_SEEDS = range(1_000_000, 1_001_000)
 BENIGN_SECONDS = 2 * 3600  # each benign run: two hours, the first minute included
+FRESH_MIN_RATE, FRESH_MAX_KILL_S = 0.5 * MIB, 600  # the slowest fresh leak, the latest it is killed
 
 
 @dataclass
@@ -74,8 +75,8 @@ def fresh_leak(rng: np.random.Generator) -> Trace:
     """A container leaking from its first second: 0.5-20 MiB/s, killed 20 s to 10 min after start."""
     limit = _limit(rng)
     base = rng.uniform(5, 30) * MIB
-    kill_s = np.exp(rng.uniform(np.log(20), np.log(600)))
-    rate = float(np.clip((limit - base) / kill_s, 0.5 * MIB, 20 * MIB))
+    kill_s = np.exp(rng.uniform(np.log(20), np.log(FRESH_MAX_KILL_S)))
+    rate = float(np.clip((limit - base) / kill_s, FRESH_MIN_RATE, 20 * MIB))
     n = int((limit - base) / rate) + 10
     t = np.arange(n)
     usage = base + rate * t + _noise(rng, n, limit)

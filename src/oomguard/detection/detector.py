@@ -178,7 +178,8 @@ def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
 
 
 def _still_to_climb(d1: np.ndarray, d2: np.ndarray, d3: np.ndarray) -> np.ndarray:
-    """What a climb whose thirds rose d1 > d2 > d3 has still to rise, if it keeps slowing down as it has.
+    """What a climb whose thirds rose d1, d2, d3 (each > 0) has still to rise if it keeps slowing down as it
+    has (d3 < d1).
 
     Each third rising r = sqrt(d3/d1) times the one before (from the outer thirds: the middle one adds
     nothing, and the last alone is at the mercy of where a sawtooth riding the climb is in its cycle), the
