@@ -46,14 +46,14 @@ from scenarios import (
 )
 
 from oomguard.alerting.lifecycle import CRITICAL, AlertBook
-from oomguard.arrays import match
 from oomguard.bpf.events import OomKill
 from oomguard.config import defaults
 from oomguard.detection.culprit import name_culprits
 from oomguard.detection.detector import CgroupDetector
-from oomguard.detection.screen import PidScreen
+from oomguard.detection.screen import Screens
 from oomguard.identity.attribution import attribute
 from oomguard.kills.report import KillReport
+from oomguard.sampling.rates import Rates
 from oomguard.service.recording import read_recording
 
 import common  # noqa: F401  (puts src/ on the import path)
@@ -75,6 +75,7 @@ class Outcome:
     trace: Trace
     kill_at: int | None  # second the usage reached the limit
     first_alert_at: float | None = None
+    first_alert_climb: float = 0.0  # bytes/s: the climb the first alert reports (oomguard's verdict), for the culprit
     lead_s: float | None = None  # first alert (either severity) to the kill
     critical_lead_s: float | None = None
     false_warnings: int = 0  # alerts on a cgroup never killed, that stayed warnings
@@ -96,9 +97,12 @@ class OomguardRule:
         a = config.alerts
         detect = replace(config.detect, **DETECT_OVERRIDES)
         self.detector = CgroupDetector(detect, a.horizon, a.warn_horizon, a.headroom_floor)
+        self.climbs: dict[int, float] = {}  # row -> the slope of its last verdict: what the daemon explains
 
     def step(self, rows: np.ndarray, now: float, usage: np.ndarray, limit: np.ndarray) -> list[str]:
-        return [v.severity for v in self.detector.update_all([f"/t{r}" for r in rows.tolist()], now, usage, limit)]
+        verdicts = self.detector.update_all([f"/t{r}" for r in rows.tolist()], now, usage, limit)
+        self.climbs = {r: v.slope_bytes_per_s for r, v in zip(rows.tolist(), verdicts, strict=True) if v.severity}
+        return [v.severity for v in verdicts]
 
 
 def kill_report(cgroup: str) -> KillReport:
@@ -143,6 +147,7 @@ def run(traces: list[Trace], make: Callable[[int], object], horizon: float) -> l
             decision = book.warn(str(next(ids)), f"/t{r}", (r,), now, level)
             if decision is not None and outcomes[r].first_alert_at is None:
                 outcomes[r].first_alert_at = now
+                outcomes[r].first_alert_climb = getattr(rule, "climbs", {}).get(r, 0.0)
         for closed in book.expire(now, {f"/t{r}" for r in np.flatnonzero(alive).tolist()}):
             _count_false(outcomes[int(closed.alert.cgroup[2:])], closed.alert.severity)
     for cgroup, alert in list(book.open.items()):  # open when the run ended without a kill
@@ -199,24 +204,24 @@ def forced_report(outcomes: list[Outcome], horizon: float) -> str:
             f"{len(ours) - target - horizon_only} neither")
 
 
-def culprit_named_first(trace: Trace, at: float) -> bool | None:
-    """Whether the culprit ranks first from the per-process signals as the daemon smooths them, at `at`."""
+def culprit_named_first(trace: Trace, at: float, climb: float) -> bool | None:
+    """Whether the culprit ranks first from the per-process signals as the daemon smooths them, at `at`, for
+    an alert on a cgroup climbing `climb` bytes/s (the verdict's slope, as the daemon passes it)."""
     p = trace.processes
     if p is None:
         return None
-    screen = {name: PidScreen(slow=name == "RSS") for name in ("RSS", "page", "kmalloc")}
+    screens = Screens(sigma=defaults().detect.screen_sigma)
     pids = np.arange(1, len(p.rss) + 1, dtype=np.uint32)
     end = min(int(at) + 1, p.rss.shape[1])
-    for s in range(1, end):
-        screen["RSS"].update(pids, p.rss[:, s] - p.rss[:, s - 1])
-        screen["page"].update(pids, p.page_rate[:, s])
-        screen["kmalloc"].update(pids, p.kmalloc_rate[:, s])
+    none = np.zeros(len(pids), dtype=np.int64)
+    for s in range(1, end):  # one tick a second, as the daemon's Rates
+        screens.update(Rates(1.0, pids, p.kmalloc_rate[:, s], p.page_rate[:, s], none, none, p.rss[:, s],
+                             p.rss[:, s] - p.rss[:, s - 1]))
+    smoothed = screens.smoothed()
     # what /proc shows at the alert
     held = (p.held[:, end - 1] if p.held is not None else np.zeros(len(pids)),
             p.descriptors[:, end - 1] if p.descriptors is not None else np.full(len(pids), 40.0))
-    recent = trace.usage[max(end - 20, 0):end]  # the climb the alert reports: the last 20 s's slope
-    climb = float(np.polyfit(np.arange(len(recent)), recent, 1)[0]) if len(recent) > 1 else 0.0
-    named = name_culprits(pids, screen["RSS"].kept(), screen["page"].mean, screen["kmalloc"].mean, climb=climb,
+    named = name_culprits(pids, smoothed["RSS"], smoothed["page allocations"], smoothed["kmalloc"], climb=climb,
                           held=lambda _: held)
     return bool(named) and named[0].pid == p.culprit + 1
 
@@ -322,6 +327,8 @@ def print_table(title: str, scores: dict[str, dict[str, ClassScore]]) -> None:
         ours = scores["oomguard"][c]
         print(f"{c[:36]:<36} {ours.runs:>4} {_s(ours.growth_s):>7}  "
               + "  ".join(f"{cell(scores[n][c], n == 'oomguard'):<{w}}" for n, w in zip(names, widths)))
+    named = [f"{c} {s.culprit_first:.0%}" for c, s in scores["oomguard"].items() if s.culprit_first is not None]
+    print("oomguard's first alert names the culprit process first: " + (", ".join(named) or "-"))
 
 
 def verdicts(title: str, scores: dict[str, dict[str, ClassScore]], outcomes: list[Outcome]) -> list[str]:
@@ -381,7 +388,7 @@ def evaluate(title: str, traces: list[Trace], horizon: float) -> list[str]:
         if name == "oomguard":
             for o in outcomes:
                 if o.first_alert_at is not None:
-                    o.culprit_first = culprit_named_first(o.trace, o.first_alert_at)
+                    o.culprit_first = culprit_named_first(o.trace, o.first_alert_at, o.first_alert_climb)
             ours = outcomes
         scores[name] = by_class(outcomes, horizon)
         print(f"  ({title}: {name} ran in {time.perf_counter() - started:.0f}s)", file=sys.stderr)
@@ -398,19 +405,21 @@ def cpu_share(pids: int = 10_000, cgroups: int = 500, ticks: int = 60) -> tuple[
     config = defaults()
     a = config.alerts
     detector = CgroupDetector(config.detect, a.horizon, a.warn_horizon, a.headroom_floor)
-    screens = [PidScreen(slow=True), PidScreen(), PidScreen()]  # as the daemon's: RSS growth, page, kmalloc
+    screens = Screens(config.detect.screen_sigma)  # as the daemon's: RSS growth, page, kmalloc, kept growth
     pid = np.arange(1, pids + 1, dtype=np.uint32)
     names = [f"/c{c}" for c in range(cgroups)]
     limits = np.full(cgroups, 512.0 * MIB)
     warm = config.detect.window  # a full window: every rung of the ladder runs
     spent = []
+    rss, none = np.full(pids, 50.0 * MIB), np.zeros(pids, dtype=np.int64)
     for t in range(ticks + warm):
         slopes = rng.normal(0, MIB, pids)
+        rss += slopes
         usage = (200 + rng.normal(0, 2, cgroups) + 0.5 * t) * MIB
+        rates = Rates(1.0, pid, np.abs(slopes), np.abs(slopes), none, none, rss, slopes)
         start = time.perf_counter()
-        matched = match(screens[0].pid, pid)  # as Screens.update: one match for the three
-        for screen in screens:
-            screen.update(pid, slopes, matched)
+        screens.update(rates)
+        screens.smoothed()  # what an alert's explanation reads
         detector.update_all(names, float(t), usage, limits)
         if t >= warm:
             spent.append(time.perf_counter() - start)

@@ -1,6 +1,7 @@
 """The forecast on real pods under one daemon: a container leaking from its first second is alerted well
 before the kernel's kill and confirmed after it, with the leaker named among busier healthy processes;
-a healthy sawtooth pod and a spiking pod beside it draw nothing."""
+a healthy sawtooth pod and a spiking pod beside it draw nothing; under a limit on the pod, the leaking
+container is named over a sidecar whose sawtooth rises faster half the time."""
 
 from __future__ import annotations
 
@@ -83,8 +84,7 @@ def test_a_pod_leaking_from_birth_is_alerted_ahead_and_healthy_neighbours_are_no
 
 def first_alert_about(tmp_path: Path, workload: Path, leaker_argv: tuple[str, ...]) -> tuple[dict, int]:
     """Run `leaker_argv` beside two busier healthy processes (page faults on memory they unmap,
-    kmalloc-heavy syscalls) in a 160 MiB cgroup under a daemon: (its first pre-OOM payload, the leaker's pid).
-    Other tests' cgroups may alert meanwhile: only this cgroup's payload counts."""
+    kmalloc-heavy syscalls) in a 160 MiB cgroup under a daemon: (its first pre-OOM payload, the leaker's pid)."""
     w = str(workload)
     with http_receiver() as receiver, memory_cgroup(160 * MIB) as cgroup:
         daemon = Daemon(leak_policy(tmp_path, tmp_path / "s", f'[alerts]\nurls = ["{receiver.url}"]\nchart = false\n'))
@@ -94,17 +94,28 @@ def first_alert_about(tmp_path: Path, workload: Path, leaker_argv: tuple[str, ..
             processes += [start_in(cgroup, w, "fault-for", "60"), start_in(cgroup, w, "poll-for", "60")]
             leaker = start_in(cgroup, w, *leaker_argv)
             processes.append(leaker)
-            daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM") and cgroup.name in l, 45)
-            deadline = time.monotonic() + 10
-            while not (ours := [p for p in receiver.payloads if cgroup.name in p["title"] + p["message"]]):
-                assert time.monotonic() < deadline, [p["title"] for p in receiver.payloads]
-                time.sleep(0.2)
+            first = first_payload(daemon, receiver, cgroup.name, 45)
         finally:
-            daemon.stop()
-            for p in processes:
-                p.kill()
-                p.wait()
-    return ours[0], leaker.pid
+            stop_all(daemon, processes)
+    return first, leaker.pid
+
+
+def first_payload(daemon: Daemon, receiver, key: str, within: float) -> dict:
+    """The first pre-OOM payload about `key` (in its title or message), after the daemon logs its alert within
+    `within` s. Other tests' cgroups may alert meanwhile: only this one's payload counts."""
+    daemon.wait_for(lambda l: l.startswith("ALERT pre-OOM") and key in l, within)
+    deadline = time.monotonic() + 10
+    while not (ours := [p for p in receiver.payloads if key in p["title"] + p["message"]]):
+        assert time.monotonic() < deadline, [p["title"] for p in receiver.payloads]
+        time.sleep(0.2)
+    return ours[0]
+
+
+def stop_all(daemon: Daemon, processes: list) -> None:
+    daemon.stop()
+    for p in processes:
+        p.kill()
+        p.wait()
 
 
 def culprits_of(message: dict) -> str:
@@ -128,3 +139,36 @@ def test_pipes_never_closed_are_named_by_the_descriptors_their_process_holds(tmp
     print(culprits)
     assert culprits.startswith(f"pid {leaker} (ogworkload)"), first["message"]
     assert "% of open files and sockets (" in culprits.split(", pid ")[0], culprits
+
+
+def test_a_limit_on_the_pod_names_the_leaking_container_not_its_sawing_sidecar(tmp_path, workload):
+    # The limit is on the pod, its two containers have none (as Kubernetes sets a pod-level limit). The
+    # sidecar saws: 80 MiB over 10 s, freed, again - half the time its RSS rises faster than the leak. The
+    # app is quiet for 25 s, then leaks 3 MiB/s until the pod's limit kills it.
+    w, uid = str(workload), "4d4d4d4d-0000-4000-8000-000000000004"
+    app, sidecar = "d4" * 32, "e5" * 32
+    with http_receiver() as receiver, memory_cgroup(300 * MIB, relative=f"kubepods/burstable/pod{uid}") as pod:
+        daemon = Daemon(leak_policy(tmp_path, tmp_path / "s", f'[alerts]\nurls = ["{receiver.url}"]\nchart = false\n'))
+        processes = []
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
+            if (pod / "cgroup.subtree_control").exists():  # v2: the containers get the controller, as kubelet's do
+                (pod / "cgroup.subtree_control").write_text("+memory")
+            for container in (app, sidecar):
+                (pod / container).mkdir()
+            processes.append(start_in(pod / sidecar, w, "sawtooth", "80", "10", "180"))
+            leaker = start_in(pod / app, w, "leak", "500", "166", "25")
+            processes.append(leaker)
+            first = first_payload(daemon, receiver, uid, 150)
+        finally:
+            stop_all(daemon, processes)
+    message = first["message"]
+    print(message)
+    culprits = culprits_of(first)
+    assert culprits.startswith(f"pid {leaker.pid} (ogworkload)") and "% of RSS growth (" in culprits, message
+    containers = message.split("Containers under this limit: ")[1].split("\n")[0]
+    top, share = containers.split(", ")[0].rsplit(" ", 1)
+    assert top == app[:12] and int(share.rstrip("%")) >= 80, containers
+    # the alert is the pod's: not its busiest container's (the sidecar allocates most)
+    assert first["title"].endswith(f": pod uid {uid} (limit on the pod, 2 containers growing)"), first["title"]
+    assert "container: several, each with its share above" in message, message

@@ -118,3 +118,36 @@ def test_a_limited_cgroup_that_is_no_container_is_named_by_its_path():
     assert message.title.endswith(": cgroup /batch/nightly_report"), message.title
     host = replace(subject("/"), attribution=attribute("/"), pod=None)
     assert engine().warn(verdict("/"), host, now=0.0).title.endswith(": host")
+
+
+def test_an_alert_on_a_pod_limit_is_the_pods_not_its_busiest_containers(tmp_path):
+    # the sidecar allocates most (it would have been the subject's container); the app's RSS grows
+    from oomguard.detection.groups import explained
+    from oomguard.identity.attribution import attribute
+    from oomguard.identity.owners import Owners
+    from oomguard.identity.pods import PodDirectory, PodNames
+    from oomguard.identity.procfs import Identity, ProcessDirectory
+    from oomguard.sampling.rates import Rates
+
+    pod = "/kubepods/burstable/pod4d4d4d4d-0000-4000-8000-000000000004"
+    leaves = {10: f"{pod}/{'d4' * 32}", 11: f"{pod}/{'e5' * 32}"}
+    directory = ProcessDirectory(identify=lambda pid: Identity("ogworkload", None, attribute(leaves[pid])))
+    owners = Owners(directory, PodDirectory(tmp_path))
+    pids = np.array([10, 11], dtype=np.uint32)
+    rates = Rates(1.0, pids, np.zeros(2), np.array([3, 30]) * MIB, np.ones(2, np.int64), np.ones(2, np.int64),
+                  np.array([100, 50]) * MIB, np.array([3, 8]) * MIB)
+    busiest = owners.owner_of(11)
+    seen = replace(subject(pod, pids=(10, 11)), attribution=busiest.attribution, pod=PodNames("shop", "cart", "proxy"))
+    smoothed = {"RSS": np.array([3.0, 0.75]) * MIB, "page allocations": np.array([3, 30]) * MIB,
+                "kmalloc": np.zeros(2)}
+    told = explained(seen, rates, owners, smoothed, climb=3 * MIB)
+    assert [(s.name, s.share) for s in told.containers] == [("d4d4d4d4d4d4", 0.8), ("e5e5e5e5e5e5", 0.2)]
+    assert told.attribution == attribute(pod) and told.attribution.container_id is None
+    message = engine().warn(verdict(pod), told, now=0.0)
+    assert message.title.endswith(": pod shop/cart (limit on the pod, 2 containers growing)"), message.title
+    assert message.labels["pod"] == "cart" and message.labels["container"] == "", message.labels
+    assert "container: several, each with its share above" in message.body
+    assert "e5e5e5e5e5e5e5" not in message.body  # the sidecar's full id: no line names it the alert's container
+    unnamed = engine().warn(verdict(pod), replace(told, pod=None), now=0.0)  # no kubelet logs to name the pod
+    assert unnamed.title.endswith(": pod uid 4d4d4d4d-0000-4000-8000-000000000004 (limit on the pod, "
+                                  "2 containers growing)"), unnamed.title

@@ -6,10 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from oomguard.arrays import match
 from oomguard.config import DetectConfig
 from oomguard.detection.culprit import name_culprits
 from oomguard.detection.detector import CRITICAL, WARNING, CgroupDetector, largest_fall, watched_since, window_ladder
-from oomguard.detection.screen import PidScreen
+from oomguard.detection.screen import HighWater, PidScreen
 
 MIB = 1 << 20
 LIMIT = 512 * MIB
@@ -221,26 +222,44 @@ def test_a_fast_sawtooth_seen_through_a_stalled_daemon_is_not_a_climb():
     assert watched_since(np.array([[0.0, 1.0, 2.0, 3.0, 4.0]]), np.array([5]), 2.5).tolist() == [0]
 
 
-def test_the_culprits_rss_growth_is_a_slow_average_so_a_sidecar_sawtooth_mid_rise_does_not_outrank_a_leaker():
-    # pid 1 saws (rises 2 MiB/s for 10 s, drops 20 MiB), pid 2 leaks 0.5 MiB/s; the alert lands mid-rise
-    screen, pids = PidScreen(slow=True), np.array([1, 2], dtype=np.uint32)
-    for tick in range(1, 100):  # the last tick before a drop: the sawtooth at the top of its rise
-        saw = -18 * MIB if tick % 10 == 0 else 2 * MIB
-        screen.update(pids, np.array([saw, 0.5 * MIB]))
-    assert screen.mean[0] > screen.mean[1]  # the screen's fast EWMA (~10 ticks) ranks the sawtooth first
-    kept = screen.kept()
-    assert kept[1] > kept[0] and abs(kept[1] - 0.5 * MIB) < 0.05 * MIB, kept / MIB
-    names = name_culprits(pids, kept, np.zeros(2), np.zeros(2))
-    assert names[0].pid == 2
+def climb_marks(levels: list[list[float]], pids=(1, 2)) -> HighWater:
+    """A HighWater fed one RSS level per pid and tick (bytes), 1 s apart."""
+    marks, pid = HighWater(), np.array(pids, dtype=np.uint32)
+    for level in levels:
+        marks.update(pid, np.asarray(level, float), 1.0, match(marks.pid, pid))
+    return marks
 
 
-def test_a_young_process_is_judged_on_its_whole_life_not_an_average_still_warming_up():
-    screen = PidScreen(slow=True)
-    for _ in range(5):
-        screen.update(np.array([7], dtype=np.uint32), np.array([3.0 * MIB]))
-    assert screen.kept()[0] == pytest.approx(3.0 * MIB)  # the EWMA alone would say ~0.7 MiB/s after 5 ticks
-    screen.update(np.array([8], dtype=np.uint32), np.array([1.0 * MIB]))  # pid 7 gone, a new pid 8
-    assert screen.kept().tolist() == [pytest.approx(1.0 * MIB)]
+def test_a_sidecar_sawtooth_mid_rise_raises_no_mark_so_the_pods_leaker_is_named_first():
+    # pid 1 saws with a 60 s period (rises 2 MiB/s, gives back 118 MiB), pid 2 leaks 0.5 MiB/s; the alert
+    # lands at the top of the sawtooth's 5th rise, 59 s into it
+    saw = [(20 + 2 * (t % 60)) * MIB for t in range(299)]
+    leak = [(20 + 0.5 * t) * MIB for t in range(299)]
+    growth = climb_marks([[s, k] for s, k in zip(saw, leak, strict=True)]).growth()
+    assert growth[0] < 100 and growth[1] == pytest.approx(0.5 * MIB)  # bytes/s: its first rise, decayed
+    average = np.zeros(2)  # what ranked them before: a ~20-tick average of RSS growth
+    for t in range(1, 299):
+        average += 0.05 * (np.array([saw[t] - saw[t - 1], leak[t] - leak[t - 1]]) - average)
+    assert average[0] > 3 * average[1], average / MIB  # ... put the sawtooth first
+    assert name_culprits(np.array([1, 2]), growth, np.zeros(2), np.zeros(2))[0].pid == 2
+
+
+def test_a_young_process_is_judged_on_its_whole_life_and_a_new_pid_starts_from_zero():
+    marks = climb_marks([[(10 + 3 * t) * MIB] for t in range(6)], pids=(7,))
+    assert marks.growth()[0] == pytest.approx(3.0 * MIB)  # 5 rises; an unbiased EWMA would say ~0.7 MiB/s
+    marks.update(np.array([8], dtype=np.uint32), np.array([500.0 * MIB]), 1.0, match(marks.pid, np.array([8])))
+    assert marks.growth().tolist() == [0.0]  # pid 7 gone; pid 8's first RSS is its mark, not a rise
+    marks.update(np.array([8], dtype=np.uint32), np.array([501.0 * MIB]), 2.0, match(marks.pid, np.array([8])))
+    assert marks.growth()[0] == pytest.approx(0.5 * MIB)  # a 2 s tick: bytes per second
+
+
+def test_a_process_regrowing_below_its_old_mark_counts_no_growth_until_it_passes_it():
+    # the price of the mark, on purpose: memory given back and taken again is not new demand
+    levels = [[(100 - 50 * (t >= 10) + 2 * max(t - 10, 0)) * MIB] for t in range(60)]
+    growth = climb_marks(levels[:30], pids=(3,)).growth()
+    assert growth[0] < 0.5 * MIB  # at 30 s: back to 90 of its 100 MiB mark
+    growth = climb_marks(levels, pids=(3,)).growth()
+    assert growth[0] > MIB  # past the mark at 35 s, rising 2 MiB/s
 
 
 def reference_watched_since(times, count, max_gap):

@@ -79,9 +79,11 @@ def escalated(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall:
 
 def _who(subject: Subject) -> str:
     """The owner of the limit: a pod when the limit spans several of its containers, else the container."""
-    if subject.containers and subject.pod is not None:
-        return (f"pod {untrusted(subject.pod.namespace)}/{untrusted(subject.pod.pod)} (limit on the pod, "
-                f"{len(subject.containers)} containers growing)")
+    if subject.containers:
+        pod = (f"{untrusted(subject.pod.namespace)}/{untrusted(subject.pod.pod)}" if subject.pod is not None
+               else f"uid {subject.attribution.pod_uid}" if subject.attribution and subject.attribution.pod_uid
+               else untrusted(subject.cgroup))
+        return f"pod {pod} (limit on the pod, {len(subject.containers)} containers growing)"
     return untrusted(_owner(subject.attribution, subject.pod, subject.cgroup))
 
 
@@ -112,7 +114,7 @@ def _pre_oom_body(lead: str, verdict: Verdict, subject: Subject, host: str) -> s
         f"host: {host}",
         f"pid: {', '.join(map(str, subject.pids[:10]))}{' ...' if len(subject.pids) > 10 else ''}",
         f"command: {untrusted(subject.command)}",
-        *_owner_lines(subject.attribution, subject.pod, runtime=True),
+        *_owner_lines(subject.attribution, subject.pod, runtime=True, several=bool(subject.containers)),
         f"cgroup: {untrusted(subject.cgroup)}",
         (f"allocation rate: kmalloc {format_bytes(subject.kmalloc_bytes_per_s)}/s, "
         f"pages {format_bytes(subject.page_bytes_per_s)}/s"),
@@ -161,9 +163,12 @@ def cleared(closed: Closed, host: str, now: float, wall: float) -> Message:
                    alert.labels.get("namespace"), {}, wall, _resolves(alert))
 
 
-def _owner_lines(attribution: Attribution | None, pod: PodNames | None, runtime: bool = False) -> list[str]:
+def _owner_lines(attribution: Attribution | None, pod: PodNames | None, runtime: bool = False,
+                 several: bool = False) -> list[str]:
     container = attribution.container_id if attribution and attribution.container_id else "none"
-    if runtime:
+    if several:
+        container = "several, each with its share above"
+    elif runtime:
         container += f" ({attribution.runtime if attribution and attribution.runtime else 'runtime unknown'})"
     return [
         f"container: {container}",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..arrays import match
-from ..identity.attribution import Attribution
+from ..identity.attribution import Attribution, attribute
 from ..identity.cgroup import Headroom, MemoryCgroup, headroom
 from ..identity.owners import Owners
 from ..identity.pods import PodNames
@@ -144,6 +144,9 @@ def explained(subject: Subject, rates: Rates, owners: Owners, smoothed: dict[str
 
     containers = container_shares(everyone, container_of) if subject.cgroup != HOST.path else ()
     named = tuple(replace(c, command=owners.owner_of(c.pid).command) for c in everyone[:TOP])
+    if containers:  # a limit over several containers (a pod's): the alert is the pod's, not its busiest one's
+        pod = replace(subject.pod, container=None) if subject.pod else None
+        subject = replace(subject, attribution=attribute(subject.cgroup), pod=pod)
     return replace(subject, culprits=named, containers=containers)
 
 
