@@ -292,3 +292,11 @@ def test_the_kept_envelope_and_the_watched_columns_kept_up_to_date_equal_their_p
         assert np.array_equal(detector._window(detector._low), plain), tick
         assert np.array_equal(watched_since(times, detector._count, 2.5),
                               reference_watched_since(times, detector._count, 2.5)), tick
+
+
+def test_a_jump_to_the_limit_in_10s_is_critical_more_than_half_of_it_ahead():
+    # 200 MiB held for 2 minutes, then the limit (512 MiB) in 10 s: a trend once it has climbed min_span (4 s)
+    series = [200 * MIB] * 120 + [200 * MIB + (LIMIT - 200 * MIB) * k / 10 for k in range(1, 13)]
+    kill = kill_time(series)
+    assert kill - first(run(series)[:kill], CRITICAL) >= 6  # 6 s in 10; with min_span 5 s: 3 s
+    assert kill - first(run(series, DetectConfig(min_span=5.0))[:kill], CRITICAL) == 3
