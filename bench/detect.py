@@ -336,10 +336,15 @@ def verdicts(title: str, scores: dict[str, dict[str, ClassScore]], outcomes: lis
     ours = scores["oomguard"]
     misses = []
     kills = [o for o in outcomes if o.kill_at is not None and o.trace.oom]
-    if kills:
-        recall = sum(o.lead_s is not None for o in kills) / len(kills)
-        if recall < TARGETS["recall"]:
-            misses.append(f"recall {recall:.1%} < {TARGETS['recall']:.0%}")
+    benign = [o for o in outcomes if not o.trace.oom]
+    days = sum(len(o.trace.usage) for o in benign) / DAY
+    crit = sum(o.false_criticals for o in benign) / days if benign else 0.0
+    warn = sum(o.false_warnings for o in benign) / days if benign else 0.0
+    recall = sum(o.lead_s is not None for o in kills) / len(kills) if kills else 1.0
+    print(f"oomguard overall: recall {recall:.1%} of {len(kills)} kills; false warnings {warn:.1f} and false "
+          f"criticals {crit:.1f} per 24 h of {days * 24:.1f} h of benign runs")
+    if recall < TARGETS["recall"]:
+        misses.append(f"recall {recall:.1%} < {TARGETS['recall']:.0%}")
     for c, s in ours.items():
         if s.critical_share is not None and s.critical_share < TARGETS["critical_share"]:
             misses.append(f"{c}: critical lead {s.critical_share:.0%} of achievable < {TARGETS['critical_share']:.0%}")
@@ -350,15 +355,10 @@ def verdicts(title: str, scores: dict[str, dict[str, ClassScore]], outcomes: lis
             misses.append(f"{c}: median warning lead {s.lead:.0f}s < 600s")
         if s.culprit_first is not None and s.culprit_first < TARGETS["culprit_first"]:
             misses.append(f"{c}: culprit named first in {s.culprit_first:.0%} < 95%")
-    benign = [o for o in outcomes if not o.trace.oom]
-    if benign:
-        days = sum(len(o.trace.usage) for o in benign) / DAY
-        crit = sum(o.false_criticals for o in benign) / days
-        warn = sum(o.false_warnings for o in benign) / days
-        if crit > TARGETS["false_criticals_per_day"]:
-            misses.append(f"false criticals {crit:.1f}/24h > 0 on the benign classes")
-        if warn > TARGETS["false_warnings_per_day"]:
-            misses.append(f"false warnings {warn:.1f}/24h > 1 on the benign classes")
+    if crit > TARGETS["false_criticals_per_day"]:
+        misses.append(f"false criticals {crit:.1f}/24h > 0 on the benign classes")
+    if warn > TARGETS["false_warnings_per_day"]:
+        misses.append(f"false warnings {warn:.1f}/24h > 1 on the benign classes")
     for rule in [n for n in scores if n != "oomguard"]:  # an alert is an alert: first alert vs theirs, all alerts
         for c, s in ours.items():
             theirs = scores[rule][c]
