@@ -405,7 +405,7 @@ def cpu_share(pids: int = 10_000, cgroups: int = 500, ticks: int = 60) -> tuple[
     config = defaults()
     a = config.alerts
     detector = CgroupDetector(config.detect, a.horizon, a.warn_horizon, a.headroom_floor)
-    screens = Screens(config.detect.screen_sigma)  # as the daemon's: RSS growth, page, kmalloc, kept growth
+    screens = Screens(config.detect.screen_sigma)  # as the daemon's: RSS growth, page, kmalloc, high-water marks
     pid = np.arange(1, pids + 1, dtype=np.uint32)
     names = [f"/c{c}" for c in range(cgroups)]
     limits = np.full(cgroups, 512.0 * MIB)

@@ -7,7 +7,9 @@ say() { printf 'oomguard setup (vm): %s\n' "$*"; }
 die() { printf 'oomguard setup (vm): error: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || die "must run as root (apt needs it)"
-packages=(qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 linux-headers-amd64)
+# busybox-static: Debian's kernels load virtio and 9p as modules, so virtme-ng builds a small initramfs
+# around busybox to load them (without it: "virtme-run: initramfs is needed, and no busybox was found").
+packages=(qemu-system-x86 linux-image-amd64 linux-image-6.12-amd64 linux-headers-amd64 busybox-static)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
