@@ -418,8 +418,7 @@ def cpu_share(pids: int = 10_000, cgroups: int = 500, ticks: int = 60) -> tuple[
         usage = (200 + rng.normal(0, 2, cgroups) + 0.5 * t) * MIB
         rates = Rates(1.0, pid, np.abs(slopes), np.abs(slopes), none, none, rss, slopes)
         start = time.perf_counter()
-        screens.update(rates)
-        screens.smoothed()  # what an alert's explanation reads
+        screens.update(rates)  # smoothed() is read only for an alert's message, as in the daemon
         detector.update_all(names, float(t), usage, limits)
         if t >= warm:
             spent.append(time.perf_counter() - start)

@@ -224,9 +224,9 @@ class Daemon:
             # work can take seconds, and a late stamp stretches a 4 s climb into a 5 s trend.
             read_at = time.monotonic()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
-            smoothed, admitted = self.screens.smoothed(), rates
-            messages = self.engine.observe(found, read_at,
-                                               lambda s, climb: explained(s, admitted, self.owners, smoothed, climb))
+            admitted, screens = rates, self.screens  # smoothed only for an alert's message: most ticks make none
+            messages = self.engine.observe(
+                found, read_at, lambda s, climb: explained(s, admitted, self.owners, screens.smoothed(), climb))
             if self.evidence:
                 self._capture(found)
             self._deliver(messages)
