@@ -347,7 +347,7 @@ def verdicts(title: str, scores: dict[str, dict[str, ClassScore]], outcomes: lis
         misses.append(f"recall {recall:.1%} < {TARGETS['recall']:.0%}")
     for c, s in ours.items():
         if s.critical_share is not None and s.critical_share < TARGETS["critical_share"]:
-            misses.append(f"{c}: critical lead {s.critical_share:.0%} of achievable < {TARGETS['critical_share']:.0%}")
+            misses.append(f"{c}: critical lead {s.critical_share:.1%} of achievable < {TARGETS['critical_share']:.0%}")
         if (s.critical_lead is not None and s.growth_s is not None and s.growth_s >= 20
                 and s.critical_lead < TARGETS["min_critical_lead_s"]):
             misses.append(f"{c}: median critical lead {s.critical_lead:.0f}s < 10s")

@@ -9,7 +9,7 @@ file cache, which the kernel reclaims before it kills):
   leaves no trace in L once it drops, a leak's or a staircase's L is the
   climb itself — from the container's first second, with no history needed.
 - **what it gives back**: E, the largest fall in the window from a level
-  held 5 s or more (a sawtooth's amplitude, a batch job's cache; not a
+  held 3 s or more (a sawtooth's amplitude, a batch job's cache; not a
   brief spike), remembered beyond the window with a half-life
   (`giveback_half_life`): a cache that a batch job fills and frees every
   few hours is a pattern this cgroup is known for, and a climb must outgrow
@@ -17,7 +17,9 @@ file cache, which the kernel reclaims before it kills):
   never needed to warn.
 - **adaptive windows**: the least-squares slope of L over the last 5, 10,
   20, 40 ... `window` samples (a young cgroup's windows are its whole life),
-  with its standard error. A window's trend is *established* when it spans
+  each fitted from where L starts climbing in it (a window reaching back
+  before a sudden climb fits the climb, not a hockey stick of half its
+  slope), with its standard error. A window's trend is *established* when it spans
   `min_span` seconds or more, each of its thirds climbs (a spike or a
   single step is not a trend), it has climbed further than E (more than the cgroup gives back),
   and its ETA at the confident (slower) slope is at most `trust` times the
@@ -29,7 +31,7 @@ file cache, which the kernel reclaims before it kills):
   its thirds, `_still_to_climb`); below the limit, it is not a trend. A
   warm-up levelling off is thus never alerted on, however fast it started.
 - **a warning needs a long climb**: it speaks of the next `warn_horizon`, so
-  the climb behind it must be warn_horizon / trust old (5 min). A fill, a
+  the climb behind it must be warn_horizon / trust old (~4 min). A fill, a
   batch job or a sawtooth's first rise is over well before that; a climb
   younger than that, if it is a leak, gets its critical alert in time.
 - **ETA** = headroom over the slope, from the highest point the window
@@ -69,6 +71,9 @@ SEVERITIES = ("", WARNING, CRITICAL)  # in order: a later one escalates an earli
 MIN_WINDOW = 5  # samples: the shortest window the ladder starts at
 GIVEBACK_MARGIN = 1.25  # a climb must exceed the largest fall remembered by this much: a batch refilling its
 # cache to the same height as last time is known; 25% more is new
+HELD = 3  # samples: a level held this long before it falls is what the cgroup gives back. Longer held
+# levels undercount a fast sawtooth (a 6 s tooth held 5 samples counts half its fall, and each tooth's climb
+# from its trough then looks new); a 1-2 s spike is still held too briefly to count.
 LONG_POINTS = 40  # a window longer than this is fitted on every k-th sample: L is smooth, the cost stays flat
 
 
@@ -130,20 +135,30 @@ class Fit:
 
 def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
                watched_from: np.ndarray | None = None) -> Fit:
-    """The trend of the lower envelope `low` over the last `w` samples of every row (fewer for young rows).
+    """The trend of the lower envelope `low` over the last `w` samples of every row (fewer for young rows),
+    from where it starts climbing.
+
+    L never falls, so the samples still at the window's starting level are a prefix: the climb starts at
+    its last one (found to within one subsampling step), and is fitted from there. A window that reaches
+    back before a sudden climb's onset would otherwise fit a hockey stick (half the climb's slope, its
+    first third flat) and only the next shorter rung, spanning less than the climb, would speak for it.
 
     A window longer than LONG_POINTS is fitted on every k-th sample (L is smooth), so each rung costs
     about the same: the ladder's cost grows with log(window), not with the window."""
     width = times.shape[1]
-    n = np.minimum(count, w)
-    first = width - n  # column of each row's first real sample in this window
     rows = np.arange(len(times))
     step = max(1, w // LONG_POINTS)
     start = width - 1 - step * ((w - 1) // step)  # every step-th column, ending at the last: a view, no copy
     cols = np.arange(start, width, step)
     t, v = times[:, start::step], low[:, start::step]
+    in_window = cols[None, :] >= (width - np.minimum(count, w))[:, None]
+    start_low = low[rows, cols[np.argmax(in_window, axis=1)]]
+    flat = ((v <= start_low[:, None]) & in_window).sum(axis=1)
+    at_start = np.clip(np.argmax(in_window, axis=1) + flat - 1, 0, len(cols) - 1)
+    first = cols[at_start]  # column of each row's climb start: the fit and its thirds begin here
+    n = width - first
     real = cols[None, :] >= first[:, None]
-    if real.all():  # the usual case once cgroups are older than the window: no masking
+    if real.all():  # every row climbing since before the window: no masking
         k = np.full(len(t), float(len(cols)))
         dt, dv = t - t.mean(axis=1, keepdims=True), v - v.mean(axis=1, keepdims=True)
     else:
@@ -157,24 +172,21 @@ def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
         resid = dv - slope[:, None] * dt
         stderr = np.where((stt > 0) & (k > 2), np.sqrt((resid * resid).sum(axis=1) / np.maximum(k - 2, 1) / stt),
                           np.inf)
-    start_low, end_low = low[rows, first], low[:, -1]
-    # Climbing throughout: each third of the window climbs at least a quarter of its share of the fit. A spike
+    end_low = low[:, -1]
+    # Climbing throughout: each third of the climb climbs at least a quarter of its share of the fit. A spike
     # or a step climbs in one third and then holds; a leak, a staircase or a rising floor climb in all three.
     at = [np.minimum(first + (n * j) // 3, width - 1) for j in (1, 2)]
     cut1, cut2 = low[rows, at[0]], low[rows, at[1]]
-    third = 0.25 * np.maximum(slope, 0) * (times[:, -1] - times[rows, first]) / 3
+    span = times[:, -1] - times[rows, first]
+    third = 0.25 * np.maximum(slope, 0) * span / 3
     throughout = ((cut1 - start_low) >= third) & ((cut2 - cut1) >= third) & ((end_low - cut2) >= third)
     with np.errstate(divide="ignore", invalid="ignore"):
         recent = np.where(times[:, -1] > times[rows, at[1]], (end_low - cut2) / (times[:, -1] - times[rows, at[1]]),
                           0.0)
     still = _still_to_climb(cut1 - start_low, cut2 - cut1, end_low - cut2)
-    # L never falls, so the samples still at the starting level are a prefix: the climb starts after it
-    # (found to within one subsampling step).
-    flat = ((v <= start_low[:, None]) & real).sum(axis=1)
-    climb_start = np.clip(cols[np.clip(np.argmax(real, axis=1) + flat - 1, 0, len(cols) - 1)], first, width - 1)
-    watched = np.ones(len(times), dtype=bool) if watched_from is None else climb_start >= watched_from
-    return Fit(slope, stderr, recent, times[:, -1] - times[rows, climb_start], end_low - start_low,
-               throughout & (slope > 0) & watched, still)
+    watched = np.ones(len(times), dtype=bool) if watched_from is None else first >= watched_from
+    return Fit(slope, stderr, recent, span, end_low - start_low, throughout & (slope > 0) & (k > 2) & watched,
+               still)
 
 
 def _still_to_climb(d1: np.ndarray, d2: np.ndarray, d3: np.ndarray) -> np.ndarray:
@@ -214,9 +226,9 @@ def watched_since(times: np.ndarray, count: np.ndarray, max_gap: float) -> np.nd
 
 def largest_fall(values: np.ndarray, low: np.ndarray, count: np.ndarray, held: int) -> np.ndarray:
     """Per row, the largest fall to a later low (`low`, the suffix minimum), from a level held `held`
-    samples or more. A 1-3 s spike is held too briefly to count (a leak after a spike must not have to
-    outgrow the spike); a sawtooth's peak is not held either, but the climb to it was: its fall counts
-    in full up to half again the held fall."""
+    samples or more. A spike at its top for less than that is held too briefly to count (a leak after a
+    spike must not have to outgrow the spike); a sawtooth's peak is not held either, but the climb to it
+    was: its fall counts in full up to half again the held fall."""
     width = values.shape[1]
     floor = values[:, held - 1:].copy()
     for k in range(1, held):  # rolling minimum: the level held over the last `held` samples
@@ -337,7 +349,7 @@ class CgroupDetector:
         # Falls are looked for every MIN_WINDOW ticks (a quarter of the detector's work when done every tick):
         # a fall stays in the window for `window` ticks, and a climb after it needs min_span to be a trend.
         self._ticks += 1
-        fall = (largest_fall(values, low, count, MIN_WINDOW) if self._ticks % MIN_WINDOW == 1
+        fall = (largest_fall(values, low, count, HELD) if self._ticks % MIN_WINDOW == 1
                 else np.zeros(len(values)))
         giveback = self._learnt_giveback(now, fall)
 
@@ -361,7 +373,7 @@ class CgroupDetector:
                       & (f.still_to_climb > headroom))
             climbing |= climbs
             # A warning speaks of the next warn_horizon; the climb behind it must be worth that much trust
-            # (warn_horizon / trust: 5 min by default). A climb younger than that speaks only as critical.
+            # (warn_horizon / trust: ~4 min by default). A climb younger than that speaks only as critical.
             speaks = (late <= self.horizon_s) | (f.span >= self.warn_horizon_s / c.trust)
             established = climbs & (late <= c.trust * f.span) & speaks
             better = established & (late < best_late)
