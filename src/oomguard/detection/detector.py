@@ -31,7 +31,7 @@ file cache, which the kernel reclaims before it kills):
   its thirds, `_still_to_climb`); below the limit, it is not a trend. A
   warm-up levelling off is thus never alerted on, however fast it started.
 - **a warning needs a long climb**: it speaks of the next `warn_horizon`, so
-  the climb behind it must be warn_horizon / trust old (~4 min). A fill, a
+  the climb behind it must be warn_horizon / trust old (5 min). A fill, a
   batch job or a sawtooth's first rise is over well before that; a climb
   younger than that, if it is a leak, gets its critical alert in time.
 - **ETA** = headroom over the slope, from the highest point the window
@@ -373,7 +373,7 @@ class CgroupDetector:
                       & (f.still_to_climb > headroom))
             climbing |= climbs
             # A warning speaks of the next warn_horizon; the climb behind it must be worth that much trust
-            # (warn_horizon / trust: ~4 min by default). A climb younger than that speaks only as critical.
+            # (warn_horizon / trust: 5 min by default). A climb younger than that speaks only as critical.
             speaks = (late <= self.horizon_s) | (f.span >= self.warn_horizon_s / c.trust)
             established = climbs & (late <= c.trust * f.span) & speaks
             better = established & (late < best_late)
