@@ -152,20 +152,16 @@ def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
     cols = np.arange(start, width, step)
     t, v = times[:, start::step], low[:, start::step]
     in_window = cols[None, :] >= (width - np.minimum(count, w))[:, None]
-    start_low = low[rows, cols[np.argmax(in_window, axis=1)]]
+    oldest = np.argmax(in_window, axis=1)  # each row's oldest column in this window (later for a young row)
+    start_low = low[rows, cols[oldest]]
     flat = ((v <= start_low[:, None]) & in_window).sum(axis=1)
-    at_start = np.clip(np.argmax(in_window, axis=1) + flat - 1, 0, len(cols) - 1)
+    at_start = np.clip(oldest + flat - 1, 0, len(cols) - 1)
     first = cols[at_start]  # column of each row's climb start: the fit and its thirds begin here
     n = width - first
-    real = cols[None, :] >= first[:, None]
-    if real.all():  # every row climbing since before the window: no masking
-        k = np.full(len(t), float(len(cols)))
-        dt, dv = t - t.mean(axis=1, keepdims=True), v - v.mean(axis=1, keepdims=True)
-    else:
-        m = real.astype(np.float64)
-        k = np.maximum(m.sum(axis=1), 1.0)
-        tm, vm = (m * t).sum(axis=1) / k, (m * v).sum(axis=1) / k
-        dt, dv = (t - tm[:, None]) * m, (v - vm[:, None]) * m
+    m = (cols[None, :] >= first[:, None]).astype(np.float64)  # the climb's samples: the only ones fitted
+    k = np.maximum(m.sum(axis=1), 1.0)
+    tm, vm = (m * t).sum(axis=1) / k, (m * v).sum(axis=1) / k
+    dt, dv = (t - tm[:, None]) * m, (v - vm[:, None]) * m
     stt = (dt * dt).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = np.where(stt > 0, (dt * dv).sum(axis=1) / stt, 0.0)
