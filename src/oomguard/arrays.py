@@ -15,6 +15,13 @@ def match(keys: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return pos, keys[pos] == wanted
 
 
+def carried(values: np.ndarray, matched: tuple[np.ndarray, np.ndarray], fill: np.ndarray | float) -> np.ndarray:
+    """Per-process state carried over to this tick's pids: `values` (aligned with last tick's pids) where a
+    pid was there last tick, `fill` for a new one. `matched` = match(last tick's pids, this tick's)."""
+    pos, found = matched
+    return np.where(found, values[pos] if len(values) else fill, fill)
+
+
 def values_for(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray, missing: Any = 0) -> np.ndarray:
     """values[i] for the i with keys[i] == w, for each w in `wanted`; `missing` where absent."""
     order = np.argsort(keys)  # keys are unique: stability buys nothing

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..arrays import match
+from ..arrays import carried, match
 from ..sampling.rates import Rates
 from ..units import format_bytes
 
@@ -16,13 +16,6 @@ from ..units import format_bytes
 # pod's leaker, as it did on a ~20-tick average of RSS growth (bench/detect.py "limit on the pod", 48 train
 # runs: 40 named first on that average, 48 on the mark).
 MARK_ALPHA = 0.05
-
-
-def carried(values: np.ndarray, matched: tuple[np.ndarray, np.ndarray], fill: np.ndarray | float) -> np.ndarray:
-    """Per-process state carried over to this tick's pids: `values` (aligned with last tick's pids) where a
-    pid was there last tick, `fill` for a new one. `matched` = match(last tick's pids, this tick's)."""
-    pos, found = matched
-    return np.where(found, values[pos] if len(values) else fill, fill)
 
 
 def sigma_screen(values: np.ndarray, mean: np.ndarray, var: np.ndarray, alpha: float,

@@ -8,6 +8,7 @@ attributed report -> alert engine -> delivery.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -224,9 +225,11 @@ class Daemon:
             # work can take seconds, and a late stamp stretches a 4 s climb into a 5 s trend.
             read_at = time.monotonic()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
-            admitted, screens = rates, self.screens  # smoothed only for an alert's message: most ticks make none
+            # the screens' smoothed rates only for an alert's message (most ticks make none), once a tick however
+            # many alerts it makes: the screens change only at the next update
+            smoothed, admitted = functools.cache(self.screens.smoothed), rates
             messages = self.engine.observe(
-                found, read_at, lambda s, climb: explained(s, admitted, self.owners, screens.smoothed(), climb))
+                found, read_at, lambda s, climb: explained(s, admitted, self.owners, smoothed(), climb))
             if self.evidence:
                 self._capture(found)
             self._deliver(messages)
