@@ -188,7 +188,9 @@ class AlertsConfig:
 class DetectConfig:
     window: int = key(600, _int_in(30, 3600))  # samples of usage history per cgroup (the longest trend window)
     min_span: float = key(4.0, _duration_in(1, 600))  # a climb is a trend once it has lasted this long
-    trust: float = key(3.0, _positive_float(100))  # extrapolate at most this many times the span seen
+    trust: float = key(3.0, _positive_float(100))  # extrapolate at most this many times the span seen ...
+    settled_trust: float = key(4.5, _positive_float(100))  # ... and this many for a climb starting after a
+    # cgroup's first minute: its start-up (loading, first heap growth) is the climb every healthy container makes
     confidence: float = key(2.0, _positive_float(10))  # standard errors between the ETA and its confident bound
     giveback_half_life: float = key(6 * 3600.0, _duration_in(60, 7 * 86400))  # memory of the largest fall seen
     screen_sigma: float = key(4.0, _positive_float(1e6))  # per-process growth flagged this many sigma up

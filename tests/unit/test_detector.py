@@ -111,6 +111,32 @@ def test_a_climb_over_seconds_to_the_limit_is_caught_before_it():
     assert critical is not None and kill_time(series) - critical >= 5
 
 
+def test_a_climb_out_of_a_settled_level_is_trusted_further_than_a_start_up():
+    climb = [100 * MIB + 10 * MIB * k for k in range(1, 60)]  # 10 MiB/s to the 512 MiB limit: ~41 s
+    at_birth, settled = [100 * MIB] + climb, [100 * MIB] * 121 + climb
+
+    def critical_lead(series, verdicts):
+        alerted = first(verdicts, CRITICAL)
+        assert alerted is not None
+        return kill_time(series) - alerted, verdicts[alerted].trend_s
+
+    # at birth the climb is the cgroup's start-up: its ETA must be within trust (3) x the span seen, 12 s
+    # in (30 s ahead); out of a level held 2 minutes, within settled_trust (4.5) x the span, 9 s in (33 s)
+    assert critical_lead(at_birth, run(at_birth)) == (30, 12.0)
+    assert critical_lead(settled, run(settled)) == (33, 9.0)
+    # one trust for both: the settled climb alerted 2 s later (a second earlier than at birth: a long
+    # window's fit, on every k-th sample, dates the climb's start to within a step)
+    same = DetectConfig(settled_trust=3.0)
+    assert critical_lead(settled, run(settled, same)) == (31, 12.0)
+    # an OOM kill restarts the cgroup's history, and the container's start-up with it
+    detector = CgroupDetector(DetectConfig(), 60.0, 900.0, 0.05)
+    for t in range(120):
+        detector.update("/c", float(t), 100 * MIB, LIMIT)
+    detector.restart(["/c"])
+    again = [detector.update("/c", 120.0 + t, int(u), LIMIT) for t, u in enumerate(at_birth)]
+    assert critical_lead(at_birth, again) == (30, 12.0)
+
+
 def test_a_repeating_batch_job_alerts_only_the_first_time():
     cycle = [100 * MIB] * 600 + [100 * MIB + 10 * MIB * k for k in range(1, 21)] + [300 * MIB] * 60
     verdicts = run(noisy(cycle * 3))
@@ -263,6 +289,18 @@ def test_a_sidecar_sawtooth_mid_rise_raises_no_mark_so_the_pods_leaker_is_named_
         average += 0.05 * (np.array([saw[t] - saw[t - 1], leak[t] - leak[t - 1]]) - average)
     assert average[0] > 3 * average[1], average / MIB  # ... put the sawtooth first
     assert name_culprits(np.array([1, 2]), growth, np.zeros(2), np.zeros(2))[0].pid == 2
+
+
+def test_a_process_that_starts_leaking_late_is_named_by_its_rss_within_seconds():
+    # pid 2 held 50 MiB for 150 s, then leaks 4 MiB/s; pid 1 (a sidecar) allocates and frees 30 MiB/s of
+    # pages. Five ticks into the leak the cgroup climbs 6 MiB/s (the leak and the sidecar's tooth): the
+    # leaker's mark rises at 1 - 0.9^5 = 41% of its pace (MARK_ALPHA 0.1), over RSS_SHARE (25%) of that climb,
+    # so RSS growth names it; at 0.05 it was 23% (0.9 MiB/s < 1.5): the page rates spoke, naming the sidecar
+    levels = [[20 * MIB, 50 * MIB]] * 150 + [[20 * MIB, (50 + 4 * k) * MIB] for k in range(1, 6)]
+    growth = climb_marks(levels).growth()
+    assert growth[1] == pytest.approx(0.41 * 4 * MIB, rel=0.01) and growth[0] == 0.0
+    named = name_culprits(np.array([1, 2]), growth, np.array([30.0 * MIB, 4.0 * MIB]), np.zeros(2), climb=6 * MIB)
+    assert [(c.pid, c.signal) for c in named] == [(2, "RSS growth")]
 
 
 def test_a_young_process_is_judged_on_its_whole_life_and_a_new_pid_starts_from_zero():

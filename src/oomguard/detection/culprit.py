@@ -2,7 +2,7 @@
 
 The per-process signals are the screens' smoothed rates, from the eBPF
 maps: how fast each process raises its RSS high-water mark, averaged over
-~20 ticks (screen.HighWater: a sidecar's RSS sawtooth re-takes what it gave
+~10 ticks (screen.HighWater: a sidecar's RSS sawtooth re-takes what it gave
 back and raises no mark), its page and kmalloc allocation rates over ~10.
 RSS growth is what a leak leaves behind, so it ranks first: a busy healthy
 process allocates far more than a leaker but frees it, and its RSS stays

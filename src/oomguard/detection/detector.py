@@ -24,7 +24,11 @@ file cache, which the kernel reclaims before it kills):
   single step is not a trend), it has climbed further than E (more than the cgroup gives back),
   and its ETA at the confident (slower) slope is at most `trust` times the
   span it was seen over: a forecast never extrapolates much further than
-  the evidence behind it. Short windows catch a fresh or sudden leak within
+  the evidence behind it. A climb that starts after the cgroup's first
+  minute, out of a level it had settled at, is trusted `settled_trust`
+  times its span (a sudden jump is then alerted on sooner); one in the
+  first minute is the container's start-up, the climb every healthy
+  container makes, and keeps `trust`. Short windows catch a fresh or sudden leak within
   seconds; long ones catch a slow leak under noise or a sawtooth.
 - **slowing down**: a climb whose last third rose less than its first is
   forecast to the plateau its slow-down leads to (the geometric series of
@@ -74,6 +78,8 @@ GIVEBACK_MARGIN = 1.25  # a climb must exceed the largest fall remembered by thi
 HELD = 3  # samples: a level held this long before it falls is what the cgroup gives back. Longer held
 # levels undercount a fast sawtooth (a 6 s tooth held 5 samples counts half its fall, and each tooth's climb
 # from its trough then looks new); a 1-2 s spike is still held too briefly to count.
+STARTUP_S = 60.0  # a climb that starts in a cgroup's first minute is its start-up: extrapolated by `trust`,
+# not `settled_trust` (a healthy sidecar's first 80 MiB in 10 s drew a critical at 3.5 on the real kernel)
 LONG_POINTS = 40  # a window longer than this is fitted on every k-th sample: L is smooth, the cost stays flat
 
 
@@ -257,6 +263,7 @@ class CgroupDetector:
         self._count = np.zeros(0, dtype=np.int64)
         self._giveback = np.zeros(0)  # the largest fall remembered, bytes, decaying from _giveback_at
         self._giveback_at = np.zeros(0)
+        self._born = np.zeros(0)  # time of each row's first sample (again after a restart)
         self._ticks = 0
 
     def reconfigure(self, config: DetectConfig, horizon_s: float, warn_horizon_s: float,
@@ -304,12 +311,14 @@ class CgroupDetector:
             self._count = np.concatenate([self._count, np.zeros(len(new), dtype=np.int64)])
             self._giveback = np.concatenate([self._giveback, np.zeros(len(new))])
             self._giveback_at = np.concatenate([self._giveback_at, np.zeros(len(new))])
+            self._born = np.concatenate([self._born, np.zeros(len(new))])
         rows = np.array([self._row[c] for c in cgroups], dtype=np.intp)
         fresh = rows[self._count[rows] == 0]
         if len(fresh):  # a new series starts flat at its first value: the padding is never a climb
             at = np.flatnonzero(self._count[rows] == 0)
             self._values[fresh] = self._low[fresh] = usage[at, None]
             self._times[fresh] = now
+            self._born[fresh] = now
         return rows
 
     def _append(self, rows: np.ndarray, now: float, usage: np.ndarray) -> None:
@@ -356,8 +365,11 @@ class CgroupDetector:
         lim = np.empty(len(values))  # in row order, as the fits are
         lim[rows] = limit
         headroom = np.maximum(lim - top, 0.0)  # the same for every rung: from the window's highest point
-        for w in window_ladder(c.window):
+        trust = np.full(len(values), c.trust)
+        for w in reversed(window_ladder(c.window)):  # the longest first: it dates the climb's start
             f = fit_window(times, low, count, w, watched_from)
+            if w == c.window:  # a climb starting after the cgroup's first minute is not its start-up
+                trust = np.where(now - f.span - self._born >= STARTUP_S, c.settled_trust, c.trust)
             # The confident slope: the slope less `confidence` standard errors, and no faster than the
             # last third's (a warm-up that is levelling off is not extrapolated at its early pace).
             confident = np.minimum(f.slope - c.confidence * f.stderr, f.recent)
@@ -371,7 +383,7 @@ class CgroupDetector:
             # A warning speaks of the next warn_horizon; the climb behind it must be worth that much trust
             # (warn_horizon / trust: 5 min by default). A climb younger than that speaks only as critical.
             speaks = (late <= self.horizon_s) | (f.span >= self.warn_horizon_s / c.trust)
-            established = climbs & (late <= c.trust * f.span) & speaks
+            established = climbs & (late <= trust * f.span) & speaks
             better = established & (late < best_late)
             best_late = np.where(better, late, best_late)
             best = np.where(better[None, :], np.stack([f.slope, eta, early, late, f.span]), best)
@@ -415,6 +427,7 @@ class CgroupDetector:
         self._low = np.delete(self._low, drop, 0)
         self._count = np.delete(self._count, drop)
         self._giveback, self._giveback_at = np.delete(self._giveback, drop), np.delete(self._giveback_at, drop)
+        self._born = np.delete(self._born, drop)
         keep = [r for r in range(len(self._count) + len(drop)) if r not in set(drop)]
         renumber = {old: new for new, old in enumerate(keep)}
         self._row = {c: renumber[r] for c, r in self._row.items()}
