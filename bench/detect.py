@@ -76,6 +76,7 @@ class Outcome:
     kill_at: int | None  # second the usage reached the limit
     first_alert_at: float | None = None
     first_alert_climb: float = 0.0  # bytes/s: the climb the first alert reports (oomguard's verdict), for the culprit
+    climbing_since: float | None = None  # when the daemon would have counted each process's descriptors (oomguard)
     lead_s: float | None = None  # first alert (either severity) to the kill
     critical_lead_s: float | None = None
     false_warnings: int = 0  # alerts on a cgroup never killed, that stayed warnings
@@ -98,10 +99,17 @@ class OomguardRule:
         detect = replace(config.detect, **DETECT_OVERRIDES)
         self.detector = CgroupDetector(detect, a.horizon, a.warn_horizon, a.headroom_floor)
         self.climbs: dict[int, float] = {}  # row -> the slope of its last verdict: what the daemon explains
+        # row -> the tick its climb was first seen, as the daemon's OpenedSince counts descriptors then (after
+        # the tick's alerts are explained: `counted` is what this tick's explanations could use)
+        self.since: dict[int, float] = {}
+        self.counted: dict[int, float] = {}
 
     def step(self, rows: np.ndarray, now: float, usage: np.ndarray, limit: np.ndarray) -> list[str]:
         verdicts = self.detector.update_all([f"/t{r}" for r in rows.tolist()], now, usage, limit)
         self.climbs = {r: v.slope_bytes_per_s for r, v in zip(rows.tolist(), verdicts, strict=True) if v.severity}
+        self.counted = dict(self.since)
+        self.since = {r: self.since.get(r, now) for r, v in zip(rows.tolist(), verdicts, strict=True)
+                      if v.climbing or v.severity}
         return [v.severity for v in verdicts]
 
 
@@ -148,6 +156,7 @@ def run(traces: list[Trace], make: Callable[[int], object], horizon: float) -> l
             if decision is not None and outcomes[r].first_alert_at is None:
                 outcomes[r].first_alert_at = now
                 outcomes[r].first_alert_climb = getattr(rule, "climbs", {}).get(r, 0.0)
+                outcomes[r].climbing_since = getattr(rule, "counted", {}).get(r)
         for closed in book.expire(now, {f"/t{r}" for r in np.flatnonzero(alive).tolist()}):
             _count_false(outcomes[int(closed.alert.cgroup[2:])], closed.alert.severity)
     for cgroup, alert in list(book.open.items()):  # open when the run ended without a kill
@@ -204,9 +213,10 @@ def forced_report(outcomes: list[Outcome], horizon: float) -> str:
             f"{len(ours) - target - horizon_only} neither")
 
 
-def culprit_named_first(trace: Trace, at: float, climb: float) -> bool | None:
+def culprit_named_first(trace: Trace, at: float, climb: float, since: float | None = None) -> bool | None:
     """Whether the culprit ranks first from the per-process signals as the daemon smooths them, at `at`, for
-    an alert on a cgroup climbing `climb` bytes/s (the verdict's slope, as the daemon passes it)."""
+    an alert on a cgroup climbing `climb` bytes/s (the verdict's slope, as the daemon passes it), whose
+    processes' descriptors were counted at `since` (None: not counted before the alert)."""
     p = trace.processes
     if p is None:
         return None
@@ -219,8 +229,11 @@ def culprit_named_first(trace: Trace, at: float, climb: float) -> bool | None:
                              p.rss[:, s] - p.rss[:, s - 1]))
     smoothed = screens.smoothed()
     # what /proc shows at the alert
-    held = (p.held[:, end - 1] if p.held is not None else np.zeros(len(pids)),
-            p.descriptors[:, end - 1] if p.descriptors is not None else np.full(len(pids), 40.0))
+    fds = p.descriptors if p.descriptors is not None else np.full((len(pids), end), 40.0)
+    opened = np.zeros(len(pids))
+    if since is not None and end - 1 - int(since) >= 1:  # as descriptors.OpenedSince.rate
+        opened = (fds[:, end - 1] - fds[:, int(since)]) / (end - 1 - int(since))
+    held = (p.held[:, end - 1] if p.held is not None else np.zeros(len(pids)), fds[:, end - 1], opened)
     named = name_culprits(pids, smoothed["RSS"], smoothed["page allocations"], smoothed["kmalloc"], climb=climb,
                           held=lambda _: held)
     return bool(named) and named[0].pid == p.culprit + 1
@@ -388,7 +401,8 @@ def evaluate(title: str, traces: list[Trace], horizon: float) -> list[str]:
         if name == "oomguard":
             for o in outcomes:
                 if o.first_alert_at is not None:
-                    o.culprit_first = culprit_named_first(o.trace, o.first_alert_at, o.first_alert_climb)
+                    o.culprit_first = culprit_named_first(o.trace, o.first_alert_at, o.first_alert_climb,
+                                                          o.climbing_since)
             ours = outcomes
         scores[name] = by_class(outcomes, horizon)
         print(f"  ({title}: {name} ran in {time.perf_counter() - started:.0f}s)", file=sys.stderr)

@@ -10,6 +10,7 @@ from oomguard.config import ConfigError, from_mapping
 from oomguard.detection.culprit import (
     ALLOCATION,
     DESCRIPTORS,
+    OPENED,
     RSS_GROWTH,
     SHARED_HELD,
     container_shares,
@@ -45,14 +46,15 @@ def test_without_rss_growth_shared_memory_held_open_ranks_before_allocation_rate
 
     def held(of):
         asked.append(of.tolist())
-        return np.array([0, 0.5, 60]) * MIB, fds  # pid 9 writes a memfd; pid 8 holds a small static segment
+        return np.array([0, 0.5, 60]) * MIB, fds, np.zeros(3)  # pid 9 writes a memfd; pid 8 a static segment
 
     named = name_culprits(pids, np.zeros(3), pages, np.zeros(3), held=held)
     assert [(c.pid, round(c.share, 3), c.signal) for c in named] == [(9, 0.992, SHARED_HELD), (8, 0.008, SHARED_HELD)]
     assert asked == [[7, 8, 9]]
     assert culprit_text(named[:1]) == "pid 9 (?) 99% of shared memory held (memfd/tmpfs) (60.0MiB)"
     # less than MIN_HELD held by all, no process past MIN_DESCRIPTORS: the allocation rates rank, as before
-    named = name_culprits(pids, np.zeros(3), pages, np.zeros(3), held=lambda of: (np.array([0, 0, 0.5]) * MIB, fds))
+    little_held = (np.array([0, 0, 0.5]) * MIB, fds, np.zeros(3))
+    named = name_culprits(pids, np.zeros(3), pages, np.zeros(3), held=lambda of: little_held)
     assert named[0].pid == 7 and named[0].signal == ALLOCATION
     # RSS growth explains the climb: nothing is read from /proc
     named = name_culprits(pids, np.array([0, 0, 2]) * MIB, pages, np.zeros(3), climb=2 * MIB, held=lambda of: 1 / 0)
@@ -69,12 +71,28 @@ def test_sockets_never_closed_rank_by_open_descriptors_past_the_default_limit():
     pids = np.array([7, 8, 9])
     pages, kmalloc = np.array([150, 90, 0.1]) * MIB, np.array([3, 2, 1]) * MIB
     named = name_culprits(pids, np.zeros(3), pages, kmalloc, climb=MIB,
-                          held=lambda of: (np.zeros(3), np.array([60, 200, 24_000])))
+                          held=lambda of: (np.zeros(3), np.array([60, 200, 24_000]), np.zeros(3)))
     assert [(c.pid, c.signal) for c in named][:1] == [(9, DESCRIPTORS)] and round(named[0].share, 2) == 0.99
     assert culprit_text(named[:1]) == "pid 9 (?) 99% of open files and sockets (24,000 open)"
     # nobody past 1,024: descriptors say nothing, the allocation rates rank
-    named = name_culprits(pids, np.zeros(3), pages, kmalloc, held=lambda of: (np.zeros(3), np.array([60, 200, 900])))
+    named = name_culprits(pids, np.zeros(3), pages, kmalloc,
+                          held=lambda of: (np.zeros(3), np.array([60, 200, 900]), np.zeros(3)))
     assert named[0].pid == 7 and named[0].signal == ALLOCATION
+
+
+def test_descriptors_opened_since_the_climb_began_rank_before_how_many_are_open():
+    # pid 7 is a server holding 14,000 connections (it opened 3 and closed 5 a second since the climb was
+    # first seen); pid 9 leaks sockets: 8,000 open, 650 more a second. On the count the server ranks first.
+    pids, pages, kmalloc = np.array([7, 8, 9]), np.array([150, 90, 0.1]) * MIB, np.array([4, 3, 2]) * MIB
+    fds, opened = np.array([14_000, 80, 8_000]), np.array([-2.0, 0.0, 650.0])
+    named = name_culprits(pids, np.zeros(3), pages, kmalloc, climb=MIB, held=lambda of: (np.zeros(3), fds, opened))
+    assert [(c.pid, c.signal, c.share) for c in named] == [(9, OPENED, 1.0)]
+    assert culprit_text(named) == "pid 9 (?) 100% of files and sockets opened since the climb began (+650/s)"
+    # fewer than MIN_OPENED_PER_S opened by anyone (or not counted before the alert): the count ranks
+    for little in (np.array([0.5, 0.0, 0.9]), np.zeros(3)):
+        named = name_culprits(pids, np.zeros(3), pages, kmalloc, climb=MIB,
+                              held=lambda of, little=little: (np.zeros(3), fds, little))
+        assert named[0].pid == 7 and named[0].signal == DESCRIPTORS
 
 
 def test_container_shares_only_when_the_limit_spans_several():
@@ -151,3 +169,34 @@ def test_an_alert_on_a_pod_limit_is_the_pods_not_its_busiest_containers(tmp_path
     unnamed = engine().warn(verdict(pod), replace(told, pod=None), now=0.0)  # no kubelet logs to name the pod
     assert unnamed.title.endswith(": pod uid 4d4d4d4d-0000-4000-8000-000000000004 (limit on the pod, "
                                   "2 containers growing)"), unnamed.title
+
+
+def test_an_alert_names_the_process_that_opened_descriptors_since_its_cgroup_began_to_climb(tmp_path):
+    # what the daemon does: OpenedSince counts each climbing cgroup's processes once, and the alert's
+    # explanation reads /proc again (here: held) and asks OpenedSince how many each opened since
+    from oomguard.detection.descriptors import OpenedSince
+    from oomguard.detection.groups import explained
+    from oomguard.identity.attribution import attribute
+    from oomguard.identity.owners import Owners
+    from oomguard.identity.pods import PodDirectory
+    from oomguard.identity.procfs import Held, Identity, ProcessDirectory
+    from oomguard.sampling.rates import Rates
+
+    cgroup = "/system.slice/proxy.service"
+    directory = ProcessDirectory(identify=lambda pid: Identity("proxy", None, attribute(cgroup)))
+    owners = Owners(directory, PodDirectory(tmp_path))
+    pids = np.array([10, 11], dtype=np.uint32)
+    rates = Rates(1.0, pids, np.array([4, 2]) * MIB, np.array([150, 0.1]) * MIB, np.ones(2, np.int64),
+                  np.ones(2, np.int64), np.array([80, 6]) * MIB, np.zeros(2))
+    smoothed = {"RSS": np.zeros(2), "page allocations": np.array([150, 0.1]) * MIB, "kmalloc": np.array([4, 2]) * MIB}
+    fds = {10: 12_000, 11: 1_000}  # the server's connections, the leaker's sockets when the climb was first seen
+    opened = OpenedSince(lambda pid: fds[pid])
+    opened.update(50.0, [10, 11])
+    fds.update({10: 11_980, 11: 8_000})  # 12 s later, at the alert
+    seen = replace(subject(cgroup, pids=(10, 11)), attribution=attribute(cgroup), pod=None)
+    told = explained(seen, rates, owners, smoothed, climb=2 * MIB, held=lambda pid: Held(0, fds[pid]),
+                     opened=lambda pid, count: opened.rate(pid, 62.0, count))
+    assert [(c.pid, c.signal, round(c.amount)) for c in told.culprits] == [(11, OPENED, 583)]
+    # without the count at the climb's start, the server's 11,980 outrank the leaker's 8,000
+    told = explained(seen, rates, owners, smoothed, climb=2 * MIB, held=lambda pid: Held(0, fds[pid]))
+    assert [(c.pid, c.signal) for c in told.culprits][:1] == [(10, DESCRIPTORS)]

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from oomguard.bpf.events import Departed
+from oomguard.detection.descriptors import MAX_NEW, OpenedSince
 from oomguard.identity.cgroup import CgroupPaths, MemoryCgroup
-from oomguard.identity.procfs import Held, Identity, ProcessDirectory, held_open, process_name
+from oomguard.identity.procfs import Held, Identity, ProcessDirectory, held_open, open_descriptors, process_name
 from oomguard.sampling.collector import live_pids
 
 
@@ -52,6 +53,44 @@ def _on_tmpfs(path: Path) -> bool:
     mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
     best = max((m for m in mounts if str(path).startswith(m[1].rstrip("/") + "/")), key=lambda m: len(m[1]))
     return best[2] == "tmpfs"
+
+
+def test_open_descriptors_counts_this_process_and_says_none_for_a_gone_one(tmp_path):
+    before = open_descriptors(os.getpid())
+    read, write = os.pipe()
+    try:
+        assert before is not None and open_descriptors(os.getpid()) == before + 2
+    finally:
+        os.close(read)
+        os.close(write)
+    assert open_descriptors(os.getpid()) == before
+    assert open_descriptors(12, proc=tmp_path) is None
+
+
+def test_descriptors_are_counted_once_per_climb_and_their_growth_is_net_per_second():
+    counts = {1: 14_000, 2: 8_000}
+    reads: list[int] = []
+
+    def count(pid):
+        reads.append(pid)
+        return counts.get(pid)  # pid 3 is gone
+
+    opened = OpenedSince(count)
+    opened.update(100.0, [1, 2, 3])
+    counts.update({1: 13_990, 2: 14_500})
+    opened.update(101.0, [1, 2, 3])  # still climbing: not counted again
+    assert reads == [1, 2, 3, 3]  # the gone one is tried again next tick
+    assert opened.rate(2, 110.0, 14_500) == 650.0 and opened.rate(1, 110.0, 13_990) == -1.0
+    assert opened.rate(3, 110.0, 50) == 0.0  # never counted
+    assert opened.rate(2, 100.5, 9_000) == 0.0  # counted under a second ago
+    opened.update(102.0, [1])  # pid 2's cgroup stopped climbing: its count is forgotten, taken again next climb
+    opened.update(103.0, [1, 2])
+    assert opened.rate(2, 104.0, 14_600) == 100.0
+    busy = OpenedSince(lambda pid: 5)
+    busy.update(0.0, range(MAX_NEW + 10))  # a climbing cgroup of many processes is counted over a few ticks
+    assert len(busy.since) == MAX_NEW
+    busy.update(1.0, range(MAX_NEW + 10))
+    assert len(busy.since) == MAX_NEW + 10
 
 
 def test_live_pids_lists_numeric_entries_sorted(tmp_path):

@@ -10,9 +10,11 @@ flat. RSS growth ranks when the processes' marks rise by RSS_SHARE of the
 cgroup's climb. Otherwise the memory is one no
 process maps, and what the processes hold open (read from /proc only for a
 cgroup an alert is about) ranks: shared memory (a memfd or tmpfs file
-written with write()) if they hold some, else open descriptors if one
-holds more than MIN_DESCRIPTORS (sockets and files never closed keep kernel
-memory charged), else the allocation rates. The alert says which signal
+written with write()) if they hold some, else the descriptors each opened
+(net) since the climb was first seen if one opened MIN_OPENED_PER_S or more
+(sockets and files never closed keep kernel memory charged;
+descriptors.OpenedSince), else open descriptors if one holds more than
+MIN_DESCRIPTORS, else the allocation rates. The alert says which signal
 ranked. Allocation rates cannot name a memfd writer or a socket leaker
 among busy processes, whose allocations are many times larger and freed;
 what a process holds open, it keeps.
@@ -34,6 +36,7 @@ from ..units import format_bytes
 
 RSS_GROWTH, ALLOCATION = "RSS growth", "allocation rate"
 SHARED_HELD, DESCRIPTORS = "shared memory held (memfd/tmpfs)", "open files and sockets"
+OPENED = "files and sockets opened since the climb began"
 MIN_GROWTH = 256 * 1024  # bytes/s of RSS growth, all processes together, before RSS growth is the ranking signal
 MIN_HELD = 1 << 20  # bytes of shared memory held, all processes together, before holdings rank
 # Of the cgroup's climb (the verdict's slope) that the processes' RSS growth must make up to be the ranking
@@ -44,6 +47,10 @@ RSS_SHARE = 0.25
 # Open descriptors one process must hold before descriptors rank: the default soft RLIMIT_NOFILE, so a
 # process past it has raised its limit; a busy server holding more outranks a leaker that holds fewer.
 MIN_DESCRIPTORS = 1024
+# Descriptors one process must have opened per second, net of those it closed, since its cgroup's climb was
+# first seen, before that growth ranks: a leak of kernel memory through them opens tens to thousands a
+# second (a 1-4 KiB socket or file each); a server's connections come and go.
+MIN_OPENED_PER_S = 1.0
 TOP = 5
 
 
@@ -51,13 +58,15 @@ TOP = 5
 class Culprit:
     pid: int
     share: float  # of the signal summed over the cgroup's processes
-    signal: str  # RSS_GROWTH, ALLOCATION, SHARED_HELD or DESCRIPTORS
-    amount: float  # bytes/s for the two rates, bytes for SHARED_HELD, a count for DESCRIPTORS
+    signal: str  # RSS_GROWTH, ALLOCATION, SHARED_HELD, OPENED or DESCRIPTORS
+    amount: float  # bytes/s for the two rates, bytes for SHARED_HELD, a count per second for OPENED, a count
+    # for DESCRIPTORS
     command: str = ""  # filled in by whoever knows the process (groups.explained)
 
 
-# What the processes hold open, by pid: (shared memory bytes, open descriptors), in the pids' order.
-Holdings = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
+# What the processes hold open, by pid: (shared memory bytes, open descriptors, descriptors opened per second
+# since the climb was first seen), in the pids' order.
+Holdings = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -78,9 +87,11 @@ def name_culprits(pids: np.ndarray, rss_growth: np.ndarray, page_rate: np.ndarra
     growth = np.maximum(rss_growth, 0.0)
     signal, score = RSS_GROWTH, growth
     if float(rss_growth.sum()) < max(min_growth, RSS_SHARE * climb):
-        shared, descriptors = held(pids) if held is not None else (np.zeros(len(pids)), np.zeros(len(pids)))
+        shared, descriptors, opened = held(pids) if held is not None else np.zeros((3, len(pids)))
         if shared.sum() >= MIN_HELD:
             signal, score = SHARED_HELD, shared.astype(float)
+        elif len(opened) and opened.max() >= MIN_OPENED_PER_S:
+            signal, score = OPENED, np.maximum(opened, 0.0)
         elif len(descriptors) and descriptors.max() > MIN_DESCRIPTORS:
             signal, score = DESCRIPTORS, descriptors.astype(float)
         else:
@@ -116,4 +127,6 @@ def _amount(culprit: Culprit) -> str:
         return format_bytes(culprit.amount)
     if culprit.signal == DESCRIPTORS:
         return f"{culprit.amount:,.0f} open"
+    if culprit.signal == OPENED:
+        return f"+{culprit.amount:,.0f}/s"
     return f"+{format_bytes(culprit.amount)}/s"

@@ -121,19 +121,23 @@ def subject_of(group: Group, rates: Rates, sample_rates: tuple[int, int], owners
 
 
 def explained(subject: Subject, rates: Rates, owners: Owners, smoothed: dict[str, np.ndarray], climb: float = 0.0,
-              held: Callable[[int], Held] = held_open) -> Subject:
+              held: Callable[[int], Held] = held_open,
+              opened: Callable[[int, int], float] = lambda pid, count: 0.0) -> Subject:
     """The subject with its culprits and container shares: worked out only for a subject an alert is about,
-    whose kept memory climbs `climb` bytes/s."""
+    whose kept memory climbs `climb` bytes/s. `opened(pid, descriptors now)`: descriptors the process opened
+    per second since the climb was first seen (descriptors.OpenedSince.rate)."""
     pos, found = match(rates.pid, np.array(subject.pids, dtype=rates.pid.dtype))
     rows = pos[found]
 
-    def holdings(pids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # pids: those of `rows`, in order
-        shared, descriptors = np.zeros(len(pids)), np.zeros(len(pids))
+    def holdings(pids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # pids: those of `rows`, in order
+        shared, descriptors, growth = np.zeros(len(pids)), np.zeros(len(pids)), np.zeros(len(pids))
         busiest = np.argsort(-(rates.page_bytes_per_s[rows] + rates.kmalloc_bytes_per_s[rows]))[:HELD_SCANNED]
         for i in busiest.tolist():  # a writer's pages are allocations too: the busiest allocators first
-            found = held(int(pids[i]))
+            pid = int(pids[i])
+            found = held(pid)
             shared[i], descriptors[i] = found.shared_bytes, found.descriptors
-        return shared, descriptors
+            growth[i] = opened(pid, found.descriptors)
+        return shared, descriptors, growth
 
     everyone = name_culprits(rates.pid[rows], smoothed["RSS"][rows], smoothed["page allocations"][rows],
                              smoothed["kmalloc"][rows], top=len(rows), climb=climb, held=holdings)

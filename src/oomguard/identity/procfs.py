@@ -100,6 +100,14 @@ def held_open(pid: int, proc: Path = PROC) -> Held:
     return Held(sum(shared.values()), count)
 
 
+def open_descriptors(pid: int, proc: Path = PROC) -> int | None:
+    """How many fds the process has open (counted, none looked at); None when it is gone or not ours to read."""
+    try:
+        return len(os.listdir(proc / str(pid) / "fd"))
+    except OSError:
+        return None
+
+
 def _tmpfs_devices(mountinfo: Path) -> set[tuple[int, int]]:
     """(major, minor) of the tmpfs mounts the process sees (its own mount namespace)."""
     try:

@@ -29,6 +29,7 @@ from ..bpf.events import Counters, OomKill
 from ..bpf.preflight import check_pid_namespace
 from ..bpf.tracer import Tracer
 from ..config import Config, ConfigError, live_part, load, needs_restart
+from ..detection.descriptors import OpenedSince
 from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
 from ..evidence.capture import EvidenceCapture, section
@@ -110,6 +111,7 @@ class Daemon:
         self.owners = Owners(self.directory, pods_for(config))
         self.selection = Selection(self.directory, config.selection)
         self.screens = Screens(config.detect.screen_sigma)
+        self.opened = OpenedSince()  # descriptors each suspect held when its cgroup's climb was first seen
         self.engine = AlertEngine(config, boot_id=store.boot_id())
         self.state_file = config.state.dir / store.ALERTS_FILE
         prepare_state_dir(config.state.dir)
@@ -228,10 +230,13 @@ class Daemon:
             # the screens' smoothed rates only for an alert's message (most ticks make none), once a tick however
             # many alerts it makes: the screens change only at the next update
             smoothed, admitted = functools.cache(self.screens.smoothed), rates
-            messages = self.engine.observe(
-                found, read_at, lambda s, climb: explained(s, admitted, self.owners, smoothed(), climb))
+            messages = self.engine.observe(found, read_at, lambda s, climb: explained(
+                s, admitted, self.owners, smoothed(), climb,
+                opened=lambda pid, count: self.opened.rate(pid, read_at, count)))
+            suspects = self._suspects(found)
+            self.opened.update(read_at, (pid for pids in suspects.values() for pid in pids))
             if self.evidence:
-                self._capture(found)
+                self._capture(found, suspects)
             self._deliver(messages)
             if self.recorder:
                 self.recorder.tick(read_at, found)
@@ -302,12 +307,15 @@ class Daemon:
                           eta_interval=None if killed else verdict.eta_interval, killed=killed, wall=time.time())
         return replace(message, chart=data)
 
-    def _capture(self, found: list[Subject]) -> None:
-        """Deep-sample the suspects: cgroups with an open alert or an established climb."""
-        assert self.evidence is not None
+    def _suspects(self, found: list[Subject]) -> dict[str, tuple[int, ...]]:
+        """The processes of the cgroups with an open alert or an established climb, by cgroup."""
         verdicts, open_alerts = self.engine.verdicts, self.engine.book.open
-        suspects = {s.cgroup: s.pids for s in found if s.cgroup != "/" and (
+        return {s.cgroup: s.pids for s in found if s.cgroup != "/" and (
             s.cgroup in open_alerts or (s.cgroup in verdicts and verdicts[s.cgroup].climbing))}
+
+    def _capture(self, found: list[Subject], suspects: dict[str, tuple[int, ...]]) -> None:
+        """Deep-sample the suspects."""
+        assert self.evidence is not None
         commands = {pid: s.command for s in found if s.cgroup in suspects for pid in s.pids}
         self.evidence.update(suspects, commands)
 
