@@ -279,6 +279,7 @@ class ClassScore:
     lead: float | None = None  # median, first alert
     critical_lead: float | None = None  # median
     critical_share: float | None = None  # median of critical lead / achievable
+    share_interval: tuple[float, float] | None = None  # 90% bootstrap interval of that median
     growth_s: float | None = None  # median time from onset to the kill
     false_warnings_per_day: float | None = None
     false_criticals_per_day: float | None = None
@@ -293,8 +294,9 @@ def score_class(outcomes: list[Outcome], horizon: float) -> ClassScore:
             s.recall = sum(o.lead_s is not None for o in kills) / len(kills)
             s.lead = _median([o.lead_s or 0.0 for o in kills])
             s.critical_lead = _median([o.critical_lead_s or 0.0 for o in kills])
-            s.critical_share = _median([(o.critical_lead_s or 0.0) / max(min(o.kill_at - o.trace.onset, horizon), 1)
-                                        for o in kills if o.kill_at is not None])
+            shares = [(o.critical_lead_s or 0.0) / max(min(o.kill_at - o.trace.onset, horizon), 1)
+                      for o in kills if o.kill_at is not None]
+            s.critical_share, s.share_interval = _median(shares), median_interval(shares)
             s.growth_s = _median([float(o.kill_at - o.trace.onset) for o in kills if o.kill_at is not None])
         named = [o.culprit_first for o in outcomes if o.culprit_first is not None]
         s.culprit_first = sum(named) / len(named) if named else None
@@ -303,6 +305,15 @@ def score_class(outcomes: list[Outcome], horizon: float) -> ClassScore:
         s.false_warnings_per_day = sum(o.false_warnings for o in outcomes) / days
         s.false_criticals_per_day = sum(o.false_criticals for o in outcomes) / days
     return s
+
+
+def median_interval(values: list[float], resamples: int = 2000, level: float = 0.9) -> tuple[float, float]:
+    """The `level` bootstrap interval of the median of `values` (seeded: the same runs give the same
+    interval). A class of 12 runs whose share of short climbs varies from range to range has a median that
+    moves by several points: a verdict on it is only as good as this interval."""
+    draws = np.random.default_rng(0).choice(np.asarray(values), size=(resamples, len(values)))
+    medians = np.median(draws, axis=1)
+    return float(np.quantile(medians, (1 - level) / 2)), float(np.quantile(medians, (1 + level) / 2))
 
 
 def by_class(outcomes: list[Outcome], horizon: float) -> dict[str, ClassScore]:
@@ -359,8 +370,14 @@ def verdicts(title: str, scores: dict[str, dict[str, ClassScore]], outcomes: lis
     if recall < TARGETS["recall"]:
         misses.append(f"recall {recall:.1%} < {TARGETS['recall']:.0%}")
     for c, s in ours.items():
-        if s.critical_share is not None and s.critical_share < TARGETS["critical_share"]:
-            misses.append(f"{c}: critical lead {s.critical_share:.1%} of achievable < {TARGETS['critical_share']:.0%}")
+        target = TARGETS["critical_share"]
+        if s.critical_share is not None and s.share_interval is not None:
+            low, high = s.share_interval
+            noisy = low < target <= high  # the target is inside the median's 90% interval: either way is chance
+            judged = (f"too noisy to judge: its 90% interval {low:.0%}-{high:.0%} holds {target:.0%}" if noisy
+                      else "missed" if s.critical_share < target else "")
+            if judged:
+                misses.append(f"{c}: critical lead {s.critical_share:.1%} of achievable ({judged})")
         if (s.critical_lead is not None and s.growth_s is not None and s.growth_s >= 20
                 and s.critical_lead < TARGETS["min_critical_lead_s"]):
             misses.append(f"{c}: median critical lead {s.critical_lead:.0f}s < 10s")

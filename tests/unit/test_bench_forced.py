@@ -45,3 +45,25 @@ def test_the_generated_fill_carries_its_first_climb():
     expected = p["ramp_base"] + p["ramp_rate"] * end
     # the series (noise aside: 0.2-1% of the limit, at least 0.5 MiB) is the ramp at its end
     assert t.usage[end] == pytest.approx(expected, abs=5 * max(0.01 * t.limit, 0.5 * MIB))
+
+
+def test_a_class_median_whose_interval_holds_the_target_is_too_noisy_to_judge():
+    from detect import ClassScore, median_interval, verdicts
+
+    steady = [0.8] * 12
+    assert median_interval(steady) == (0.8, 0.8)
+    # sudden jumps: a third of them short (bounded by min_span), the rest near trust's ceiling
+    mixed = [0.4, 0.5, 0.5, 0.6, 0.65, 0.68, 0.72, 0.75, 0.76, 0.77, 0.8, 0.8]
+    low, high = median_interval(mixed)
+    assert low < 0.70 < high and low <= float(np.median(mixed)) <= high
+
+    def judged(shares):
+        score = ClassScore(len(shares), recall=1.0, critical_share=float(np.median(shares)),
+                           share_interval=median_interval(shares))
+        return [m for m in verdicts("t", {"oomguard": {"jumps": score}}, []) if "critical lead" in m]
+
+    assert judged(steady) == []
+    assert judged([0.5] * 12) == ["jumps: critical lead 50.0% of achievable (missed)"]
+    noisy = (f"jumps: critical lead 70.0% of achievable (too noisy to judge: its 90% interval "
+             f"{low:.0%}-{high:.0%} holds 70%)")
+    assert judged(mixed) == [noisy]
