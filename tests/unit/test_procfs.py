@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from oomguard.bpf.events import Departed
-from oomguard.detection.descriptors import MAX_NEW, OpenedSince
+from oomguard.detection.descriptors import BUDGET_S, OpenedSince
 from oomguard.identity.cgroup import CgroupPaths, MemoryCgroup
 from oomguard.identity.procfs import Held, Identity, ProcessDirectory, held_open, open_descriptors, process_name
 from oomguard.sampling.collector import live_pids
@@ -86,11 +86,19 @@ def test_descriptors_are_counted_once_per_climb_and_their_growth_is_net_per_seco
     opened.update(102.0, [1])  # pid 2's cgroup stopped climbing: its count is forgotten, taken again next climb
     opened.update(103.0, [1, 2])
     assert opened.rate(2, 104.0, 14_600) == 100.0
-    busy = OpenedSince(lambda pid: 5)
-    busy.update(0.0, range(MAX_NEW + 10))  # a climbing cgroup of many processes is counted over a few ticks
-    assert len(busy.since) == MAX_NEW
-    busy.update(1.0, range(MAX_NEW + 10))
-    assert len(busy.since) == MAX_NEW + 10
+    # a climbing cgroup of many processes with many descriptors is counted over a few ticks, BUDGET_S a tick
+    clock = [0.0]
+
+    def slow_count(pid):
+        clock[0] += BUDGET_S / 4  # each count takes a quarter of the budget
+        return 9_000
+
+    busy = OpenedSince(slow_count, clock=lambda: clock[0])
+    busy.update(0.0, range(10))
+    assert sorted(busy.since) == [0, 1, 2, 3]
+    busy.update(1.0, range(10))
+    busy.update(2.0, range(10))
+    assert len(busy.since) == 10 and busy.since[3] == (0.0, 9_000) and busy.since[9] == (2.0, 9_000)
 
 
 def test_live_pids_lists_numeric_entries_sorted(tmp_path):

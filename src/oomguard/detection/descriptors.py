@@ -12,29 +12,38 @@ leaker: the server opens no more than it closes.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 
 from ..identity.procfs import open_descriptors
 
-MAX_NEW = 256  # processes counted per tick: a climbing cgroup of thousands is counted over a few ticks
+# Time spent counting per tick: a climbing cgroup of many processes is counted over a few ticks. One count
+# takes ~20 us at 40 fds, ~0.4 ms at 1,000 and ~3.7 ms at 9,000 (bench/descriptor_cost.py): 256 processes
+# of 1,000 fds at once would be ~0.1 s, of 9,000 ~1 s.
+BUDGET_S = 0.02
 
 
 class OpenedSince:
     """Per process of a climbing cgroup, its open-descriptor count and when it was taken (once per climb)."""
 
-    def __init__(self, count: Callable[[int], int | None] = open_descriptors):
-        self.count = count
+    def __init__(self, count: Callable[[int], int | None] = open_descriptors,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.count, self.clock = count, clock
         self.since: dict[int, tuple[float, int]] = {}  # pid -> (when, open descriptors then)
 
     def update(self, now: float, pids: Iterable[int]) -> None:
         """This tick's processes of climbing cgroups: a new one is counted, one whose cgroup no longer climbs
-        (or that is gone) is forgotten. One read of /proc/PID/fd per process per climb."""
+        (or that is gone) is forgotten. One read of /proc/PID/fd per process per climb, for at most BUDGET_S
+        a tick (at least one process); the rest are counted on the next ticks."""
         climbing = set(pids)
         self.since = {pid: seen for pid, seen in self.since.items() if pid in climbing}
-        for pid in sorted(climbing - self.since.keys())[:MAX_NEW]:
+        started = self.clock()
+        for pid in sorted(climbing - self.since.keys()):
             count = self.count(pid)
             if count is not None:
                 self.since[pid] = (now, count)
+            if self.clock() - started >= BUDGET_S:
+                break
 
     def rate(self, pid: int, now: float, count: int) -> float:
         """Descriptors opened net per second since the climb was first seen, holding `count` now; 0 when it
