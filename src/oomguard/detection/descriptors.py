@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable
 from ..identity.procfs import open_descriptors
 
 # Time spent counting per tick: a climbing cgroup of many processes is counted over a few ticks. One count
-# takes ~20 us at 40 fds, ~0.4 ms at 1,000 and ~3.7 ms at 9,000 (bench/descriptor_cost.py): 256 processes
-# of 1,000 fds at once would be ~0.1 s, of 9,000 ~1 s.
+# takes ~20 us at 40 fds, ~0.4 ms at 1,000 and 3.7-7.0 ms at 9,000 (bench/descriptor_cost.py, two runs):
+# 256 processes of 1,000 fds at once would be ~0.1 s, of 9,000 ~1-2 s.
 BUDGET_S = 0.02
 
 
