@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+import math
 import stat
 import sys
 from collections.abc import Callable
@@ -175,7 +176,7 @@ class AlertsConfig:
     readable_config: str = key("warn", _one_of("warn", "refuse"))  # when a file with secrets is readable
     horizon: float = key(60.0, _duration_in(5, 3600))  # critical when the forecast OOM is closer than this
     warn_horizon: float = key(900.0, _duration_in(5, 7 * 86400))  # warning when closer than this, after a climb of
-    # warn_horizon / [detect] trust (5 min): a younger climb speaks only as critical
+    # warn_horizon / [detect] warn_trust (7.5 min): a younger climb speaks only as critical
     headroom_floor: float = key(0.05, _fraction)  # warn when less than this fraction of the limit is free
     cooldown: float = key(600.0, _duration_in(0, 86400))  # quiet time per cgroup after an alert closes
     max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together
@@ -191,6 +192,7 @@ class DetectConfig:
     trust: float = key(3.0, _positive_float(100))  # extrapolate at most this many times the span seen ...
     settled_trust: float = key(4.5, _positive_float(100))  # ... and this many for a climb starting after a
     # cgroup's first minute: its start-up (loading, first heap growth) is the climb every healthy container makes
+    warn_trust: float = key(2.0, _positive_float(100))  # a warning needs a climb of [alerts] warn_horizon / this
     confidence: float = key(2.0, _positive_float(10))  # standard errors between the ETA and its confident bound
     giveback_half_life: float = key(6 * 3600.0, _duration_in(60, 7 * 86400))  # memory of the largest fall seen
     screen_sigma: float = key(4.0, _positive_float(1e6))  # per-process growth flagged this many sigma up
@@ -257,6 +259,15 @@ def _cross_check(config: Config, source: str) -> None:
         raise ConfigError(f"{source}: [alerts] warn_horizon ({a.warn_horizon:.0f}s) is shorter than horizon "
                           f"({a.horizon:.0f}s)", "make warn_horizon at least horizon: a warning comes before "
                           "the critical alert")
+    held = (config.detect.window - 1) * config.sampling.interval  # the longest climb a window can show
+    needed = a.warn_horizon / config.detect.warn_trust
+    if held < needed:  # not refused: critical alerts still work, and a faster interval is a common change
+        log.warning("%s: [detect] window (%d samples, %.0fs at [sampling] interval %gs) cannot hold the %.0fs climb "
+                    "a warning needs ([alerts] warn_horizon %.0fs / [detect] warn_trust %g): only critical alerts "
+                    "will be sent. To have warnings, raise window to %d samples or more, or lower warn_horizon to "
+                    "%.0fs or less, or raise warn_trust", source, config.detect.window, held,
+                    config.sampling.interval, needed, a.warn_horizon, config.detect.warn_trust,
+                    math.ceil(needed / config.sampling.interval) + 1, held * config.detect.warn_trust)
 
 
 def from_mapping(data: dict[str, Any], source: str) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -63,6 +64,24 @@ def test_invalid_policies_name_the_key_and_the_problem(tmp_path, text, message):
         load(path)
     assert message in str(caught.value)
     assert str(path) in str(caught.value)
+
+
+def test_a_window_too_short_for_any_warning_says_so_with_the_sizes_that_would_work(caplog):
+    # 300 samples at 1 s show at most a 299 s climb; a warning waits for 900 s / 2 = 450 s of climb
+    with caplog.at_level(logging.WARNING):
+        assert from_mapping({"detect": {"window": 300}}, "p.toml").detect.window == 300  # criticals still work
+    assert ("p.toml: [detect] window (300 samples, 299s at [sampling] interval 1s) cannot hold the 450s climb a "
+            "warning needs ([alerts] warn_horizon 900s / [detect] warn_trust 2): only critical alerts will be sent. "
+            "To have warnings, raise window to 451 samples or more, or lower warn_horizon to 598s or less"
+            in caplog.text)
+    # each of the fixes it names, and the default, is silent; the interval counts (300 samples 2 s apart: 598 s)
+    for fixed in ({"detect": {"window": 451}}, {"detect": {"window": 300}, "alerts": {"warn_horizon": "598s"}},
+                  {"detect": {"window": 300, "warn_trust": 3.1}}, {},
+                  {"detect": {"window": 300}, "sampling": {"interval": "2s"}}):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            from_mapping(fixed, "p.toml")
+        assert "cannot hold" not in caplog.text, fixed
 
 
 def test_empty_file_is_all_defaults(tmp_path):

@@ -106,7 +106,7 @@ def test_each_section_applies_live_or_says_it_needs_a_restart(daemon, tmp_path, 
         "selection": 'exclude_commands = ["noisy"]',
         "alerts": ('urls = ["json://127.0.0.1:9/x"]\nalertmanager = "http://127.0.0.1:9093"\nhorizon = "30s"\n'
                    'headroom_floor = 0.1\ncooldown = "1m"\nmax_per_hour = 3'),
-        "detect": 'window = 60\nmin_span = "8s"\nscreen_sigma = 5.0',
+        "detect": 'window = 300\nmin_span = "8s"\nscreen_sigma = 5.0',
         "metrics": 'listen = "127.0.0.1:1"\ntop_pids = 3\nmax_containers = 9',
         "attribution": f'pods_log_dir = "{pods}"',
         "state": f'dir = "{tmp_path / "elsewhere"}"',
@@ -123,7 +123,7 @@ def test_each_section_applies_live_or_says_it_needs_a_restart(daemon, tmp_path, 
     assert daemon.selection.rules.exclude_commands == ("noisy",) and daemon.tracer.filters
     assert config.alerts.horizon == 30.0 and daemon.engine.book.cooldown_s == 60.0
     assert daemon.engine.detector.floor_fraction == 0.1 and daemon.engine.book.max_per_hour == 3
-    assert daemon.engine.detector.config.window == 60 and daemon.engine.detector.config.min_span == 8.0
+    assert daemon.engine.detector.config.window == 300 and daemon.engine.detector.config.min_span == 8.0
     assert config.metrics.top_pids == 3 and config.metrics.max_containers == 9
     assert daemon.owners.pods.pods_dir == pods
     assert config.output.top_pids == 2

@@ -35,9 +35,10 @@ file cache, which the kernel reclaims before it kills):
   its thirds, `_still_to_climb`); below the limit, it is not a trend. A
   warm-up levelling off is thus never alerted on, however fast it started.
 - **a warning needs a long climb**: it speaks of the next `warn_horizon`, so
-  the climb behind it must be warn_horizon / trust old (5 min). A fill, a
-  batch job or a sawtooth's first rise is over well before that; a climb
-  younger than that, if it is a leak, gets its critical alert in time.
+  the climb behind it must be warn_horizon / warn_trust old (7.5 min): a
+  warning never extrapolates more than twice what it saw. A fill, a batch
+  job or a sawtooth's first rise is over well before that; a climb younger
+  than that, if it is a leak, gets its critical alert in time.
 - **ETA** = headroom over the slope, from the highest point the window
   reached carried forward along the trend (a sawtooth's peaks hit the limit
   first). Interval: the slope +/- `confidence` standard errors. The verdict
@@ -381,8 +382,8 @@ class CgroupDetector:
                       & (f.still_to_climb > headroom))
             climbing |= climbs
             # A warning speaks of the next warn_horizon; the climb behind it must be worth that much trust
-            # (warn_horizon / trust: 5 min by default). A climb younger than that speaks only as critical.
-            speaks = (late <= self.horizon_s) | (f.span >= self.warn_horizon_s / c.trust)
+            # (warn_horizon / warn_trust: 7.5 min by default). A climb younger than that speaks only as critical.
+            speaks = (late <= self.horizon_s) | (f.span >= self.warn_horizon_s / c.warn_trust)
             established = climbs & (late <= trust * f.span) & speaks
             better = established & (late < best_late)
             best_late = np.where(better, late, best_late)
