@@ -99,8 +99,9 @@ class OomguardRule:
         detect = replace(config.detect, **DETECT_OVERRIDES)
         self.detector = CgroupDetector(detect, a.horizon, a.warn_horizon, a.headroom_floor)
         self.climbs: dict[int, float] = {}  # row -> the slope of its last verdict: what the daemon explains
-        # row -> the tick its climb was first seen, as the daemon's OpenedSince counts descriptors then (after
-        # the tick's alerts are explained: `counted` is what this tick's explanations could use)
+        # row -> the tick its climb was first seen (or its container started), as the daemon's OpenedSince
+        # counts descriptors then (after the tick's alerts are explained: `counted` is what this tick's
+        # explanations could use)
         self.since: dict[int, float] = {}
         self.counted: dict[int, float] = {}
 
@@ -108,8 +109,9 @@ class OomguardRule:
         verdicts = self.detector.update_all([f"/t{r}" for r in rows.tolist()], now, usage, limit)
         self.climbs = {r: v.slope_bytes_per_s for r, v in zip(rows.tolist(), verdicts, strict=True) if v.severity}
         self.counted = dict(self.since)
+        young = self.detector.young(-1.0, now)  # every trace is a container started under a running daemon
         self.since = {r: self.since.get(r, now) for r, v in zip(rows.tolist(), verdicts, strict=True)
-                      if v.climbing or v.severity}
+                      if v.climbing or v.severity or f"/t{r}" in young}
         return [v.severity for v in verdicts]
 
 

@@ -87,7 +87,8 @@ def test_descriptors_opened_since_the_climb_began_rank_before_how_many_are_open(
     fds, opened = np.array([14_000, 80, 8_000]), np.array([-2.0, 0.0, 650.0])
     named = name_culprits(pids, np.zeros(3), pages, kmalloc, climb=MIB, held=lambda of: (np.zeros(3), fds, opened))
     assert [(c.pid, c.signal, c.share) for c in named] == [(9, OPENED, 1.0)]
-    assert culprit_text(named) == "pid 9 (?) 100% of files and sockets opened since the climb began (+650/s)"
+    assert culprit_text(named) == f"pid 9 (?) 100% of {OPENED} (+650/s)"
+    assert OPENED == "files and sockets opened since the climb or container began"
     # fewer than MIN_OPENED_PER_S opened by anyone (or not counted before the alert): the count ranks
     for little in (np.array([0.5, 0.0, 0.9]), np.zeros(3)):
         named = name_culprits(pids, np.zeros(3), pages, kmalloc, climb=MIB,
@@ -200,3 +201,31 @@ def test_an_alert_names_the_process_that_opened_descriptors_since_its_cgroup_beg
     # without the count at the climb's start, the server's 11,980 outrank the leaker's 8,000
     told = explained(seen, rates, owners, smoothed, climb=2 * MIB, held=lambda pid: Held(0, fds[pid]))
     assert [(c.pid, c.signal) for c in told.culprits][:1] == [(10, DESCRIPTORS)]
+
+
+def test_the_daemon_counts_new_containers_at_their_start_and_suspects_first(daemon):
+    # a container leaking from birth can be alerted on the tick its climb is first seen: only a count at
+    # its start shows what its processes opened since. Cgroups there before the daemon's first tick are not
+    # new; a new one is counted in its first minute, then forgotten unless it climbs.
+    from oomguard.detection.descriptors import OpenedSince
+
+    counted: list[int] = []
+    daemon.opened = OpenedSince(lambda pid: counted.append(pid) or 100)
+    limits = np.full(3, 512.0 * MIB)
+
+    def tick(now, cgroups, suspects=None):
+        daemon.engine.detector.update_all(cgroups, now, np.full(len(cgroups), 100.0 * MIB), limits[:len(cgroups)])
+        found = [subject(c, pids=(10 * i + 1, 10 * i + 2)) for i, c in enumerate(cgroups)]
+        daemon._count_descriptors(found, suspects or {}, now)
+
+    tick(0.0, ["/old"])
+    assert counted == []
+    tick(1.0, ["/old", "/new"])
+    assert counted == [11, 12] and set(daemon.opened.since) == {11, 12}
+    tick(2.0, ["/old", "/new"])  # counted once
+    assert counted == [11, 12]
+    tick(62.0, ["/old", "/new"])  # past its first minute, not climbing: forgotten
+    assert daemon.opened.since == {}
+    # a suspect's processes are counted before a new container's (the budget may stop in between)
+    tick(63.0, ["/old", "/new", "/newer"], suspects={"/old": (1, 2)})
+    assert counted[2:] == [1, 2, 21, 22]

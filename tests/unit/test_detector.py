@@ -138,6 +138,21 @@ def test_a_climb_out_of_a_settled_level_is_trusted_further_than_a_start_up():
     assert critical_lead(at_birth, again) == (30, 12.0)
 
 
+def test_young_cgroups_are_those_born_after_the_first_tick_in_their_first_minute_and_again_after_a_kill():
+    detector = CgroupDetector(DetectConfig(), 60.0, 900.0, 0.05)
+    usage = np.full(2, 100.0 * MIB)
+    detector.update_all(["/old", "/other"], 0.0, usage, np.full(2, LIMIT))  # the daemon's first tick
+    assert detector.young(0.0, 0.0) == set()  # there before the daemon: not a new container
+    for t in range(1, 62):
+        detector.update_all(["/old", "/new"], float(t), usage, np.full(2, LIMIT))
+        if t == 1:
+            assert detector.young(0.0, 1.0) == {"/new"}
+    assert detector.young(0.0, 60.0) == {"/new"} and detector.young(0.0, 61.0) == set()  # its first minute
+    detector.restart(["/old"])  # an OOM kill: its container starts again
+    detector.update_all(["/old", "/new"], 62.0, usage, np.full(2, LIMIT))
+    assert detector.young(0.0, 62.0) == {"/old"}
+
+
 def test_a_repeating_batch_job_alerts_only_the_first_time():
     cycle = [100 * MIB] * 600 + [100 * MIB + 10 * MIB * k for k in range(1, 21)] + [300 * MIB] * 60
     verdicts = run(noisy(cycle * 3))

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from oomguard.config import SECTIONS, live_part, load, needs_restart, section_keys
-from oomguard.sampling.collector import Collector
 from oomguard.service.daemon import Daemon
 
 from support import CGROUP, MIB, subject
@@ -32,36 +31,6 @@ def test_every_key_is_either_live_or_restart_only():
     for section in SECTIONS:
         restart = {name for name, spec in section_keys(section).items() if spec.metadata["restart"]}
         assert restart == RESTART_ONLY[section], section
-
-
-class FakeTracer:
-    """The kernel side as the daemon's reload sees it: sample rates and the cgroup filter."""
-
-    max_pids = 16384
-
-    def __init__(self) -> None:
-        self.rates: dict[int, int] = {}
-        self.filters: list[tuple[int, list]] = []
-
-    def set_sample_rate(self, source: int, n: int) -> None:
-        self.rates[source] = n
-
-    def set_cgroup_filter(self, mode: int, directories: list) -> None:
-        self.filters.append((mode, directories))
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    policy = tmp_path / "policy.toml"
-    policy.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[metrics]\nlisten = ""\n')
-    policy.chmod(0o600)
-    made = Daemon(load(policy))
-    made.tracer = FakeTracer()  # type: ignore[assignment]
-    made.collector = Collector(made.tracer, made.config.sampling)  # type: ignore[arg-type]
-    yield made
-    for number, handler in saved.items():
-        signal.signal(number, handler)
 
 
 def leak_until_alert(daemon: Daemon) -> str:

@@ -11,7 +11,7 @@ cgroup's climb. Otherwise the memory is one no
 process maps, and what the processes hold open (read from /proc only for a
 cgroup an alert is about) ranks: shared memory (a memfd or tmpfs file
 written with write()) if they hold some, else the descriptors each opened
-(net) since the climb was first seen if one opened MIN_OPENED_PER_S or more
+(net) since the climb was first seen (or the container started) if one opened MIN_OPENED_PER_S or more
 (sockets and files never closed keep kernel memory charged;
 descriptors.OpenedSince), else open descriptors if one holds more than
 MIN_DESCRIPTORS, else the allocation rates. The alert says which signal
@@ -36,7 +36,7 @@ from ..units import format_bytes
 
 RSS_GROWTH, ALLOCATION = "RSS growth", "allocation rate"
 SHARED_HELD, DESCRIPTORS = "shared memory held (memfd/tmpfs)", "open files and sockets"
-OPENED = "files and sockets opened since the climb began"
+OPENED = "files and sockets opened since the climb or container began"
 MIN_GROWTH = 256 * 1024  # bytes/s of RSS growth, all processes together, before RSS growth is the ranking signal
 MIN_HELD = 1 << 20  # bytes of shared memory held, all processes together, before holdings rank
 # Of the cgroup's climb (the verdict's slope) that the processes' RSS growth must make up to be the ranking
@@ -48,7 +48,7 @@ RSS_SHARE = 0.25
 # process past it has raised its limit; a busy server holding more outranks a leaker that holds fewer.
 MIN_DESCRIPTORS = 1024
 # Descriptors one process must have opened per second, net of those it closed, since its cgroup's climb was
-# first seen, before that growth ranks: a leak of kernel memory through them opens tens to thousands a
+# first seen (or it started), before that growth ranks: a leak of kernel memory through them opens tens to thousands a
 # second (a 1-4 KiB socket or file each); a server's connections come and go.
 MIN_OPENED_PER_S = 1.0
 TOP = 5

@@ -1,4 +1,5 @@
-"""What each process of a climbing cgroup has opened since the climb was first seen: descriptors' growth.
+"""What each process of a climbing cgroup has opened since its climb was first seen, or its container started:
+descriptors' growth.
 
 A socket or file never closed keeps kernel memory charged to the cgroup,
 and no RSS shows it. How many descriptors a process holds names it only
@@ -8,6 +9,13 @@ held-out 5,000,000..: 2 of 12 kernel-memory runs named a server holding
 11,800-16,200 connections over a leaker at 7,800-10,900). What a process
 opened since its cgroup began to climb, net of what it closed, names the
 leaker: the server opens no more than it closes.
+
+A container started while the daemon watches is counted in its first
+minute too, before any climb: a leak from its first second can be alerted
+on the very tick its climb is first seen, with no earlier count to compare
+(held-out 6,000,000..: the one kernel-memory run of 12 whose culprit was
+missed). Its processes are then counted at the container's start, and kept
+while it climbs.
 """
 
 from __future__ import annotations
@@ -32,13 +40,14 @@ class OpenedSince:
         self.since: dict[int, tuple[float, int]] = {}  # pid -> (when, open descriptors then)
 
     def update(self, now: float, pids: Iterable[int]) -> None:
-        """This tick's processes of climbing cgroups: a new one is counted, one whose cgroup no longer climbs
-        (or that is gone) is forgotten. One read of /proc/PID/fd per process per climb, for at most BUDGET_S
-        a tick (at least one process); the rest are counted on the next ticks."""
-        climbing = set(pids)
-        self.since = {pid: seen for pid, seen in self.since.items() if pid in climbing}
+        """This tick's processes of climbing (or young) cgroups, those to count first first: a new one is
+        counted, one whose cgroup no longer climbs (or that is gone) is forgotten. One read of /proc/PID/fd
+        per process per climb, for at most BUDGET_S a tick (at least one process); the rest are counted on the
+        next ticks."""
+        watched = dict.fromkeys(pids)  # in order, once each
+        self.since = {pid: seen for pid, seen in self.since.items() if pid in watched}
         started = self.clock()
-        for pid in sorted(climbing - self.since.keys()):
+        for pid in [p for p in watched if p not in self.since]:
             count = self.count(pid)
             if count is not None:
                 self.since[pid] = (now, count)
@@ -46,8 +55,8 @@ class OpenedSince:
                 break
 
     def rate(self, pid: int, now: float, count: int) -> float:
-        """Descriptors opened net per second since the climb was first seen, holding `count` now; 0 when it
-        was not counted then, or less than a second ago."""
+        """Descriptors opened net per second since the climb was first seen (or the container started),
+        holding `count` now; 0 when it was not counted then, or less than a second ago."""
         seen = self.since.get(pid)
         if seen is None or now - seen[0] < 1.0:
             return 0.0

@@ -413,6 +413,14 @@ class CgroupDetector:
         count = int(self._count[row])
         return self._window(self._times)[row, -count:].copy(), self._window(self._values)[row, -count:].copy()
 
+    def young(self, since: float, now: float) -> set[str]:
+        """The cgroups whose history began after `since` and less than STARTUP_S before `now`: containers
+        started (or restarted by an OOM kill) while watched, in their first minute."""
+        born = self._born
+        if not ((born > since) & (now - born < STARTUP_S)).any():  # most ticks: none, in O(cgroups) numpy
+            return set()
+        return {c for c, r in self._row.items() if born[r] > since and now - born[r] < STARTUP_S}
+
     def restart(self, cgroups: Iterable[str]) -> None:
         """Start these cgroups' histories again at their next sample (an OOM kill is a regime change: the
         climb that led to it says nothing about what comes after). What they give back stays learnt."""

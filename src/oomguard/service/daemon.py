@@ -112,6 +112,7 @@ class Daemon:
         self.selection = Selection(self.directory, config.selection)
         self.screens = Screens(config.detect.screen_sigma)
         self.opened = OpenedSince()  # descriptors each suspect held when its cgroup's climb was first seen
+        self._first_read: float | None = None  # the first tick: cgroups born after it are new containers
         self.engine = AlertEngine(config, boot_id=store.boot_id())
         self.state_file = config.state.dir / store.ALERTS_FILE
         prepare_state_dir(config.state.dir)
@@ -234,7 +235,7 @@ class Daemon:
                 s, admitted, self.owners, smoothed(), climb,
                 opened=lambda pid, count: self.opened.rate(pid, read_at, count)))
             suspects = self._suspects(found)
-            self.opened.update(read_at, (pid for pids in suspects.values() for pid in pids))
+            self._count_descriptors(found, suspects, read_at)
             if self.evidence:
                 self._capture(found, suspects)
             self._deliver(messages)
@@ -312,6 +313,16 @@ class Daemon:
         verdicts, open_alerts = self.engine.verdicts, self.engine.book.open
         return {s.cgroup: s.pids for s in found if s.cgroup != "/" and (
             s.cgroup in open_alerts or (s.cgroup in verdicts and verdicts[s.cgroup].climbing))}
+
+    def _count_descriptors(self, found: list[Subject], suspects: dict[str, tuple[int, ...]], now: float) -> None:
+        """Count the descriptors of the suspects' processes, then of new containers' (started since the
+        daemon's first tick, in their first minute): a leak from birth can be alerted on the tick its climb
+        is first seen, and only a count at its start shows what its processes have opened since."""
+        if self._first_read is None:
+            self._first_read = now
+        young = self.engine.detector.young(self._first_read, now)
+        watched = [s.pids for s in found if s.cgroup in young and s.cgroup not in suspects]
+        self.opened.update(now, (pid for pids in [*suspects.values(), *watched] for pid in pids))
 
     def _capture(self, found: list[Subject], suspects: dict[str, tuple[int, ...]]) -> None:
         """Deep-sample the suspects."""
