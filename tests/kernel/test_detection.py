@@ -55,8 +55,8 @@ def test_a_pod_leaking_from_birth_is_alerted_ahead_and_healthy_neighbours_are_no
             assert leaker.wait(timeout=60) == -9
             killed_after = time.monotonic() - started
             confirmed = daemon.wait_for(lambda l: l.startswith("ALERT confirmed"), 10)
-            for p in spikes:
-                assert p.wait(timeout=30) == 0
+            for p in spikes:  # exit 4: its rise took a second longer than asked (an overloaded machine)
+                assert p.wait(timeout=30) == 0, "a spike was not the 3 s spike this test needs (see its stderr)"
             time.sleep(max(0.0, started + 75 - time.monotonic()))  # the neighbours keep running after the kill
             assert saw.poll() is None and steady.poll() is None
             wait_for_len(receiver.payloads, 2)
