@@ -87,6 +87,18 @@ def fresh_leak(rng: np.random.Generator) -> Trace:
                  params={"rate_mib_s": rate / MIB})
 
 
+def medium_leak(rng: np.random.Generator) -> Trace:
+    """A leak from birth killed 10-30 min after start: between the fresh containers (at most 10 min) and the
+    slow leaks (hours), where a warning's wait for warn_horizon / warn_trust of climb costs lead."""
+    limit = _limit(rng, 256 * MIB, 4 * GIB)
+    base, kill_s = rng.uniform(0.05, 0.3) * limit, rng.uniform(600, 1800)
+    rate = (limit - base) / kill_s
+    n = int(kill_s) + 10
+    usage = base + rate * np.arange(n) + _noise(rng, n, limit)
+    return Trace("leak over 10-30 min, from birth", _until_limit(usage, limit), limit, True, 0,
+                 params={"rate_mib_s": rate / MIB})
+
+
 def leak_after_flat(rng: np.random.Generator) -> Trace:
     limit = _limit(rng)
     flat, level = int(rng.uniform(60, 1800)), rng.uniform(0.2, 0.6) * limit
@@ -345,17 +357,22 @@ def alloc_free_churn(rng: np.random.Generator) -> Trace:
 
 
 OOM_CLASSES: list[Callable[[np.random.Generator], Trace]] = [
-    fresh_leak, leak_after_flat, staircase, gc_over_rising_floor, sudden_jump, slow_leak, leaker_among_busy,
-    many_small_leakers, shared_memory_growth, pod_limit_two_containers, kernel_memory_growth]
+    fresh_leak, medium_leak, leak_after_flat, staircase, gc_over_rising_floor, sudden_jump, slow_leak,
+    leaker_among_busy, many_small_leakers, shared_memory_growth, pod_limit_two_containers, kernel_memory_growth]
 BENIGN_CLASSES: list[Callable[[np.random.Generator], Trace]] = [
     sawtooth_from_birth, page_cache_churn, fill_then_flat, periodic_batch, single_spikes, jvm_warmup,
     alloc_free_churn]
 
 
+# Each class draws from its own random stream, numbered in the order the classes were added: a new class
+# leaves every other class's draws, and so every range's figures, as they were.
+STREAMS = [c for c in OOM_CLASSES + BENIGN_CLASSES if c is not medium_leak] + [medium_leak]
+
+
 def suite(seeds: range, runs: int, benign_runs: int) -> list[Trace]:
     """`runs` traces per OOM class and `benign_runs` per benign class, each from its own seed in `seeds`."""
     traces = []
-    for c, make in enumerate(OOM_CLASSES + BENIGN_CLASSES):
+    for make in OOM_CLASSES + BENIGN_CLASSES:
         for r in range(runs if make in OOM_CLASSES else benign_runs):
-            traces.append(make(np.random.default_rng([seeds[r], c])))
+            traces.append(make(np.random.default_rng([seeds[r], STREAMS.index(make)])))
     return traces

@@ -67,3 +67,18 @@ def test_a_class_median_whose_interval_holds_the_target_is_too_noisy_to_judge():
     noisy = (f"jumps: critical lead 70.0% of achievable (too noisy to judge: its 90% interval "
              f"{low:.0%}-{high:.0%} holds 70%)")
     assert judged(mixed) == [noisy]
+
+
+def test_each_class_draws_from_a_stream_of_its_own_so_a_new_class_changes_no_other():
+    from scenarios import BENIGN_CLASSES, STREAMS, alloc_free_churn, fresh_leak, medium_leak, suite
+
+    traces = {t.name: t for t in suite(range(5, 6), 1, 1)}
+    # the streams of the classes there before medium_leak are where they were: 0 for the first OOM class,
+    # 17 for the last benign one
+    for make, stream in ((fresh_leak, 0), (alloc_free_churn, 17)):
+        alone = make(np.random.default_rng([5, stream]))
+        assert np.array_equal(traces[alone.name].usage, alone.usage), alone.name
+    assert STREAMS[-1] is medium_leak and len(STREAMS) == len(set(STREAMS)) and alloc_free_churn in BENIGN_CLASSES
+    medium = traces["leak over 10-30 min, from birth"]
+    killed = np.flatnonzero(medium.usage >= medium.limit)[0]
+    assert medium.oom and 590 <= killed <= 1810, killed  # killed 10-30 min after its start

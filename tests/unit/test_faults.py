@@ -318,40 +318,11 @@ def test_check_config_never_tracebacks(tmp_path, capsys, raw):
     assert "Traceback" not in err
 
 
-def test_sighup_survives_generated_policies(tmp_path):
+def test_sighup_survives_generated_policies(daemon):
     """The daemon's reload, fed generated policies: it never raises; a bad one keeps the old policy."""
-    import signal
-
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    try:
-        _reload_many(tmp_path)
-    finally:
-        for number, handler in saved.items():
-            signal.signal(number, handler)
-
-
-def _reload_many(tmp_path: Path) -> None:
     import tomli_w
 
-    from oomguard.config import load
-    from oomguard.sampling.collector import Collector
-    from oomguard.service.daemon import Daemon
-
-    class FakeTracer:
-        max_pids = 16384
-
-        def set_sample_rate(self, source, n):
-            pass
-
-        def set_cgroup_filter(self, mode, directories):
-            pass
-
-    policy = tmp_path / "policy.toml"
-    policy.write_text(f'[state]\ndir = "{tmp_path / "state"}"\n[metrics]\nlisten = ""\n')
-    policy.chmod(0o600)
-    daemon = Daemon(load(policy))
-    daemon.tracer = FakeTracer()
-    daemon.collector = Collector(daemon.tracer, daemon.config.sampling)
+    policy = Path(daemon.config.source)
     good = daemon.config
 
     @settings(max_examples=200, deadline=None)

@@ -11,10 +11,10 @@ cgroup's climb. Otherwise the memory is one no
 process maps, and what the processes hold open (read from /proc only for a
 cgroup an alert is about) ranks: shared memory (a memfd or tmpfs file
 written with write()) if they hold some, else the descriptors each opened
-(net) since the climb was first seen (or the container started) if one opened MIN_OPENED_PER_S or more
-(sockets and files never closed keep kernel memory charged;
-descriptors.OpenedSince), else open descriptors if one holds more than
-MIN_DESCRIPTORS, else the allocation rates. The alert says which signal
+(net) since the climb was first seen (or the container started) if one
+opened MIN_OPENED_PER_S or more (sockets and files never closed keep kernel
+memory charged; descriptors.OpenedSince), else open descriptors if one
+holds more than MIN_DESCRIPTORS, else the allocation rates. The alert says which signal
 ranked. Allocation rates cannot name a memfd writer or a socket leaker
 among busy processes, whose allocations are many times larger and freed;
 what a process holds open, it keeps.
@@ -48,8 +48,8 @@ RSS_SHARE = 0.25
 # process past it has raised its limit; a busy server holding more outranks a leaker that holds fewer.
 MIN_DESCRIPTORS = 1024
 # Descriptors one process must have opened per second, net of those it closed, since its cgroup's climb was
-# first seen (or it started), before that growth ranks: a leak of kernel memory through them opens tens to thousands a
-# second (a 1-4 KiB socket or file each); a server's connections come and go.
+# first seen (or its container started), before that growth ranks: a leak of kernel memory through them opens
+# tens to thousands a second (a 1-4 KiB socket or file each); a server's connections come and go.
 MIN_OPENED_PER_S = 1.0
 TOP = 5
 
