@@ -40,7 +40,7 @@ class OpenedSince:
         self.since: dict[int, tuple[float, int]] = {}  # pid -> (when, open descriptors then)
 
     def update(self, now: float, pids: Iterable[int]) -> None:
-        """This tick's processes of climbing (or young) cgroups, those to count first first: a new one is
+        """This tick's processes of climbing (or young) cgroups, most urgent first: a new one is
         counted, one whose cgroup no longer climbs (or that is gone) is forgotten. One read of /proc/PID/fd
         per process per climb, for at most BUDGET_S a tick (at least one process); the rest are counted on the
         next ticks."""

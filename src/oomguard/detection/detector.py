@@ -416,10 +416,10 @@ class CgroupDetector:
     def young(self, since: float, now: float) -> set[str]:
         """The cgroups whose history began after `since` and less than STARTUP_S before `now`: containers
         started (or restarted by an OOM kill) while watched, in their first minute."""
-        born = self._born
-        if not ((born > since) & (now - born < STARTUP_S)).any():  # most ticks: none, in O(cgroups) numpy
+        young = (self._born > since) & (now - self._born < STARTUP_S)
+        if not young.any():  # most ticks: none, found in O(cgroups) numpy without a Python loop
             return set()
-        return {c for c, r in self._row.items() if born[r] > since and now - born[r] < STARTUP_S}
+        return {c for c, r in self._row.items() if young[r]}
 
     def restart(self, cgroups: Iterable[str]) -> None:
         """Start these cgroups' histories again at their next sample (an OOM kill is a regime change: the

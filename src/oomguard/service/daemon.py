@@ -321,8 +321,8 @@ class Daemon:
         if self._first_read is None:
             self._first_read = now
         young = self.engine.detector.young(self._first_read, now)
-        watched = [s.pids for s in found if s.cgroup in young and s.cgroup not in suspects]
-        self.opened.update(now, (pid for pids in [*suspects.values(), *watched] for pid in pids))
+        new = [s.pids for s in found if s.cgroup in young]  # a suspect's pids again: OpenedSince takes each once
+        self.opened.update(now, (pid for pids in [*suspects.values(), *new] for pid in pids))
 
     def _capture(self, found: list[Subject], suspects: dict[str, tuple[int, ...]]) -> None:
         """Deep-sample the suspects."""
