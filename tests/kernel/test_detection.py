@@ -69,7 +69,6 @@ def test_a_pod_leaking_from_birth_is_alerted_ahead_and_healthy_neighbours_are_no
     leaky_id = PODS["leaky"][1][:12]
     wrong = [p["title"] + ": " + p["message"].split("\n")[1] for p in receiver.payloads
              if p["title"].startswith("[oomguard] pre-OOM ") and leaky_id not in p["title"]]
-    Path("/tmp/wrong.txt").write_text("\n".join(wrong))
     assert not wrong, wrong
     lead = float(confirmed.split(" foreseen ")[1].split("s ahead")[0])
     print(f"leak from birth killed {killed_after:.0f}s after start; first alert {lead:.0f}s before the kill; "

@@ -1,8 +1,9 @@
 """The fleet end to end with the real servers operators run (Debian's Prometheus 2.42 and Alertmanager 0.25):
 a live daemon scraped by Prometheus with the shipped rules while a pod leaks to its OOM kill; the daemon's
-Alertmanager route posting to a real Alertmanager; the shipped Grafana dashboard's queries run against it.
+Alertmanager route posting to a real Alertmanager, where the alert opens as a warning and escalates to critical;
+the shipped Grafana dashboard's queries run against it.
 
-One scenario (module fixture, ~45 s) and one test per thing it shows.
+One scenario (module fixture, ~80 s) and one test per thing it shows.
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ class Seen:
     killed_at: float = 0.0
     rule_alert: dict = field(default_factory=dict)  # OomguardOomForecastCritical as Prometheus showed it, firing
     rule_fired_at: float = 0.0
-    manager_alert: dict = field(default_factory=dict)  # OomguardPreOOM as Alertmanager's v2 API listed it
+    manager_alert: dict = field(default_factory=dict)  # OomguardPreOOM as Alertmanager's v2 API first listed it
+    manager_severities: list = field(default_factory=list)  # the severities it listed active, in order, once each
     active_after_confirmation: list = field(default_factory=list)
     notifications: list = field(default_factory=list)  # what Alertmanager sent its webhook
     daemon_lines: list = field(default_factory=list)
@@ -80,9 +82,11 @@ def seen(tmp_path_factory, workload) -> Seen:
     metrics_port = free_port()
     with http_receiver() as hook, alertmanager(tmp / "alertmanager", f"http://127.0.0.1:{hook.port}/") as manager:
         policy = tmp / "policy.toml"
+        # horizons scaled down 4x and 15x so that a one-minute leak is first warned, then critical: a
+        # warning needs a climb of warn_horizon / [detect] warn_trust = 30 s
         policy.write_text(f'[sampling]\ninterval = "500ms"\n[output]\ntop_pids = 0\n[state]\ndir = "{tmp / "s"}"\n'
                           f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n'
-                          f'[alerts]\nalertmanager = "{manager}"\n'
+                          f'[alerts]\nalertmanager = "{manager}"\nhorizon = "15s"\nwarn_horizon = "60s"\n'
                           f'[attribution]\npods_log_dir = "{pods}"\ncontainers_log_dir = "{containers}"\n')
         daemon = Daemon(policy)
         try:
@@ -94,18 +98,22 @@ def seen(tmp_path_factory, workload) -> Seen:
                 while not get_json(f"{prom}/api/v1/query", query='up{job="oomguard"} == 1')["data"]["result"]:
                     assert time.monotonic() < deadline, "Prometheus never scraped the daemon"
                     time.sleep(0.5)
-                # ~4 MiB/s from its first second into a 128 MiB pod: killed ~30 s in
+                # 2 MiB/s from its first second into a 128 MiB pod: killed ~60 s in, warned ~30 s in
                 relative = f"kubepods/burstable/pod{POD_UID}/{CONTAINER_ID}"
                 with memory_cgroup(128 * MIB, relative=relative) as cgroup:
                     procs = procs_file(cgroup)
                     out.leak_started = time.time()
-                    leaker = subprocess.Popen([str(workload), "leak", "400", "100"], stdout=subprocess.DEVNULL,
+                    leaker = subprocess.Popen([str(workload), "leak", "400", "200"], stdout=subprocess.DEVNULL,
                                               preexec_fn=lambda: procs.write_text(str(os.getpid())))
-                    while leaker.poll() is None and time.time() - out.leak_started < 90:
+                    while leaker.poll() is None and time.time() - out.leak_started < 120:
                         if not out.rule_alert and (alert := firing_rule(prom, "OomguardOomForecastCritical")):
                             out.rule_alert, out.rule_fired_at = alert, time.time()
-                        if not out.manager_alert and (listed := manager_alerts(manager)):
+                        listed = manager_alerts(manager)
+                        if not out.manager_alert and listed:
                             out.manager_alert = listed[0]
+                        for severity in sorted({a["labels"]["severity"] for a in listed}):
+                            if severity not in out.manager_severities:
+                                out.manager_severities.append(severity)
                         time.sleep(0.5)
                     assert leaker.wait(timeout=30) == -9, "the leaker was not OOM-killed"
                     out.killed_at = time.time()
@@ -130,13 +138,19 @@ def test_the_pre_oom_alert_reaches_the_real_alertmanager_with_its_labels_and_is_
     assert alert, "Alertmanager never listed OomguardPreOOM during the leak:\n" + "\n".join(seen.daemon_lines[-20:])
     labels = alert["labels"]
     assert labels["namespace"] == "shop" and labels["pod"] == "cart-7d9f" and labels["container"] == "app", labels
-    assert labels["severity"] in ("warning", "critical") and labels["node"] == NODE
+    assert labels["severity"] == "warning" and labels["node"] == NODE
     assert labels["cgroup"].endswith(f"pod{POD_UID}/{CONTAINER_ID}"), labels
     assert alert["status"]["state"] == "active"
     assert "pre-OOM" in alert["annotations"]["summary"]
     # after the kill and its confirmation the alert is resolved: gone from the active list, and Alertmanager
     # itself sent its receiver the resolution
     assert seen.active_after_confirmation == []
+    # the escalation: Alertmanager listed the warning, then the same alert as critical (severity label follows)
+    assert seen.manager_severities == ["warning", "critical"], seen.manager_severities
+    escalated = [l for l in seen.daemon_lines if l.startswith("ALERT escalated")]
+    opened = [l for l in seen.daemon_lines if l.startswith("ALERT pre-OOM")]
+    assert len(opened) == 1 and len(escalated) == 1, opened + escalated
+    assert opened[0].split()[2] == escalated[0].split()[2], "the escalation did not keep the alert's id"
     firing = [n for n in seen.notifications if n["status"] == "firing"]
     resolved = [n for n in seen.notifications if n["status"] == "resolved"]
     assert firing and firing[0]["alerts"][0]["labels"]["pod"] == "cart-7d9f", seen.notifications
