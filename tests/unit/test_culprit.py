@@ -67,6 +67,21 @@ def test_without_rss_growth_shared_memory_held_open_ranks_before_allocation_rate
     assert name_culprits(pids, sawing, pages, np.zeros(3), held=held)[0].signal == RSS_GROWTH
 
 
+def test_a_leaker_under_a_climb_its_growth_does_not_explain_still_ranks_before_the_allocation_rates():
+    # bench/detect.py train seed 19 of "one leaker among busy processes": the busy processes' RSS sawtooths
+    # rose together (no new high-water mark) and the cgroup climbed 9.9 MiB/s for a few seconds; the leaker
+    # raises its mark 1.4 MiB/s (14%, under RSS_SHARE); nothing is held open. The busy ones allocate 100x
+    # more and free it: ranking them by allocation named pid 9, not the leaker.
+    pids = np.array([5, 6, 9])
+    marks, pages = np.array([0.0, 1.4, 0.0]) * MIB, np.array([240, 1.7, 250]) * MIB
+    nothing = (np.zeros(3), np.array([40, 12, 60]), np.zeros(3))
+    named = name_culprits(pids, marks, pages, np.zeros(3), climb=9.9 * MIB, held=lambda of: nothing)
+    assert [(c.pid, c.signal, c.share) for c in named] == [(6, RSS_GROWTH, 1.0)]
+    # no mark rising MIN_GROWTH (256 KiB/s) all together: the allocation rates rank, as before
+    named = name_culprits(pids, marks / 8, pages, np.zeros(3), climb=9.9 * MIB, held=lambda of: nothing)
+    assert named[0].pid == 9 and named[0].signal == ALLOCATION
+
+
 def test_sockets_never_closed_rank_by_open_descriptors_past_the_default_limit():
     pids = np.array([7, 8, 9])
     pages, kmalloc = np.array([150, 90, 0.1]) * MIB, np.array([3, 2, 1]) * MIB

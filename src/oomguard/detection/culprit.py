@@ -14,8 +14,10 @@ written with write()) if they hold some, else the descriptors each opened
 (net) since the climb was first seen (or the container started) if one
 opened MIN_OPENED_PER_S or more (sockets and files never closed keep kernel
 memory charged; descriptors.OpenedSince), else open descriptors if one
-holds more than MIN_DESCRIPTORS, else the allocation rates. The alert says which signal
-ranked. Allocation rates cannot name a memfd writer or a socket leaker
+holds more than MIN_DESCRIPTORS, else RSS growth again if the marks rise
+MIN_GROWTH at all (a leaker whose growth is a small part of a young climb
+that healthy processes' sawtooths, rising together, steepened), else the
+allocation rates. The alert says which signal ranked. Allocation rates cannot name a memfd writer or a socket leaker
 among busy processes, whose allocations are many times larger and freed;
 what a process holds open, it keeps.
 
@@ -94,7 +96,7 @@ def name_culprits(pids: np.ndarray, rss_growth: np.ndarray, page_rate: np.ndarra
             signal, score = OPENED, np.maximum(opened, 0.0)
         elif len(descriptors) and descriptors.max() > MIN_DESCRIPTORS:
             signal, score = DESCRIPTORS, descriptors.astype(float)
-        else:
+        elif float(growth.sum()) < min_growth:
             signal, score = ALLOCATION, np.maximum(page_rate, 0.0) + np.maximum(kmalloc_rate, 0.0)
     total = float(score.sum())
     if total <= 0:
