@@ -264,8 +264,18 @@ def recorded(directory: Path) -> list[Trace]:
             if cgroup in killed:  # the recording ends at the kill: the series reaches the limit there
                 series = np.append(series, limit[cgroup])
             name = f"{path.name.split('.')[0]}: {cgroup.rsplit('/', 1)[-1]}"
-            traces.append(Trace(name, series, limit[cgroup], cgroup in killed))
+            traces.append(Trace(name, series, limit[cgroup], cgroup in killed, growth_onset(series, limit[cgroup])))
     return traces
+
+
+def growth_onset(series: np.ndarray, limit: float) -> int:
+    """The last sample still within 1% of the limit of where the series started, before it first reaches half
+    the limit: a recorded leak that was quiet first (bench/record_traces.py: 90 s) grows from there, not
+    from the recording's start. (Not the last such sample overall: a recording can read 0 on the tick of the
+    kill.)"""
+    half = np.flatnonzero(series >= 0.5 * limit)
+    before = series[: max(int(half[0]), 1)] if len(half) else series
+    return int(np.flatnonzero(before <= series[0] + 0.01 * limit)[-1])
 
 
 # -- scoring ---------------------------------------------------------------
