@@ -17,9 +17,10 @@ memory charged; descriptors.OpenedSince), else open descriptors if one
 holds more than MIN_DESCRIPTORS, else RSS growth again if the marks rise
 MIN_GROWTH at all (a leaker whose growth is a small part of a young climb
 that healthy processes' sawtooths, rising together, steepened), else the
-allocation rates. The alert says which signal ranked. Allocation rates cannot name a memfd writer or a socket leaker
-among busy processes, whose allocations are many times larger and freed;
-what a process holds open, it keeps.
+allocation rates. The alert says which signal ranked. Allocation rates
+cannot name a memfd writer or a socket leaker among busy processes, whose
+allocations are many times larger and freed; what a process holds open, it
+keeps.
 
 >>> named = name_culprits(np.array([10, 11, 12]), np.array([0.0, 3e6, 1e6]), np.array([9e7, 3e6, 1e6]),
 ...                       np.zeros(3))
