@@ -40,17 +40,17 @@ class Processes:
     rss: np.ndarray  # bytes
     page_rate: np.ndarray  # bytes/s allocated in pages
     kmalloc_rate: np.ndarray  # bytes/s through kmalloc
-    culprit: int  # row of the process whose growth the alert should name first
+    # row of the process whose growth the alert should name first; None (many similar leakers): whoever grew
+    # most in the minute before the alert (`culprit_at`), not before the kill, which a restart after the
+    # alert can change
+    culprit: int | None
     held: np.ndarray | None = None  # bytes of shared memory (memfd/tmpfs) each holds open; None: none
     descriptors: np.ndarray | None = None  # open fds each holds; None: a few dozen each, as /proc shows
-    # many similar leakers: the culprit is whoever grew most in the minute before the alert (`culprit_at`),
-    # not over the last minute before the kill, which a restart after the alert can change
-    culprit_is_top_grower: bool = False
 
 
 def culprit_at(p: Processes, second: int) -> int:
     """The row the alert given at `second` should name first."""
-    if not p.culprit_is_top_grower:
+    if p.culprit is not None:
         return p.culprit
     end = min(second, p.rss.shape[1] - 1)
     return int(np.argmax(p.rss[:, end] - p.rss[:, max(end - 60, 0)]))
@@ -212,9 +212,7 @@ def many_small_leakers(rng: np.random.Generator) -> Trace:
     del born
     usage = rss.sum(axis=0) + _noise(rng, n, limit)
     cut = len(_until_limit(usage, limit))
-    culprit = int(np.argmax(rss[:, cut - 1] - rss[:, max(cut - 60, 0)]))
-    procs = Processes(rss[:, :cut], np.repeat(rates[:, None], cut, 1) * 1.1, np.zeros((count, cut)), culprit,
-                      culprit_is_top_grower=True)
+    procs = Processes(rss[:, :cut], np.repeat(rates[:, None], cut, 1) * 1.1, np.zeros((count, cut)), None)
     return Trace("many small leakers, one container", usage[:cut], limit, True, 0, procs)
 
 

@@ -22,7 +22,7 @@ def leakers(restart_at: int) -> Processes:
     fast = np.where(t < restart_at, 0.5 * MIB * t, 0.5 * MIB * (t - restart_at))
     rss = np.vstack([fast, 0.4 * MIB * t])
     zeros = np.zeros_like(rss)
-    return Processes(rss, zeros, zeros, culprit=1, culprit_is_top_grower=True)
+    return Processes(rss, zeros, zeros, culprit=None)
 
 
 def test_the_top_grower_of_the_minute_before_the_alert_is_the_culprit_whatever_follows():
@@ -34,7 +34,7 @@ def test_the_top_grower_of_the_minute_before_the_alert_is_the_culprit_whatever_f
 
 def test_a_class_with_one_designated_culprit_keeps_it_at_any_moment():
     p = leakers(restart_at=150)
-    p.culprit_is_top_grower = False
+    p.culprit = 1
     assert [culprit_at(p, s) for s in (0, 100, 180)] == [1, 1, 1]
 
 
