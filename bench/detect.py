@@ -16,15 +16,17 @@ Beside each rule, class by class: oomguard's first alert (either severity) again
 lead, and all of oomguard's false alerts (warnings too) against the rule's for false alarms.
   multi-process   whether the first alert names the culprit process first
 
-Tune on --suite train only; held-out seeds and recordings are the evidence.
+Tune on --suite train only; held-out seeds and recordings are the evidence. After train, the trade-off: train
+again at lower `trust`, to show whether any setting meets both "0 false criticals" and the lead target.
 
-    .venv/bin/python bench/detect.py                 (no root, no kernel; ~2 minutes)
+    .venv/bin/python bench/detect.py                 (no root, no kernel; ~2.6 minutes)
     .venv/bin/python bench/detect.py --runs 12       (quicker, noisier)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -94,10 +96,10 @@ class OomguardRule:
 
     name = "oomguard"
 
-    def __init__(self, rows: int):
+    def __init__(self, rows: int, overrides: dict[str, float] | None = None):
         config = defaults()
         a = config.alerts
-        detect = replace(config.detect, **DETECT_OVERRIDES)
+        detect = replace(config.detect, **(DETECT_OVERRIDES if overrides is None else overrides))
         self.detector = CgroupDetector(detect, a.horizon, a.warn_horizon, a.headroom_floor)
         self.climbs: dict[int, float] = {}  # row -> the slope of its last verdict: what the daemon explains
         # row -> the tick its climb was first seen (or its container started), as the daemon's OpenedSince
@@ -198,22 +200,44 @@ def alert_forced(trace: Trace, horizon: float, share: float = TARGETS["critical_
     return end >= latest and rate >= FRESH_MIN_RATE and growth <= FRESH_MAX_KILL_S
 
 
-def forced_report(outcomes: list[Outcome], horizon: float) -> str:
-    """How many benign runs a detector must alert on to meet the lead target on their leak twins (and to
-    give those twins the whole horizon), and oomguard's false criticals split the same way."""
+@dataclass(frozen=True)
+class Forced:
+    """Benign runs a detector must alert on to meet the lead target on their leak twins (alert_forced), and
+    the runs oomguard alerted on, split the same way."""
+
+    runs: int  # benign runs
+    twins: int  # of them, with a straight first climb (a twin to judge by)
+    at_target: int  # forced for 70% of the horizon
+    at_horizon: int  # forced for all of it
+    floor_per_day: float  # false criticals/24 h of any detector meeting the target on every twin: at_target's
+    alerted: int  # runs with a false critical from oomguard ...
+    alerted_at_target: int  # ... forced for 70%
+    alerted_at_horizon: int  # ... forced only for the whole horizon
+
+    def __str__(self) -> str:
+        return (f"{self.alerted} runs: {self.alerted_at_target} of them needed for 70%, {self.alerted_at_horizon} "
+                f"more for the whole horizon, {self.alerted - self.alerted_at_target - self.alerted_at_horizon} "
+                f"neither")
+
+
+def forced(outcomes: list[Outcome], horizon: float) -> Forced:
     # per benign run: (has a false critical, forced for 70% of the horizon, forced for all of it)
     judged = [(o.false_criticals > 0, alert_forced(o.trace, horizon), alert_forced(o.trace, horizon, 1.0))
               for o in outcomes if not o.trace.oom]
     twins = [j for j in judged if j[1] is not None]
-    at_target, at_horizon = sum(bool(t) for _, t, _ in twins), sum(bool(w) for _, _, w in twins)
+    at_target = sum(bool(t) for _, t, _ in twins)
     ours = [(t, w) for alerted, t, w in judged if alerted]
-    target = sum(bool(t) for t, _ in ours)
-    horizon_only = sum(bool(w) and not t for t, w in ours)
+    days = sum(len(o.trace.usage) for o in outcomes if not o.trace.oom) / DAY
+    return Forced(len(judged), len(twins), at_target, sum(bool(w) for _, _, w in twins), at_target / days,
+                  len(ours), sum(bool(t) for t, _ in ours), sum(bool(w) and not t for t, w in ours))
+
+
+def forced_report(f: Forced) -> str:
     return (f"benign runs that are, until past the critical alert their leak twin needs, that leak "
-            f"(see alert_forced): {at_target} for 70% of the horizon, {at_horizon} for all of it, of "
-            f"{len(twins)} with a straight first climb ({len(judged)} benign runs).\noomguard's false criticals: "
-            f"{len(ours)} runs: {target} of them needed for 70%, {horizon_only} more for the whole horizon, "
-            f"{len(ours) - target - horizon_only} neither")
+            f"(see alert_forced): {f.at_target} for 70% of the horizon, {f.at_horizon} for all of it, of "
+            f"{f.twins} with a straight first climb ({f.runs} benign runs): a detector meeting the target "
+            f"on every twin has at least {f.floor_per_day:.1f} false criticals/24h here.\noomguard's false "
+            f"criticals: {f}")
 
 
 def culprit_named_first(trace: Trace, at: float, climb: float, since: float | None = None) -> bool | None:
@@ -437,8 +461,32 @@ def evaluate(title: str, traces: list[Trace], horizon: float) -> list[str]:
         scores[name] = by_class(outcomes, horizon)
         print(f"  ({title}: {name} ran in {time.perf_counter() - started:.0f}s)", file=sys.stderr)
     print_table(title, scores)
-    print(forced_report(ours, horizon))
+    print(forced_report(forced(ours, horizon)))
     return verdicts(title, scores, ours)
+
+
+# trust, settled_trust: the default, then extrapolating less and less far beyond the climb seen
+TRADE_OFF = ((3.0, 4.5), (2.0, 3.0), (1.5, 2.25), (1.0, 1.5))
+
+
+def trade_off(traces: list[Trace], horizon: float) -> None:
+    """Whether any `trust` meets both "false criticals 0" and "critical lead >= 70% in every class", on the
+    same runs: extrapolating less far silences fewer benign fills than it costs the fast leaks in lead,
+    because a fill is, sample for sample, a leak at its rate until it stops (`alert_forced`). Tunes nothing:
+    the default stays what train chose; this prints the frontier it sits on."""
+    print("\n== the trade-off on the same runs: trust (settled_trust) -> false criticals, lowest critical share")
+    for trust, settled in TRADE_OFF:
+        overrides = {"trust": trust, "settled_trust": settled}
+        outcomes = run(traces, functools.partial(OomguardRule, overrides=overrides), horizon)
+        shares = {c: s.critical_share for c, s in by_class(outcomes, horizon).items() if s.critical_share is not None}
+        benign = [o for o in outcomes if not o.trace.oom]
+        days = sum(len(o.trace.usage) for o in benign) / DAY
+        crit = sum(o.false_criticals for o in benign) / days
+        under = sorted((share, c) for c, share in shares.items() if share < TARGETS["critical_share"])
+        lowest = min((share, c) for c, share in shares.items())
+        print(f"trust {trust:g} ({settled:g}): false criticals {crit:.1f}/24h ({forced(outcomes, horizon)}); "
+              f"lowest critical share {lowest[0]:.0%} ({lowest[1]}); under 70%: "
+              + (", ".join(f"{c} {share:.0%}" for share, c in under) or "none"))
 
 
 def cpu_share(pids: int = 10_000, cgroups: int = 500, ticks: int = 60) -> tuple[float, int]:
@@ -488,7 +536,9 @@ def main() -> int:
           f"{benign_runs} runs of 2 h; horizon {horizon:.0f}s, warn_horizon {defaults().alerts.warn_horizon:.0f}s")
     misses = []
     if args.suite in ("all", "train"):
-        misses += evaluate(f"train (seeds {TRAIN_SEEDS[0]}..)", suite(TRAIN_SEEDS, args.runs, benign_runs), horizon)
+        train = suite(TRAIN_SEEDS, args.runs, benign_runs)
+        misses += evaluate(f"train (seeds {TRAIN_SEEDS[0]}..)", train, horizon)
+        trade_off(train, horizon)
     if args.suite in ("all", "held-out"):
         misses += evaluate(f"held-out (seeds {HELD_OUT_SEEDS[0]}.., never tuned on)",
                            suite(HELD_OUT_SEEDS, args.runs, benign_runs), horizon)

@@ -82,3 +82,23 @@ def test_each_class_draws_from_a_stream_of_its_own_so_a_new_class_changes_no_oth
     medium = traces["leak over 10-30 min, from birth"]
     killed = np.flatnonzero(medium.usage >= medium.limit)[0]
     assert medium.oom and 590 <= killed <= 1810, killed  # killed 10-30 min after its start
+
+
+def test_false_criticals_are_split_by_what_forced_them_and_the_floor_counts_every_forced_run():
+    from detect import Outcome, forced
+
+    day = np.zeros(86400)  # each benign run one day long: the floor is forced runs per day
+    runs = [
+        (Trace("fill", day, LIMIT, False, params=_ramp(0, 16.0, 0.0, 10 * MIB)), 1),  # forced at 70%
+        (Trace("fill", day, LIMIT, False, params=_ramp(0, 1.0, 0.0, 10 * MIB)), 2),  # only at the horizon
+        (Trace("warm-up", day, LIMIT, False), 1),  # no straight first climb: neither
+        (Trace("fill", day, LIMIT, False, params=_ramp(0, 17.0, 0.0, 10 * MIB)), 0),  # forced, not alerted
+        (Trace("fill", day, LIMIT, False, params=_ramp(0, 10.0, 0.0, 0.4 * MIB)), 0),  # too slow: not forced
+        (Trace("leak", day, LIMIT, True), 3),  # an OOM run: not benign, not counted
+    ]
+    outcomes = [Outcome(t, None, false_criticals=n) for t, n in runs]
+    f = forced(outcomes, 60)
+    assert (f.runs, f.twins, f.at_target, f.at_horizon) == (5, 4, 2, 3)
+    assert f.floor_per_day == pytest.approx(2 / 5)
+    assert (f.alerted, f.alerted_at_target, f.alerted_at_horizon) == (3, 1, 1)
+    assert str(f) == "3 runs: 1 of them needed for 70%, 1 more for the whole horizon, 1 neither"
