@@ -168,6 +168,25 @@ def test_a_warm_up_levelling_off_below_the_limit_is_never_alerted():
         assert first(run(series)) is None, tau
 
 
+def test_a_fast_warm_up_with_gc_teeth_is_judged_on_its_whole_climb_not_on_its_last_seconds():
+    # tau 12 s to 72% of the limit with 2% GC teeth every 7 s: over its last 9 s the climb looks straight
+    # (the teeth hide the slow-down) and reached the limit in 19 s; over its whole life each third rose less
+    # than the one before, toward a plateau below the limit. Without that, a critical at 13 s.
+    t = np.arange(300)
+    series = LIMIT * (0.05 + 0.67 * (1 - np.exp(-t / 12)) + (t % 7) / 7 * 0.02)
+    assert first(run(series)) is None
+
+
+def test_a_leak_after_a_warm_up_is_still_a_leak():
+    # the warm-up levels off, then a leak of 1% of the limit a second: the whole climb's thirds no longer
+    # each rise less than the one before, so the leak's own windows speak (the same lead as without the rule)
+    t = np.arange(300)
+    series = LIMIT * (0.05 + 0.35 * (1 - np.exp(-t / 12)) + (t % 7) / 7 * 0.02 + np.maximum(t - 60, 0) * 0.01)
+    verdicts = run(series)
+    critical = first(verdicts, CRITICAL)
+    assert critical is not None and kill_time(series) - critical >= 40
+
+
 def test_a_climb_slowing_down_toward_a_plateau_above_the_limit_is_still_forecast():
     t = np.arange(600)
     series = noisy(20 * MIB + 700 * MIB * (1 - np.exp(-t / 200)))  # heads for 720 MiB: killed at ~250 s

@@ -34,6 +34,11 @@ file cache, which the kernel reclaims before it kills):
   forecast to the plateau its slow-down leads to (the geometric series of
   its thirds, `_still_to_climb`); below the limit, it is not a trend. A
   warm-up levelling off is thus never alerted on, however fast it started.
+  When a longer window shows the climb levelling off that way, each third
+  rising less than the one before, the shorter windows inside it are not
+  trends either: a JVM's GC teeth can make its last seconds look straight
+  (train: 5 of 24 warm-ups drew a critical from them, 3 with this rule). A
+  leak after a warm-up breaks the run of ever smaller thirds, and speaks.
 - **a warning needs a long climb**: it speaks of the next `warn_horizon`, so
   the climb behind it must be warn_horizon / warn_trust old (7.5 min): a
   warning never extrapolates more than twice what it saw. A fill, a batch
@@ -138,6 +143,7 @@ class Fit:
     rise: np.ndarray  # L's climb over the window
     climbs_throughout: np.ndarray  # bool: each third of the window climbs, and no gap in the samples splits it
     still_to_climb: np.ndarray  # a decelerating climb's remaining rise to its plateau; inf: not decelerating
+    slowing: np.ndarray  # bool: each third rose less than the one before
 
 
 def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
@@ -180,16 +186,16 @@ def fit_window(times: np.ndarray, low: np.ndarray, count: np.ndarray, w: int,
     # or a step climbs in one third and then holds; a leak, a staircase or a rising floor climb in all three.
     at = [np.minimum(first + (n * j) // 3, width - 1) for j in (1, 2)]
     cut1, cut2 = low[rows, at[0]], low[rows, at[1]]
+    d1, d2, d3 = cut1 - start_low, cut2 - cut1, end_low - cut2  # what each third rose
     span = times[:, -1] - times[rows, first]
     third = 0.25 * np.maximum(slope, 0) * span / 3
-    throughout = ((cut1 - start_low) >= third) & ((cut2 - cut1) >= third) & ((end_low - cut2) >= third)
+    throughout = (d1 >= third) & (d2 >= third) & (d3 >= third)
     with np.errstate(divide="ignore", invalid="ignore"):
         recent = np.where(times[:, -1] > times[rows, at[1]], (end_low - cut2) / (times[:, -1] - times[rows, at[1]]),
                           0.0)
-    still = _still_to_climb(cut1 - start_low, cut2 - cut1, end_low - cut2)
     watched = np.ones(len(times), dtype=bool) if watched_from is None else first >= watched_from
     return Fit(slope, stderr, recent, span, end_low - start_low, throughout & (slope > 0) & (k > 2) & watched,
-               still)
+               _still_to_climb(d1, d2, d3), (d1 > d2) & (d2 > d3) & (d3 > 0))
 
 
 def _still_to_climb(d1: np.ndarray, d2: np.ndarray, d3: np.ndarray) -> np.ndarray:
@@ -367,6 +373,7 @@ class CgroupDetector:
         lim[rows] = limit
         headroom = np.maximum(lim - top, 0.0)  # the same for every rung: from the window's highest point
         trust = np.full(len(values), c.trust)
+        levelling = np.zeros(len(values), dtype=bool)
         for w in reversed(window_ladder(c.window)):  # the longest first: it dates the climb's start
             f = fit_window(times, low, count, w, watched_from)
             if w == c.window:  # a climb starting after the cgroup's first minute is not its start-up
@@ -379,7 +386,10 @@ class CgroupDetector:
                 eta = headroom / f.slope
                 early = headroom / (f.slope + c.confidence * f.stderr)
             climbs = ((f.span >= c.min_span) & f.climbs_throughout & (f.rise > GIVEBACK_MARGIN * giveback)
-                      & (f.still_to_climb > headroom))
+                      & (f.still_to_climb > headroom) & ~levelling)
+            # the longest first: a climb levelling off below the limit silences the windows inside it
+            levelling |= ((f.span >= c.min_span) & f.climbs_throughout & f.slowing
+                          & (f.still_to_climb <= headroom))
             climbing |= climbs
             # A warning speaks of the next warn_horizon; the climb behind it must be worth that much trust
             # (warn_horizon / warn_trust: 7.5 min by default). A climb younger than that speaks only as critical.
