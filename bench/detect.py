@@ -178,6 +178,11 @@ def _count_false(outcome: Outcome, severity: str) -> None:
         outcome.false_warnings += 1
 
 
+def benign_days(outcomes: list[Outcome]) -> float:
+    """Days of benign time in these runs: what false alerts are counted per."""
+    return sum(len(o.trace.usage) for o in outcomes if not o.trace.oom) / DAY
+
+
 def alert_forced(trace: Trace, horizon: float, share: float = TARGETS["critical_share"]) -> bool | None:
     """Whether any detector meeting the critical-lead target must alert on this benign trace.
 
@@ -227,7 +232,7 @@ def forced(outcomes: list[Outcome], horizon: float) -> Forced:
     twins = [j for j in judged if j[1] is not None]
     at_target = sum(bool(t) for _, t, _ in twins)
     ours = [(t, w) for alerted, t, w in judged if alerted]
-    days = sum(len(o.trace.usage) for o in outcomes if not o.trace.oom) / DAY
+    days = benign_days(outcomes)
     return Forced(len(judged), len(twins), at_target, sum(bool(w) for _, _, w in twins), at_target / days,
                   len(ours), sum(bool(t) for t, _ in ours), sum(bool(w) and not t for t, w in ours))
 
@@ -338,7 +343,7 @@ def score_class(outcomes: list[Outcome], horizon: float) -> ClassScore:
         named = [o.culprit_first for o in outcomes if o.culprit_first is not None]
         s.culprit_first = sum(named) / len(named) if named else None
     else:
-        days = sum(len(o.trace.usage) for o in outcomes) / DAY
+        days = benign_days(outcomes)
         s.false_warnings_per_day = sum(o.false_warnings for o in outcomes) / days
         s.false_criticals_per_day = sum(o.false_criticals for o in outcomes) / days
     return s
@@ -398,7 +403,7 @@ def verdicts(title: str, scores: dict[str, dict[str, ClassScore]], outcomes: lis
     misses = []
     kills = [o for o in outcomes if o.kill_at is not None and o.trace.oom]
     benign = [o for o in outcomes if not o.trace.oom]
-    days = sum(len(o.trace.usage) for o in benign) / DAY
+    days = benign_days(benign)
     crit = sum(o.false_criticals for o in benign) / days if benign else 0.0
     warn = sum(o.false_warnings for o in benign) / days if benign else 0.0
     recall = sum(o.lead_s is not None for o in kills) / len(kills) if kills else 1.0
@@ -479,9 +484,7 @@ def trade_off(traces: list[Trace], horizon: float) -> None:
         overrides = {"trust": trust, "settled_trust": settled}
         outcomes = run(traces, functools.partial(OomguardRule, overrides=overrides), horizon)
         shares = {c: s.critical_share for c, s in by_class(outcomes, horizon).items() if s.critical_share is not None}
-        benign = [o for o in outcomes if not o.trace.oom]
-        days = sum(len(o.trace.usage) for o in benign) / DAY
-        crit = sum(o.false_criticals for o in benign) / days
+        crit = sum(o.false_criticals for o in outcomes) / benign_days(outcomes)  # only benign runs count them
         under = sorted((share, c) for c, share in shares.items() if share < TARGETS["critical_share"])
         lowest = min((share, c) for c, share in shares.items())
         print(f"trust {trust:g} ({settled:g}): false criticals {crit:.1f}/24h ({forced(outcomes, horizon)}); "
