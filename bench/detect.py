@@ -119,7 +119,9 @@ class OomguardRule:
 
 
 def kill_report(cgroup: str) -> KillReport:
-    return KillReport(OomKill(0, 1, "bench", 0, 0, 0, 0, 0, 0, 1, "bench", 0), None, attribute(cgroup),
+    """A kill in `cgroup`, matched to its alert by the cgroup alone: the bench's alerts name no processes (a
+    victim pid would confirm any alert that holds it: with pid 1, every kill confirmed row 1's open alert)."""
+    return KillReport(OomKill(0, 0, "bench", 0, 0, 0, 0, 0, 0, 0, "bench", 0), None, attribute(cgroup),
                       None, None, None)
 
 
@@ -157,7 +159,7 @@ def run(traces: list[Trace], make: Callable[[int], object], horizon: float) -> l
             if not severity:
                 continue
             level = severity if isinstance(severity, str) else CRITICAL  # the rules fire at one severity
-            decision = book.warn(str(next(ids)), f"/t{r}", (r,), now, level)
+            decision = book.warn(str(next(ids)), f"/t{r}", (), now, level)
             if decision is not None and outcomes[r].first_alert_at is None:
                 outcomes[r].first_alert_at = now
                 outcomes[r].first_alert_climb = getattr(rule, "climbs", {}).get(r, 0.0)
