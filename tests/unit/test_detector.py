@@ -168,6 +168,19 @@ def test_a_warm_up_levelling_off_below_the_limit_is_never_alerted():
         assert first(run(series)) is None, tau
 
 
+def test_a_staircase_whose_last_step_reaches_the_limit_is_warned_a_step_ahead():
+    # 10% of the limit a minute, in 2 s steps, from 20%: at 90% its pace puts the last step at the
+    # horizon's edge (ETA 60 s, its confident bound later), and a climb of 6 min is too young for a warning
+    # of the whole warn_horizon: it had no alert before the floor, 1 s ahead. Two steps from the limit
+    # (ETA 120 s, a third of its 6 min) it warns.
+    t = np.arange(600)
+    series = LIMIT * (0.2 + (t // 60) * 0.1 + np.clip((t % 60) / 2, 0, 1) * 0.1)
+    verdicts = run(series)
+    warned = first(verdicts)
+    assert warned is not None and kill_time(series) - warned >= 45
+    assert verdicts[warned].severity == WARNING
+
+
 def test_a_fast_warm_up_with_gc_teeth_is_judged_on_its_whole_climb_not_on_its_last_seconds():
     # tau 12 s to 72% of the limit with 2% GC teeth every 7 s: over its last 9 s the climb looks straight
     # (the teeth hide the slow-down) and reached the limit in 19 s; over its whole life each third rose less
