@@ -19,7 +19,7 @@ lead, and all of oomguard's false alerts (warnings too) against the rule's for f
 Tune on --suite train only; held-out seeds and recordings are the evidence. After train, the trade-off: train
 again at lower `trust`, to show whether any setting meets both "0 false criticals" and the lead target.
 
-    .venv/bin/python bench/detect.py                 (no root, no kernel; ~2.6 minutes)
+    .venv/bin/python bench/detect.py                 (no root, no kernel; ~2.2 minutes)
     .venv/bin/python bench/detect.py --runs 12       (quicker, noisier)
 """
 
@@ -450,10 +450,11 @@ def verdicts(title: str, scores: dict[str, dict[str, ClassScore]], outcomes: lis
     return misses
 
 
-def evaluate(title: str, traces: list[Trace], horizon: float) -> list[str]:
+def evaluate(title: str, traces: list[Trace], horizon: float) -> tuple[list[str], list[Outcome]]:
+    """The table for one suite and its verdicts: (the targets missed, oomguard's outcomes)."""
     if not traces:
         print(f"\n== {title}: no traces")
-        return []
+        return [], []
     scores, ours = {}, []
     for make in (OomguardRule, *RULES):
         started = time.perf_counter()
@@ -469,22 +470,25 @@ def evaluate(title: str, traces: list[Trace], horizon: float) -> list[str]:
         print(f"  ({title}: {name} ran in {time.perf_counter() - started:.0f}s)", file=sys.stderr)
     print_table(title, scores)
     print(forced_report(forced(ours, horizon)))
-    return verdicts(title, scores, ours)
+    return verdicts(title, scores, ours), ours
 
 
-# trust, settled_trust: the default, then extrapolating less and less far beyond the climb seen
-TRADE_OFF = ((3.0, 4.5), (2.0, 3.0), (1.5, 2.25), (1.0, 1.5))
+TRADE_OFF = (2.0, 1.5, 1.0)  # `trust` below the default: extrapolating less and less far beyond the climb seen
 
 
-def trade_off(traces: list[Trace], horizon: float) -> None:
+def trade_off(traces: list[Trace], default: list[Outcome], horizon: float) -> None:
     """Whether any `trust` meets both "false criticals 0" and "critical lead >= 70% in every class", on the
     same runs: extrapolating less far silences fewer benign fills than it costs the fast leaks in lead,
     because a fill is, sample for sample, a leak at its rate until it stops (`alert_forced`). Tunes nothing:
-    the default stays what train chose; this prints the frontier it sits on."""
+    the default (its outcomes `default`, from the train table's run) stays what train chose; this prints the
+    frontier it sits on. `settled_trust` keeps its ratio to `trust`."""
     print("\n== the trade-off on the same runs: trust (settled_trust) -> false criticals, lowest critical share")
-    for trust, settled in TRADE_OFF:
-        overrides = {"trust": trust, "settled_trust": settled}
-        outcomes = run(traces, functools.partial(OomguardRule, overrides=overrides), horizon)
+    d = replace(defaults().detect, **DETECT_OVERRIDES)
+    for trust in (d.trust, *TRADE_OFF):
+        settled = trust * d.settled_trust / d.trust
+        outcomes = (default if trust == d.trust else
+                    run(traces, functools.partial(OomguardRule, overrides={"trust": trust, "settled_trust": settled}),
+                        horizon))
         shares = {c: s.critical_share for c, s in by_class(outcomes, horizon).items() if s.critical_share is not None}
         crit = sum(o.false_criticals for o in outcomes) / benign_days(outcomes)  # only benign runs count them
         under = sorted((share, c) for c, share in shares.items() if share < TARGETS["critical_share"])
@@ -542,17 +546,18 @@ def main() -> int:
     misses = []
     if args.suite in ("all", "train"):
         train = suite(TRAIN_SEEDS, args.runs, benign_runs)
-        misses += evaluate(f"train (seeds {TRAIN_SEEDS[0]}..)", train, horizon)
-        trade_off(train, horizon)
+        missed, ours = evaluate(f"train (seeds {TRAIN_SEEDS[0]}..)", train, horizon)
+        misses += missed
+        trade_off(train, ours, horizon)
     if args.suite in ("all", "held-out"):
         misses += evaluate(f"held-out (seeds {HELD_OUT_SEEDS[0]}.., never tuned on)",
-                           suite(HELD_OUT_SEEDS, args.runs, benign_runs), horizon)
+                           suite(HELD_OUT_SEEDS, args.runs, benign_runs), horizon)[0]
     if args.suite in ("all", "spent"):
         misses += evaluate(f"spent held-out (seeds {SPENT_SEEDS[0]}.., its misses chose the work: not clean)",
-                           suite(SPENT_SEEDS, args.runs, benign_runs), horizon)
+                           suite(SPENT_SEEDS, args.runs, benign_runs), horizon)[0]
     if args.suite in ("all", "recorded"):
         misses += evaluate("recorded real software (bench/traces)", recorded(Path(__file__).with_name("traces")),
-                           horizon)
+                           horizon)[0]
     share, history = cpu_share()
     print(f"\ndetection work at 10,000 processes + 500 cgroups per 1 s tick: {share * 1000:.1f} ms = "
           f"{share:.2%} of one core (target <= {TARGETS['cpu_share']:.0%})")
