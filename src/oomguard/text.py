@@ -10,11 +10,18 @@ Markdown receivers, where nothing renders. Either way it arrives byte for
 byte copyable: no look-alike characters.
 Terminals and logs get control characters escaped (printable); URLs with
 tokens or passwords are redacted wherever they would be shown.
+
+Names come from the kernel as bytes any user can choose (a 15-byte comm cut
+inside a multi-byte character, a cgroup directory named with 0xff): they are
+read as bytes and decoded once, at the edge (`from_kernel`, `read_kernel_text`),
+with surrogateescape, so nothing is lost and nothing raises; `printable` shows
+each undecodable byte as \\xNN.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 _OPEN, _CLOSE = "\ue000", "\ue001"  # private-use marks around untrusted text, never sent anywhere
 _MARK = re.compile(f"{_OPEN}(.*?){_CLOSE}", re.S)
@@ -72,15 +79,54 @@ def code_span(text: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def from_kernel(data: bytes) -> str:
+    r"""Bytes from /proc, cgroupfs or the kernel's log as text, losslessly: undecodable bytes become lone
+    surrogates (surrogateescape), which `printable` shows as \xNN and `os.fsencode` turns back into the bytes.
+
+    >>> printable(from_kernel(b"x\xe2\x82"))
+    'x\\xe2\\x82'
+    """
+    return data.decode("utf-8", "surrogateescape")
+
+
+def read_kernel_text(path: Path | str) -> str:
+    """A file the kernel serves, as text decoded by `from_kernel`: never newline translation (a CR stays a
+    CR), never a UnicodeDecodeError. OSError propagates (the process or cgroup is gone)."""
+    with open(path, "rb") as stream:
+        return from_kernel(stream.read())
+
+
+_UNDECODED = re.compile("[\udc80-\udcff]")
+
+
+def utf8(text: str) -> str:
+    r"""`text` with each byte `from_kernel` could not decode shown as \xNN, all else as is: a value any UTF-8
+    encoder takes (a Prometheus or Alertmanager label), still telling the bytes apart.
+
+    >>> utf8("a\udcffb\n")
+    'a\\xffb\n'
+    """
+    return _UNDECODED.sub(lambda m: f"\\x{ord(m.group()) - 0xDC00:02x}", text)
+
+
+def _escaped(ch: str) -> str:
+    if _UNDECODED.match(ch):
+        return utf8(ch)
+    return ch.encode("unicode_escape").decode("ascii")
+
+
 def printable(text: str) -> str:
-    """`text` safe for a terminal or a log line: control characters (newline, escape, ...) shown escaped.
+    """`text` safe for a terminal, a log line or any UTF-8 encoder: control characters (newline, escape, ...)
+    and undecodable bytes shown escaped.
 
     A process can name itself "x\\nOOM KILL pid 1": printed raw, that forges a line.
 
     >>> printable("evil\\nOOM KILL\\x1b[31m")
     'evil\\\\nOOM KILL\\\\x1b[31m'
+    >>> printable("cr\\r\\udcff")
+    'cr\\\\r\\\\xff'
     """
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
 
 
 _CREDENTIALS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^/\s@]+@", re.IGNORECASE)

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..identity.pods import PodNames
+from ..text import utf8
 
 log = logging.getLogger("oomguard")
 API_PATH = "/api/v2/alerts"
@@ -28,7 +29,7 @@ def labels_for(alertname: str, severity: str, host: str, cgroup: str, pod: PodNa
     labels = {"alertname": alertname, "severity": severity, "node": host, "cgroup": cgroup}
     if pod is not None:
         labels.update(namespace=pod.namespace, pod=pod.pod, container=pod.container or "")
-    return labels
+    return {name: utf8(value) for name, value in labels.items()}  # a cgroup may hold bytes no UTF-8 decodes
 
 
 def rfc3339(seconds: float) -> str:

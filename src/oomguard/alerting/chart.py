@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import own_directory
 from ..identity.cgroup import own_free_bytes
 
 log = logging.getLogger("oomguard")
@@ -135,7 +136,7 @@ class ChartFiles:
                             "message is sent without it", CHART_ROOM >> 20)
                 return None
             try:
-                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                own_directory(self.directory)
                 self._prune()
             except OSError as exc:
                 log.warning("alert chart not drawn: %s (%s): the message is sent without it", self.directory,

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write
+from ..files import UnsafePath, atomic_write, own_directory, read_own_file
 from ..text import redact
 from .alertmanager import send_to_alertmanager
 from .chart import ChartFiles
@@ -189,7 +189,7 @@ class Outbox:
         existing = []
         for name in self.names:
             try:
-                self._spool(name).mkdir(parents=True, exist_ok=True, mode=0o700)
+                own_directory(self._spool(name))
                 existing += [int(p.stem) for p in self._spool(name).glob("*.json") if p.stem.isdigit()]
             except OSError as exc:
                 self._spool_failed(self._spool(name), exc)
@@ -296,10 +296,12 @@ class Outbox:
             if path in self._skipped:
                 continue
             try:
-                message = json.loads(path.read_text())
+                message = json.loads(read_own_file(path))
                 if isinstance(message, dict) and all(isinstance(message.get(k), str) for k in REQUIRED):
                     return path, message
                 problem = f"not an alert message (needs {', '.join(REQUIRED)})"
+            except UnsafePath as exc:  # planted, not spooled: never sent
+                problem = f"not written by oomguard ({exc.problem})"
             except (OSError, ValueError) as exc:
                 problem = f"unreadable ({exc})"
             self._quarantine(path, problem)
@@ -321,7 +323,7 @@ class Outbox:
         self.counts.quarantined += 1
         target = path.parent / "quarantine" / path.name
         try:
-            target.parent.mkdir(exist_ok=True, mode=0o700)
+            own_directory(target.parent)
             path.rename(target)
             where = f"moved to {target}"
         except OSError as exc:

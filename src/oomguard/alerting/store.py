@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..files import atomic_write
+from ..files import atomic_write, read_own_file
 from .lifecycle import AlertBook, Closed
 
 log = logging.getLogger("oomguard")
@@ -32,7 +32,7 @@ def load(book: AlertBook, path: Path) -> list[Closed]:
     Returns the alerts that were open on an earlier boot, now closed.
     """
     try:
-        return book.restore(json.loads(path.read_text()))
+        return book.restore(json.loads(read_own_file(path)))
     except FileNotFoundError:
         return []
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:

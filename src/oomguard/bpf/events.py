@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from ..text import from_kernel
+
 SOURCE_KMALLOC = 0
 SOURCE_PAGE = 1
 SOURCES = ("kmalloc", "page")
@@ -84,7 +86,7 @@ class OomKill:
         return cls(
             timestamp_ns=raw.timestamp_ns,
             victim_pid=raw.victim_pid,
-            victim_comm=raw.victim_comm.decode("utf-8", "replace"),
+            victim_comm=from_kernel(raw.victim_comm),
             victim_uid=raw.victim_uid,
             total_vm_kb=raw.total_vm_kb,
             anon_rss_kb=raw.anon_rss_kb,
@@ -92,7 +94,7 @@ class OomKill:
             shmem_rss_kb=raw.shmem_rss_kb,
             oom_score_adj=raw.oom_score_adj,
             trigger_pid=raw.trigger_pid,
-            trigger_comm=raw.trigger_comm.decode("utf-8", "replace"),
+            trigger_comm=from_kernel(raw.trigger_comm),
             cgroup_id=raw.cgroup_id,
         )
 

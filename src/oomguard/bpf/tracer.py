@@ -23,6 +23,7 @@ import numpy as np
 
 from ..arrays import match
 from ..errors import OomguardError
+from ..text import from_kernel, read_kernel_text
 from .events import (
     DEPARTED_MAX,
     FILTER_OFF,
@@ -80,7 +81,7 @@ def give_back_heap(maps: Path = Path("/proc/self/maps")) -> None:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.malloc_trim(0)
         libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
-        for line in maps.read_text().splitlines():
+        for line in read_kernel_text(maps).splitlines():
             fields = line.split()
             # Code only (r-xp): never written, so always the file's content. Not the read-only data: its
             # relocated pages (RELRO) differ from the file, and dropping them would corrupt the library.
@@ -211,7 +212,7 @@ class Tracer:
         # Whole columns at once (hundreds of exits a tick under churn): a record-by-record read costs ~5 us each.
         comm = values["comm"]
         names = comm.view(f"S{comm.shape[-1] * comm.dtype.itemsize}").ravel().tolist()  # bytes, trailing NULs cut
-        return {pid: Departed(name.split(b"\0", 1)[0].decode("utf-8", "replace"), cgroup_id)
+        return {pid: Departed(from_kernel(name.split(b"\0", 1)[0]), cgroup_id)
                 for pid, name, cgroup_id in zip(pids.tolist(), names, values["cgroup_id"].tolist(), strict=True)}
 
     def forget_pids(self, pids: np.ndarray) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..bpf.events import DEEP_PIDS_MAX, DeepSite
-from ..files import atomic_write
+from ..files import atomic_write, read_own_file
 from ..identity.cgroup import MemoryCgroup, default_memory_version, own_free_bytes
 from ..text import printable
 from ..units import format_bytes
@@ -232,7 +232,7 @@ def saved_report(directory: Path, alert_id: str) -> str | None:
     if not alert_id or not all(c in "0123456789abcdefABCDEF" for c in alert_id):
         return None
     try:
-        return (directory / f"{alert_id}.txt").read_text()
+        return read_own_file(directory / f"{alert_id}.txt")
     except OSError:
         return None
 

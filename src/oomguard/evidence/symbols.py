@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from ..text import from_kernel
+
 log = logging.getLogger("oomguard")
 # A first request loads the process's and the kernel's symbol tables: ~0.5 s for a C program here, seconds
 # for a JVM's libjvm. The tick waits for it (stacks are named while the process is alive), so it is bounded.
@@ -205,7 +207,7 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
     from bcc.libbcc import lib
 
     def user(address: int, pid: int) -> str:
-        return str(BPF.sym(address, pid, show_module=True).decode("utf-8", "replace"))
+        return str(from_kernel(BPF.sym(address, pid, show_module=True)))
 
     for line in requests:
         try:
@@ -218,7 +220,7 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
                 answer: dict[str, Any] = {"forgot": len(request["forget"])}
             else:
                 answer = {"names": [[[user(a, pid) for a in user_stack],
-                                     [BPF.ksym(a).decode("utf-8", "replace") for a in kernel_stack]]
+                                     [from_kernel(BPF.ksym(a)) for a in kernel_stack]]
                                     for pid, user_stack, kernel_stack in request["stacks"]]}
         except Exception as exc:  # one bad request must not end the child: say what, go on  # noqa: BLE001
             answer = {"error": f"{type(exc).__name__}: {exc}"}

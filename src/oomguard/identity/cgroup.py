@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
+from ..text import read_kernel_text
+
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 UNLIMITED = 1 << 62  # v1 reports "no limit" as a huge page-aligned number; anything above this is none
 
@@ -42,7 +44,7 @@ class Headroom:
 def parse_proc_cgroup(text: str) -> MemoryCgroup | None:
     """The memory cgroup from /proc/PID/cgroup text: the v1 memory line, else the v2 line."""
     unified = None
-    for line in text.splitlines():
+    for line in text.split("\n"):  # not splitlines(): a path may hold \r or \x1c, which it splits on
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue  # malformed: ignore rather than mis-attribute
@@ -56,14 +58,14 @@ def parse_proc_cgroup(text: str) -> MemoryCgroup | None:
 
 def memory_cgroup_of(pid: int, proc: Path = Path("/proc")) -> MemoryCgroup | None:
     try:
-        return parse_proc_cgroup((proc / str(pid) / "cgroup").read_text())
+        return parse_proc_cgroup(read_kernel_text(proc / str(pid) / "cgroup"))
     except OSError:
         return None
 
 
 def _read_int(path: Path) -> int | None:
     try:
-        text = path.read_text().strip()
+        text = read_kernel_text(path).strip()
     except OSError:
         return None
     if text == "max":
@@ -106,7 +108,7 @@ def memory_dir(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Path:
 def keyed_ints(path: Path) -> dict[str, int]:
     """'key value' lines (memory.stat) as a dict; {} if unreadable."""
     try:
-        lines = path.read_text().splitlines()
+        lines = read_kernel_text(path).splitlines()
     except OSError:
         return {}
     pairs = (line.split() for line in lines)
@@ -153,7 +155,7 @@ class CgroupPaths:
         v1, an empty v2 tree beside it) a process's v2 path says nothing about its memory cgroup or its
         container: better no owner than a wrong one."""
         try:
-            mount = cgroup2_mount(mounts.read_text())
+            mount = cgroup2_mount(read_kernel_text(mounts))
             controllers = (mount / "cgroup.controllers").read_text().split() if mount else []
         except OSError:
             return cls(None)

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..arrays import match
 from ..bpf.events import Departed
+from ..text import read_kernel_text
 from .attribution import Attribution, attribute
 from .cgroup import CgroupPaths, MemoryCgroup, memory_cgroup_of
 
@@ -26,7 +27,7 @@ def meminfo(path: Path = MEMINFO) -> dict[str, int]:
 def kilobyte_fields(path: Path) -> dict[str, int]:
     """'Name: value kB' lines (meminfo, smaps_rollup) in bytes; {} if unreadable."""
     try:
-        lines = path.read_text().splitlines()
+        lines = read_kernel_text(path).splitlines()
     except OSError:
         return {}
     out = {}
@@ -41,7 +42,7 @@ def kilobyte_fields(path: Path) -> dict[str, int]:
 def process_name(pid: int, proc: Path = PROC) -> str:
     """The process's comm, or "-" once it has exited."""
     try:
-        return (proc / str(pid) / "comm").read_text().strip() or "-"
+        return read_kernel_text(proc / str(pid) / "comm").removesuffix("\n") or "-"
     except OSError:
         return "-"
 
@@ -52,7 +53,7 @@ def start_time(pid: int, proc: Path = PROC) -> int | None:
     A pid and its start time name one process for good: a reused pid has a later start time.
     """
     try:
-        stat = (proc / str(pid) / "stat").read_text()
+        stat = read_kernel_text(proc / str(pid) / "stat")
     except OSError:
         return None
     fields = stat.rpartition(")")[2].split()  # the command, in parentheses, may hold spaces and ")"
@@ -111,7 +112,7 @@ def open_descriptors(pid: int, proc: Path = PROC) -> int | None:
 def _tmpfs_devices(mountinfo: Path) -> set[tuple[int, int]]:
     """(major, minor) of the tmpfs mounts the process sees (its own mount namespace)."""
     try:
-        lines = mountinfo.read_text().splitlines()
+        lines = read_kernel_text(mountinfo).split("\n")
     except OSError:
         return set()
     devices = set()

@@ -7,6 +7,8 @@ import os
 import re
 from dataclasses import dataclass
 
+from ..text import from_kernel
+
 _OOM_KILL = re.compile(r"oom-kill:(?P<fields>.*)$")
 
 
@@ -75,7 +77,7 @@ class KmsgReader:
                 raise
             if not raw:
                 return records
-            record = parse_record(raw.decode("utf-8", "replace"))
+            record = parse_record(from_kernel(raw))
             if record:
                 records.append(record)
 

@@ -32,8 +32,10 @@ from ..config import Config, ConfigError, live_part, load, needs_restart
 from ..detection.descriptors import OpenedSince
 from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
+from ..errors import OomguardError
 from ..evidence.capture import EvidenceCapture, section
 from ..evidence.symbols import Symbolizer
+from ..files import UnsafePath, own_directory
 from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
@@ -57,14 +59,25 @@ SHUTDOWN_S = 2.0  # what stopping may wait for the senders (systemd's TimeoutSto
 
 
 def prepare_state_dir(directory: Path) -> None:
-    """[state] dir exists and is root's only (0700, whatever the umask); a failure is logged, never fatal."""
+    """[state] dir exists and is the daemon's alone (0700, whatever the umask). One that another user owns or
+    can write into, or a symlink, is refused (OomguardError): what it holds would steer a root daemon's writes
+    and messages. Any other failure (a read-only disk) is logged, never fatal."""
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        own_directory(directory)
         directory.chmod(0o700)
+    except UnsafePath as exc:
+        raise unsafe_state_dir(directory, exc) from None
     except OSError as exc:
         log.error("cannot prepare [state] dir %s (%s): alerts still go to the console and the receivers, but "
                   "state and the spool are not kept; fix: make it a writable directory, or set [state] dir",
                   directory, exc.strerror or exc)
+
+
+def unsafe_state_dir(directory: Path, exc: UnsafePath) -> OomguardError:
+    """The error for a state dir the daemon will not use, naming the fix."""
+    return OomguardError(f"[state] dir {exc.path} {exc.problem}: refusing to use it",
+                         f"give it to the daemon's user alone (chown root: {exc.path} && chmod 700 {exc.path}), "
+                         f"or set [state] dir to a real directory only root can write")
 
 
 def own_usage(status: Path = Path("/proc/self/status")) -> dict[str, float]:

@@ -28,6 +28,7 @@ from ..detection.detector import SEVERITIES, Verdict
 from ..detection.groups import Subject
 from ..identity.owners import Owner
 from ..sampling.rates import Rates
+from ..text import utf8
 
 log = logging.getLogger("oomguard")
 
@@ -189,12 +190,12 @@ Samples = Sequence[tuple[tuple[str, ...], float]]
 def _gauge(name: str, documentation: str, labels: list[str], samples: Samples) -> Metric:
     family = GaugeMetricFamily(name, documentation, labels=labels)
     for values, value in samples:
-        family.add_metric(list(values), value)
+        family.add_metric([utf8(v) for v in values], value)  # a command may hold bytes no UTF-8 decodes
     return family
 
 
 def _counter(name: str, documentation: str, labels: list[str], samples: Samples) -> Metric:
     family = CounterMetricFamily(name, documentation, labels=labels)
     for values, value in samples:
-        family.add_metric(list(values), value)
+        family.add_metric([utf8(v) for v in values], value)
     return family
