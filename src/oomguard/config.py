@@ -237,9 +237,12 @@ class Config:
     state: StateConfig = field(default_factory=StateConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     source: str = "built-in defaults"  # the file it came from
+    # The sections the file wrote, in its order: a reload that lost one is refused (see lost_sections).
+    sections: tuple[str, ...] = field(default=(), compare=False)
 
 
-SECTIONS: dict[str, type] = {name: kind for name, kind in get_type_hints(Config).items() if name != "source"}
+SECTIONS: dict[str, type] = {name: kind for name, kind in get_type_hints(Config).items()
+                             if name not in ("source", "sections")}
 
 
 def section_keys(section: str) -> dict[str, Any]:
@@ -300,7 +303,7 @@ def from_mapping(data: dict[str, Any], source: str) -> Config:
                 raise ConfigError(f"{source}: [{section}] {name}: {exc}",
                                   "fix the value; see config.example.toml") from None
         sections[section] = kind(**values)
-    config = Config(source=source, **sections)
+    config = Config(source=source, sections=tuple(data), **sections)
     _cross_check(config, source)
     return config
 
@@ -339,6 +342,10 @@ def load(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}", "fix the syntax; see config.example.toml") from None
+    if not data:  # a file truncated by an editor or a config-management run: not a wish for every default
+        raise ConfigError(f"{path}: empty (no section, no key): every key would silently return to its default",
+                          "restore the policy (config.example.toml lists every key); to run on the built-in "
+                          "defaults on purpose, write one section header such as [sampling] in it")
     config = from_mapping(data, str(path))
     _judge_exposure(path, secrets_in(config.alerts), config.alerts.readable_config)
     if config.alerts.urls_file:
@@ -393,6 +400,12 @@ def load_or_defaults(path: Path | None) -> Config:
     if DEFAULT_PATH.exists():
         return load(DEFAULT_PATH)
     return defaults()
+
+
+def lost_sections(old: Config, new: Config) -> list[str]:
+    """Sections the running policy's file had that the new file lacks: a half-written file, refused on reload
+    (every key in them would silently return to its default)."""
+    return [f"[{section}]" for section in old.sections if section not in new.sections]
 
 
 def needs_restart(old: Config, new: Config) -> list[str]:

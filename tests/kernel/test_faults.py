@@ -171,7 +171,7 @@ def test_a_full_or_read_only_state_dir_costs_state_not_alerts(tmp_path, workload
     titles = [p["title"].split(" on ")[0] for p in receiver.payloads]
     assert titles == ["[oomguard] pre-OOM critical", "[oomguard] confirmed"]
     cause = "No space left on device" if fault == "full" else "Read-only file system"
-    assert f"cannot write the alert spool {state}" in log and cause in log, log[-3000:]
+    assert f"cannot use the alert spool {state}" in log and cause in log, log[-3000:]
     assert "fix: free space or permissions on [state] dir" in log
     assert "Traceback" not in log
 

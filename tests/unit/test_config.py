@@ -16,8 +16,8 @@ EXAMPLE = Path(__file__).parents[2] / "config.example.toml"
 
 def test_example_file_documents_exactly_the_defaults():
     example = load(EXAMPLE)
-    assert {k: v for k, v in vars(example).items() if k != "source"} == \
-        {k: v for k, v in vars(defaults()).items() if k != "source"}
+    assert {k: v for k, v in vars(example).items() if k not in ("source", "sections")} == \
+        {k: v for k, v in vars(defaults()).items() if k not in ("source", "sections")}
     text = EXAMPLE.read_text()
     for section in SECTIONS:
         assert f"[{section}]" in text
@@ -84,10 +84,13 @@ def test_a_window_too_short_for_any_warning_says_so_with_the_sizes_that_would_wo
         assert "cannot hold" not in caplog.text, fixed
 
 
-def test_empty_file_is_all_defaults(tmp_path):
+def test_a_section_header_alone_is_all_defaults_and_an_empty_file_is_refused(tmp_path):
     path = tmp_path / "empty.toml"
+    path.write_text("[sampling]\n")
+    assert load(path).sampling == defaults().sampling and load(path).alerts == defaults().alerts
     path.write_text("")
-    assert load(path).sampling == defaults().sampling
+    with pytest.raises(ConfigError, match="empty"):
+        load(path)
 
 
 def test_missing_binary_and_directory_files(tmp_path):

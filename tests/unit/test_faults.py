@@ -120,7 +120,7 @@ def test_an_unwritable_spool_still_delivers_from_memory(tmp_path, caplog):
         finally:
             outbox.stop()
     assert receiver.payloads[0]["title"] == "[oomguard] alert 1"
-    assert outbox.counts.spool_failures >= 1 and "cannot write the alert spool" in caplog.text
+    assert outbox.counts.spool_failures >= 1 and "cannot use the alert spool" in caplog.text
 
 
 def test_the_spool_is_bounded_by_count_and_by_age(tmp_path, caplog):

@@ -137,7 +137,7 @@ def test_a_policy_file_gone_or_replaced_by_a_fifo_keeps_the_old_one(daemon, capl
 
 
 def test_live_part_keeps_restart_keys_only(tmp_path):
-    old = load_text(tmp_path, "")
+    old = load_text(tmp_path, "[sampling]\n")
     new = load_text(tmp_path, '[sampling]\nmax_pids = 2048\ntarget_events_per_sec = 999\n')
     merged = live_part(old, new)
     assert merged.sampling.max_pids == 16384 and merged.sampling.target_events_per_sec == 999

@@ -52,10 +52,12 @@ def last_seen(report: KillReport, subjects: list[Subject]) -> Subject | None:
 
 class AlertEngine:
     def __init__(self, config: Config, host: str | None = None, new_id: Callable[[], str] | None = None,
-                 wall_clock: Callable[[], float] = time.time, boot_id: str = ""):
+                 wall_clock: Callable[[], float] = time.time, boot_id: str = "",
+                 count_kills: Callable[[str], int | None] = lambda cgroup: None):
         self.host = host or socket.gethostname()
         self.new_id = new_id or (lambda: uuid.uuid4().hex[:12])  # replay passes a counter: deterministic ids
         self.wall_clock = wall_clock
+        self.count_kills = count_kills  # the kernel's OOM kill count in a cgroup, kept with each alert it opens
         alerts = config.alerts
         self.detector = CgroupDetector(config.detect, alerts.horizon, alerts.warn_horizon, alerts.headroom_floor)
         self.book = AlertBook(alerts.horizon, alerts.cooldown, alerts.max_per_hour, boot_id)
@@ -101,6 +103,8 @@ class AlertEngine:
         if decision is None:
             return None
         what, alert = decision
+        if what != ESCALATED:  # so a restart can tell whether the kill came while the daemon was down
+            alert.oom_kills = self.count_kills(subject.cgroup)
         if explain is not None:
             subject = explain(subject, verdict.slope_bytes_per_s)
         if what == ESCALATED:

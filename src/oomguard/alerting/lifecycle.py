@@ -18,6 +18,7 @@ from typing import Any
 
 from ..detection.detector import CRITICAL  # severities are the detector's; critical is never held back
 from ..identity.attribution import under_cgroup
+from ..kills.kmsg import KernelOomRecord
 from ..kills.report import KillReport
 
 PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN = "pre-OOM", "escalated", "confirmed", "cleared", "unforeseen"
@@ -42,6 +43,7 @@ class Alert:
     boot_id: str = ""  # the boot whose monotonic clock opened_at is on
     severity: str = CRITICAL  # alerts stored before severities existed were all critical (60 s horizon)
     critical_at: float | None = None  # clock seconds when it became critical (opened so, or escalated)
+    oom_kills: int | None = None  # the kernel's OOM kill count in its cgroup when it opened; None: unknown
 
 
 @dataclass
@@ -67,6 +69,37 @@ class Closed:
     critical_lead_s: float | None = None  # from when it became critical; None if it never did
     why: str = ""
     outcome_unknown: bool = False  # closed because the machine restarted, not judged
+
+
+@dataclass(frozen=True)
+class Missed:
+    """A kill the kernel made while the daemon was not running, which confirms an alert resumed on restart."""
+
+    alert: Alert
+    record: KernelOomRecord | None  # its kernel log line; None: only the cgroup's kill counter says so
+    at: float  # when, in clock seconds: the log line's time; else the restart's (the kill was before)
+
+
+def missed_kills(alerts: list[Alert], kills_now: dict[str, int | None], records: list[KernelOomRecord],
+                 now: float) -> list[Missed]:
+    """Which open alerts (resumed after a restart on the same boot) the kernel's evidence confirms: an oom-kill
+    line in its log since the alert opened, in the alert's cgroup or by one of its processes; else its cgroup's
+    kill counter above the count when it opened. An alert neither shows stays open, to be judged live."""
+    missed = []
+    for alert in alerts:
+        line = next((r for r in records if alert.opened_at <= r.monotonic_us / 1e6 <= now and _names(r, alert)), None)
+        count, before = kills_now.get(alert.cgroup), alert.oom_kills
+        if line is not None:
+            missed.append(Missed(alert, line, line.monotonic_us / 1e6))
+        elif count is not None and before is not None and count > before:
+            missed.append(Missed(alert, None, now))
+    return missed
+
+
+def _names(record: KernelOomRecord, alert: Alert) -> bool:
+    """The kernel log line is about the alert's cgroup (its limit, or the victim's cgroup) or one of its pids."""
+    return record.pid in alert.pids or any(
+        path is not None and under_cgroup(path, alert.cgroup) for path in (record.oom_memcg, record.task_memcg))
 
 
 class AlertBook:

@@ -230,6 +230,19 @@ class Outbox:
                 self._memory[receiver].append(data)
             self._wake[receiver].set()
 
+    def spooled(self, alert_id: str, kind: str) -> bool:
+        """Whether a message of this alert and kind waits in a spool (at start: one the daemon put there just
+        before it was killed, which must not be made and sent twice)."""
+        for name in self.names:
+            with contextlib.suppress(OSError):
+                for path in self._spool(name).glob("*.json"):
+                    with contextlib.suppress(OSError, ValueError):
+                        message = json.loads(read_own_file(path))
+                        if isinstance(message, dict) and (message.get("alert_id"), message.get("kind")) == (
+                                alert_id, kind):
+                            return True
+        return False
+
     def pending(self) -> int:
         """Messages not yet delivered, summed over receivers."""
         total = 0
@@ -289,7 +302,10 @@ class Outbox:
         """The oldest message for this receiver (spool first, then memory), quarantining bad files."""
         spool = self._spool(name)
         try:
-            files = sorted(spool.glob("*.json"))
+            files = sorted(own_directory(spool).glob("*.json"))  # never a directory someone linked in
+        except UnsafePath as exc:
+            self._spool_failed(spool, exc)
+            files = []
         except OSError:
             files = []
         for path in files:
@@ -345,5 +361,8 @@ class Outbox:
         now = time.monotonic()
         if self._failing_since is None or now - self._failing_since > 60:
             self._failing_since = now
-            log.error("cannot write the alert spool %s (%s): alerts are sent from memory and lost if the daemon "
-                      "stops; fix: free space or permissions on [state] dir", where, exc.strerror or exc)
+            fix = (f"remove {where}: the daemon makes its own" if isinstance(exc, UnsafePath) else
+                   "free space or permissions on [state] dir")
+            log.error("cannot use the alert spool %s (%s): alerts are sent from memory and lost if the daemon "
+                      "stops; fix: %s", where, exc.problem if isinstance(exc, UnsafePath) else exc.strerror or exc,
+                      fix)

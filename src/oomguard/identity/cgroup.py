@@ -100,6 +100,19 @@ def headroom(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Headroom | None:
     return Headroom(max(0, usage - inactive_file), limit, limited_at)
 
 
+def oom_kills(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> int | None:
+    """OOM kills the kernel has counted in the cgroup and below it since it was made; None if unreadable.
+
+    v2: memory.events' oom_kill counts the subtree. v1: memory.oom_control's oom_kill counts only the
+    victim's own cgroup, so the subtree is summed (a container's subtree is a few directories)."""
+    directory = memory_dir(cgroup, root)
+    if cgroup.version == 2:
+        return keyed_ints(directory / "memory.events").get("oom_kill")
+    if not directory.is_dir():
+        return None
+    return sum(keyed_ints(Path(d) / "memory.oom_control").get("oom_kill", 0) for d, _, _ in os.walk(directory))
+
+
 def memory_dir(cgroup: MemoryCgroup, root: Path = CGROUP_ROOT) -> Path:
     """The directory of a memory cgroup's files (v1: under the memory controller's mount)."""
     return (root / "memory" if cgroup.version == 1 else root) / cgroup.path.lstrip("/")

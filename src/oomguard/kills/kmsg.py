@@ -57,6 +57,34 @@ def _fields(text: str) -> dict[str, str]:
     return out
 
 
+def records_in_log(path: str = "/dev/kmsg", limit: int = 100_000) -> list[KernelOomRecord]:
+    """Every oom-kill line still in the kernel's log buffer (from its oldest record): after a restart, the
+    kills that happened while the daemon was not reading. [] if the log cannot be read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return []
+    records: list[KernelOomRecord] = []
+    try:
+        for _ in range(limit):  # bounded: a log written faster than it is read never ends
+            try:
+                raw = os.read(fd, 8192)
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                if exc.errno == errno.EPIPE:  # overwritten while reading: the next one follows
+                    continue
+                break
+            if not raw:
+                break
+            record = parse_record(from_kernel(raw))
+            if record:
+                records.append(record)
+    finally:
+        os.close(fd)
+    return records
+
+
 class KmsgReader:
     """Non-blocking reader of /dev/kmsg from now on (history is skipped)."""
 

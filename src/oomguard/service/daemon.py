@@ -22,13 +22,13 @@ from typing import Any, TextIO
 from ..alerting import store
 from ..alerting.chart import ChartFiles, chart_data
 from ..alerting.engine import AlertEngine, KillOutcome
-from ..alerting.lifecycle import CONFIRMED, ESCALATED, PRE_OOM
+from ..alerting.lifecycle import CONFIRMED, ESCALATED, PRE_OOM, missed_kills
 from ..alerting.messages import Message
 from ..alerting.outbox import Outbox, receivers_for
 from ..bpf.events import Counters, OomKill
 from ..bpf.preflight import check_pid_namespace
 from ..bpf.tracer import Tracer
-from ..config import Config, ConfigError, live_part, load, needs_restart
+from ..config import Config, ConfigError, live_part, load, lost_sections, needs_restart
 from ..detection.descriptors import OpenedSince
 from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
@@ -36,11 +36,12 @@ from ..errors import OomguardError
 from ..evidence.capture import EvidenceCapture, section
 from ..evidence.symbols import Symbolizer
 from ..files import UnsafePath, own_directory
+from ..identity.cgroup import MemoryCgroup, default_memory_version, oom_kills
 from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
 from ..identity.selection import Selection, kernel_filter_for
-from ..kills.kmsg import KernelOomRecord, KmsgReader
+from ..kills.kmsg import KernelOomRecord, KmsgReader, records_in_log
 from ..kills.report import KillAttributor, KillCorrelator
 from ..sampling.collector import Collector, Tick
 from ..signals import Signals
@@ -126,7 +127,9 @@ class Daemon:
         self.screens = Screens(config.detect.screen_sigma)
         self.opened = OpenedSince()  # descriptors each suspect held when its cgroup's climb was first seen
         self._first_read: float | None = None  # the first tick: cgroups born after it are new containers
-        self.engine = AlertEngine(config, boot_id=store.boot_id())
+        version = default_memory_version()
+        self.engine = AlertEngine(config, boot_id=store.boot_id(),
+                                  count_kills=lambda cgroup: oom_kills(MemoryCgroup(version, cgroup)))
         self.state_file = config.state.dir / store.ALERTS_FILE
         prepare_state_dir(config.state.dir)
         # Alerts left open by an earlier boot: resolved (sent once the receivers are up), not resumed.
@@ -153,6 +156,7 @@ class Daemon:
             systemd.notify("READY=1")  # only now: every program is attached
             stack.callback(systemd.notify, "STOPPING=1")
             self._deliver(self.stale)
+            self._confirm_missed_kills()
             self._loop()
         log.info("stopped; BPF programs detached")
         return 0
@@ -224,6 +228,29 @@ class Daemon:
             self.recorder.kill(time.monotonic(), report)
         return outcome
 
+    def _confirm_missed_kills(self) -> None:
+        """Alerts resumed from this boot whose OOM kill came while the daemon was not running (killed the
+        instant it saw the kill, say): the kernel still says so (its log, the cgroup's kill counter), so they
+        are confirmed now, never judged false alarms when their processes are found gone."""
+        book = self.engine.book
+        if not book.open:
+            return
+        version = default_memory_version()
+        counts = {cgroup: oom_kills(MemoryCgroup(version, cgroup)) for cgroup in book.open}
+        now = time.monotonic()
+        for missed in missed_kills(list(book.open.values()), counts, records_in_log(), now):
+            alert = missed.alert
+            record = missed.record or KernelOomRecord(int(now * 1e6), "CONSTRAINT_MEMCG", alert.cgroup, None,
+                                                      "(not in the kernel log)", 0, None)
+            outcome = self.engine.kill(self.attributor.report(None, record), missed.at)
+            if self.outbox and self.outbox.spooled(alert.id, CONFIRMED):
+                log.info("alert %s: its confirmation was spooled before the restart; not sent again", alert.id)
+                self._save_book()
+                continue
+            log.warning("alert %s: its OOM kill came while oomguard was not running (%s); confirmed now",
+                        alert.id, "the kernel log has it" if missed.record else "the cgroup's kill counter moved")
+            self._deliver([outcome.message])
+
     def _stop_outbox(self) -> None:
         """Within SHUTDOWN_S whatever the receivers do; what is not sent stays in the spool for the next start."""
         if self.outbox and not self.outbox.stop(SHUTDOWN_S):
@@ -285,11 +312,17 @@ class Daemon:
             log.error("SIGHUP: reading the new policy failed (%s: %s), keeping the old one; fix: check the file "
                       "with `oomguard check-config -c %s`", type(exc).__name__, exc, current.source)
         else:
-            for key in needs_restart(current, new):
-                log.warning("SIGHUP: %s changed: needs a restart to apply (systemctl restart oomguard); "
-                            "keeping the running value", key)
-            self.apply(live_part(current, new))
-            log.info("SIGHUP: policy reloaded from %s", new.source)
+            lost = lost_sections(current, new)
+            if lost:
+                log.error("SIGHUP: new policy rejected, keeping the old one: %s has lost %s, which the running "
+                          "policy has (a half-written file?); fix: write them back, or, if you mean to drop "
+                          "them, restart (systemctl restart oomguard)", current.source, ", ".join(lost))
+            else:
+                for key in needs_restart(current, new):
+                    log.warning("SIGHUP: %s changed: needs a restart to apply (systemctl restart oomguard); "
+                                "keeping the running value", key)
+                self.apply(live_part(current, new))
+                log.info("SIGHUP: policy reloaded from %s", new.source)
         systemd.notify("READY=1")
 
     def apply(self, config: Config) -> None:
@@ -370,6 +403,9 @@ class Daemon:
                 print_message(message, self.out)
             if self.outbox:
                 self.outbox.put(message)
+        self._save_book()
+
+    def _save_book(self) -> None:
         try:
             store.save(self.engine.book, self.state_file)
         except OSError as exc:

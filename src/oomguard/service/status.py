@@ -50,14 +50,18 @@ def read_status(state_dir: Path) -> Status:
                             f"give it to root alone (chown root: {state_dir} && chmod 700 {state_dir}) and "
                             "restart the daemon")
     path = state_dir / STATUS_FILE
+    wrong: str
     try:
         data = json.loads(read_own_file(path), parse_constant=_refuse_constant)
     except FileNotFoundError:
         raise OomguardError(f"{path} not found: the daemon is not running or uses another [state] dir",
                             "start it (systemctl start oomguard) or pass the policy it runs with: -c FILE") from None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise OomguardError(f"{path} unreadable: {exc}", "run as root; if it persists, restart the daemon") from None
-    wrong = shape_problem(data, time.time())
+    except ValueError as exc:
+        data, wrong = None, f"not JSON: {exc}"
+    else:
+        wrong = shape_problem(data, time.time()) or ""
     if wrong:
         raise OomguardError(f"{path} is not a status the daemon writes ({wrong})",
                             "restart the daemon (systemctl restart oomguard): it rewrites the file every tick")
