@@ -46,7 +46,7 @@ run: setup
 
 # Lint and types first (seconds), then every test: unit, then the real kernel.
 test: system-for-tests venv lint
-	$(PY) -m pytest tests/unit tests/kernel tests/vm
+	$(PY) -m pytest --durations=25 tests/unit tests/kernel tests/vm
 
 lint: venv
 	$(VENV)/bin/ruff check .
