@@ -12,7 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_PATH, Config, ConfigError, load, load_or_defaults
+from .config import DEFAULT_PATH, NO_RECEIVERS, NO_RECEIVERS_FIX, Config, ConfigError, load, load_or_defaults, receivers
 from .errors import OomguardError
 from .service.systemd import configure_logging, keep_secret
 from .text import printable, scrub
@@ -78,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(replay)
     replay.add_argument("file", type=Path, help="a file written by `oomguard record`")
 
-    commands.add_parser("doctor", help="check kernel, tracepoints, privileges, bcc and headers",
-                        description="Print one pass/fail line per prerequisite, with the fix for each failure.")
+    doctor = commands.add_parser("doctor", help="check kernel, tracepoints, privileges, bcc, headers and receivers",
+                                 description="Print one pass/fail line per prerequisite, with the fix for each "
+                                 "failure.")
+    _config_argument(doctor)
     return parser
 
 
@@ -200,13 +202,19 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = usable(load(args.config))
     print(f"{config.source}: valid")
+    sends_to = receivers(config.alerts)
+    print(f"receivers: {', '.join(sends_to)}" if sends_to else f"{NO_RECEIVERS}; fix: {NO_RECEIVERS_FIX}")
     return EXIT_OK
 
 
-def cmd_doctor(_args: argparse.Namespace) -> int:
-    from .bpf.preflight import all_checks
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .bpf.preflight import Check, all_checks
 
-    checks = all_checks()
+    config = load_or_defaults(args.config)
+    sends_to = receivers(config.alerts)
+    receiving = Check("alert receivers", bool(sends_to), ", ".join(sends_to) or NO_RECEIVERS, NO_RECEIVERS_FIX,
+                      required=False)
+    checks = [*all_checks(), receiving]
     for check in checks:
         mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
         print(f"[{mark}] {check.name}: {check.detail}" + ("" if check.ok else f"\n       fix: {check.fix}"))

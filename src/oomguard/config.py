@@ -356,6 +356,19 @@ def load(path: Path) -> Config:
     return config
 
 
+def receivers(alerts: AlertsConfig) -> list[str]:
+    """Where alerts go, redacted for showing: each apprise URL, then Alertmanager."""
+    return [redact(url) for url in alerts.urls] + (
+        [f"alertmanager {redact(alerts.alertmanager)}"] if alerts.alertmanager else [])
+
+
+# Said at start, by `status`, `doctor` and `check-config` when a policy sends alerts nowhere.
+NO_RECEIVERS = "no receivers ([alerts] urls and alertmanager are empty): alerts reach only this host's log and console"
+NO_RECEIVERS_FIX = ("add an apprise URL to [alerts] urls (Slack: \"slack://TokenA/TokenB/TokenC\", email: "
+                    "\"mailtos://user:password@smtp.example.com?to=oncall@example.com\", a webhook: "
+                    "\"json://hooks.example.com/oomguard\") or set [alerts] alertmanager, then restart oomguard")
+
+
 def secrets_in(alerts: AlertsConfig) -> tuple[str, ...]:
     """What in this section would leak if read by others: alert URLs, and an Alertmanager URL with credentials."""
     with_password = (alerts.alertmanager,) if "@" in alerts.alertmanager.partition("://")[2].split("/")[0] else ()

@@ -28,7 +28,17 @@ from ..alerting.outbox import Outbox, receivers_for
 from ..bpf.events import Counters, OomKill
 from ..bpf.preflight import check_pid_namespace
 from ..bpf.tracer import Tracer
-from ..config import Config, ConfigError, live_part, load, lost_sections, needs_restart
+from ..config import (
+    NO_RECEIVERS,
+    NO_RECEIVERS_FIX,
+    Config,
+    ConfigError,
+    live_part,
+    load,
+    lost_sections,
+    needs_restart,
+    receivers,
+)
 from ..detection.descriptors import OpenedSince
 from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
@@ -150,6 +160,8 @@ class Daemon:
         with ExitStack() as stack:
             self._open(stack)
             log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", self.config.source)
+            if not receivers(self.config.alerts):
+                log.warning("%s; fix: %s", NO_RECEIVERS, NO_RECEIVERS_FIX)
             namespace = check_pid_namespace()
             if not namespace.ok:
                 log.warning("running in a %s: %s", namespace.detail, namespace.fix)
@@ -427,6 +439,7 @@ class Daemon:
                             for a in book.open.values()],
             "tallies": asdict(book.tallies) | {"summary": book.tallies.lead_time_summary()},
             "undelivered": self.outbox.pending() if self.outbox else 0,
+            "receivers": receivers(config.alerts),
             "delivery": asdict(self.outbox.counts) if self.outbox else {},
             "tick_s": tick_s,
             "self": own_usage(),

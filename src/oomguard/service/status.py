@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import NO_RECEIVERS, NO_RECEIVERS_FIX
 from ..errors import OomguardError
 from ..files import atomic_write, directory_problem, read_own_file
 from ..text import printable
@@ -36,7 +37,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
 }
 OPTIONAL: dict[str, tuple[type, ...]] = {
     "tallies": (dict,), "open_alerts": (list,), "undelivered": (int,), "self": (dict,), "top": (list,),
-    "tick_s": _NUMBER,
+    "tick_s": _NUMBER, "receivers": (list,),
 }
 CLOCK_SKEW_S = 60.0  # a status stamped further in the future than this was not written by this host's daemon
 
@@ -139,13 +140,21 @@ def format_status(status: Status, now: float | None = None) -> str:
          f"ring-buffer drops {status['ringbuf_drops']}"),
         f"processes tracked: {status['processes']}; OOM kills seen: {status['kills_seen']}",
     ]
-    for name, part in (("tallies", _alerts_line), ("self", _self_line), ("open_alerts", _open_lines),
-                       ("top", _top_lines)):
+    for name, part in (("receivers", _receivers_line), ("tallies", _alerts_line), ("self", _self_line),
+                       ("open_alerts", _open_lines), ("top", _top_lines)):
         try:
             lines += part(status)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             lines.append(f"({name!r} in the status file is not of the shape the daemon writes: not shown)")
     return "\n".join(lines)
+
+
+def _receivers_line(status: Status) -> list[str]:
+    if "receivers" not in status:
+        return []
+    if not status["receivers"]:
+        return [f"{NO_RECEIVERS}; fix: {NO_RECEIVERS_FIX}"]
+    return [f"receivers: {', '.join(printable(str(r)) for r in status['receivers'])}"]
 
 
 def _alerts_line(status: Status) -> list[str]:
