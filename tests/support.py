@@ -281,12 +281,13 @@ def real_server(name: str, argv: list[str], ready_url: str, log: Path, seconds: 
 
 
 @contextlib.contextmanager
-def alertmanager(workdir: Path, webhook: str) -> Iterator[str]:
+def alertmanager(workdir: Path, webhook: str, resolve_timeout: str = "5m") -> Iterator[str]:
     """A real Alertmanager on 127.0.0.1 routing every alert, firing and resolved, to `webhook`: its base URL."""
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "alertmanager.yml"
     config.write_text(json.dumps({  # JSON is YAML
+        "global": {"resolve_timeout": resolve_timeout},
         "route": {"receiver": "hook", "group_by": ["..."], "group_wait": "1s", "group_interval": "1s",
                   "repeat_interval": "1h"},
         "receivers": [{"name": "hook", "webhook_configs": [{"url": webhook, "send_resolved": True}]}]}))

@@ -181,6 +181,8 @@ class AlertsConfig:
     cooldown: float = key(600.0, _duration_in(0, 86400))  # quiet time per cgroup after an alert closes
     max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together
     alertmanager: str = key("", _http_url, restart=True)  # base URL of an Alertmanager, "" for none
+    # each open alert re-posted this often: Alertmanager resolves one not re-posted within resolve_timeout (5m)
+    alertmanager_resend: float = key(100.0, _duration_in(1, 3600), restart=True)
     chart: bool = key(True, _boolean)  # attach a PNG of the cgroup's memory to pre-OOM and confirmed messages
     evidence: bool = key(True, _boolean)  # deep-sample suspects' call sites; a summary and report with alerts
 

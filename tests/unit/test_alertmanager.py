@@ -52,3 +52,24 @@ def test_every_lifecycle_message_is_a_valid_postable_alert_list():
     assert postable_alerts(asdict(unforeseen))[0]["labels"]["alertname"] == "OomguardUnforeseenOOMKill"
     (clear,) = postable_alerts(asdict(cleared))
     assert clear["labels"]["alertname"] == "OomguardPreOOM" and clear["endsAt"] > clear["startsAt"]
+
+
+def test_open_alerts_are_re_posted_each_resend_to_alertmanager_alone_and_end_beyond_the_next():
+    from oomguard.alerting.alertmanager import rfc3339
+    from oomguard.alerting.outbox import takes
+
+    alerts = book()
+    pre = alerts.warn(forecast(), subject(), now=100.0)
+    assert alerts.refresh(150.0, 100.0) == []  # posted 50 s ago: not due
+    (again,) = alerts.refresh(200.0, 100.0)
+    assert alerts.refresh(250.0, 100.0) == []  # posted again at 200
+    assert (again.kind, again.alert_id, again.labels, again.starts_at) == ("refresh", pre.alert_id, pre.labels,
+                                                                           pre.starts_at)
+    assert again.title == pre.title and again.body == pre.body
+    (posted,) = postable_alerts(asdict(again), ends_after=150.0, now=1_000.0)
+    CHECKER.validate([posted])
+    assert posted["endsAt"] == rfc3339(1_150.0) and posted["startsAt"] == rfc3339(pre.starts_at)
+    assert takes("alertmanager http://am:9093", "refresh") and not takes("slack://a/b/c", "refresh")
+    assert takes("slack://a/b/c", "pre-OOM")
+    alerts.kill(kill_report(), now=260.0)
+    assert alerts.refresh(400.0, 100.0) == []  # closed: never re-posted

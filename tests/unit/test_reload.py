@@ -18,7 +18,7 @@ from support import CGROUP, MIB, subject
 RESTART_ONLY = {
     "sampling": {"initial_rate", "max_pids"},  # the kernel maps are sized and seeded at load
     "selection": set(),
-    "alerts": {"urls", "urls_file", "alertmanager"},  # the delivery threads and spool are made at start
+    "alerts": {"urls", "urls_file", "alertmanager", "alertmanager_resend"},  # senders and spool are made at start
     "detect": set(),
     "metrics": {"listen"},  # the HTTP server is bound at start
     "attribution": set(),

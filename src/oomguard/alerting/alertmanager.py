@@ -36,8 +36,11 @@ def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def postable_alerts(message: dict[str, Any]) -> list[dict[str, Any]]:
-    """The v2 API's postableAlerts for one message (a messages.Message as a dict)."""
+def postable_alerts(message: dict[str, Any], ends_after: float | None = None,
+                    now: float | None = None) -> list[dict[str, Any]]:
+    """The v2 API's postableAlerts for one message (a messages.Message as a dict). An open alert ends
+    `ends_after` seconds from `now` unless posted again (the client's part of Alertmanager's contract: it
+    re-posts while the alert is active); a confirmed or cleared one ends when the message was made."""
     alerts = []
     if message.get("resolves"):
         closed = message["resolves"]
@@ -49,6 +52,8 @@ def postable_alerts(message: dict[str, Any]) -> list[dict[str, Any]]:
                  "annotations": {"summary": message["title"], "description": message["body"]}}
         if message.get("ends_at"):
             alert["endsAt"] = rfc3339(message["ends_at"])
+        elif ends_after is not None:
+            alert["endsAt"] = rfc3339((time.time() if now is None else now) + ends_after)
         alerts.append(alert)
     return alerts
 
@@ -65,9 +70,10 @@ def split_credentials(base_url: str) -> tuple[str, dict[str, str]]:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
 
 
-def send_to_alertmanager(base_url: str, message: dict[str, Any], timeout_s: float = 10.0) -> bool:
+def send_to_alertmanager(base_url: str, message: dict[str, Any], timeout_s: float = 10.0,
+                         ends_after: float | None = None) -> bool:
     url, headers = split_credentials(base_url)
-    body = json.dumps(postable_alerts(message)).encode()
+    body = json.dumps(postable_alerts(message, ends_after)).encode()
     request = urllib.request.Request(url.rstrip("/") + API_PATH, data=body, method="POST",
                                      headers={"Content-Type": "application/json", **headers})
     try:

@@ -112,7 +112,17 @@ class AlertEngine:
         else:
             message = messages.pre_oom(alert, verdict, subject, self.host, self.wall_clock())
         alert.title, alert.labels, alert.started_wall = message.title, message.labels, message.starts_at
+        alert.body, alert.posted_at = message.body, now
         return message
+
+    def refresh(self, now: float, every_s: float) -> list[Message]:
+        """The open alerts not posted for `every_s`, posted again (marked posted now): Alertmanager resolves an
+        alert its client does not re-post within its resolve_timeout, while the risk stands."""
+        due = [alert for alert in self.book.open.values() if now - alert.posted_at >= every_s]
+        for alert in due:
+            alert.posted_at = now
+        wall = self.wall_clock()
+        return [messages.refreshed(alert, wall) for alert in due]
 
     def kill(self, report: KillReport, now: float) -> KillOutcome:
         seen = last_seen(report, self.subjects)

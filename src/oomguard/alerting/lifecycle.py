@@ -22,6 +22,7 @@ from ..kills.kmsg import KernelOomRecord
 from ..kills.report import KillReport
 
 PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN = "pre-OOM", "escalated", "confirmed", "cleared", "unforeseen"
+REFRESH = "refresh"  # an open alert posted again, for Alertmanager alone (it resolves alerts not re-posted)
 OPENED = "opened"  # what warn() did: OPENED or ESCALATED an alert
 MAX_PIDS_KEPT = 100  # pids remembered per alert, to match the kill by pid
 LEAD_TIMES_KEPT = 1000
@@ -44,6 +45,8 @@ class Alert:
     severity: str = CRITICAL  # alerts stored before severities existed were all critical (60 s horizon)
     critical_at: float | None = None  # clock seconds when it became critical (opened so, or escalated)
     oom_kills: int | None = None  # the kernel's OOM kill count in its cgroup when it opened; None: unknown
+    body: str = ""  # its last message's text, posted again to Alertmanager while it is open
+    posted_at: float = 0.0  # clock seconds of its last post (opened, escalated or refreshed)
 
 
 @dataclass

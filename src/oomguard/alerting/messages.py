@@ -16,7 +16,7 @@ from ..kills.report import KillReport
 from ..text import markdown, plain, untrusted
 from ..units import format_bytes
 from .alertmanager import labels_for
-from .lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN, Alert, Closed
+from .lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, REFRESH, UNFORESEEN, Alert, Closed
 
 
 @dataclass(frozen=True)
@@ -149,6 +149,12 @@ def unforeseen(alert_id: str, report: KillReport, last_seen: Subject | None, hos
     body = "No pre-OOM alert foresaw this kill.\n\n" + kill_details(report, last_seen, host)
     labels = labels_for("OomguardUnforeseenOOMKill", "critical", host, report.cgroup or "", report.pod)
     return Message(alert_id, UNFORESEEN, title, body, report.pod.namespace if report.pod else None, labels, wall)
+
+
+def refreshed(alert: Alert, wall: float) -> Message:
+    """An open alert as it was last said, posted again for Alertmanager (no other receiver gets it)."""
+    return Message(alert.id, REFRESH, alert.title, alert.body, alert.labels.get("namespace"), alert.labels,
+                   alert.started_wall, markdown_title=alert.title, markdown_body=alert.body)
 
 
 def cleared(closed: Closed, host: str, now: float, wall: float) -> Message:

@@ -46,6 +46,7 @@ from ..files import UnsafePath, atomic_write, own_directory, read_own_file
 from ..text import redact
 from .alertmanager import send_to_alertmanager
 from .chart import ChartFiles
+from .lifecycle import REFRESH
 from .messages import Message
 
 log = logging.getLogger("oomguard")
@@ -121,15 +122,24 @@ def apprise_sender(url: str, charts: ChartFiles | None = None) -> Sender:
                                              charts.for_message(message) if charts else None)
 
 
+ALERTMANAGER = "alertmanager "  # the name of the Alertmanager receiver starts so, its URL after
+
+
+def takes(receiver: str, kind: str) -> bool:
+    """Whether a receiver gets messages of this kind: re-posts of open alerts go to Alertmanager alone."""
+    return kind != REFRESH or receiver.startswith(ALERTMANAGER)
+
+
 def receivers_for(apprise_urls: tuple[str, ...], alertmanager_url: str = "",
-                  charts: ChartFiles | None = None) -> dict[str, Sender]:
+                  charts: ChartFiles | None = None, alertmanager_resend: float = 100.0) -> dict[str, Sender]:
     """Receiver name -> sender: one per apprise URL (with charts drawn into `charts`, if given), and
-    Alertmanager's v2 API when configured."""
+    Alertmanager's v2 API when configured (an open alert's post ends 1.5 resends later unless re-posted)."""
     if apprise_urls:
         import apprise  # noqa: F401  # now, not at the first alert: steady state holds all an alert needs
     receivers = {url: apprise_sender(url, charts) for url in apprise_urls}
     if alertmanager_url:
-        receivers[f"alertmanager {alertmanager_url}"] = lambda m: send_to_alertmanager(alertmanager_url, m)
+        receivers[f"{ALERTMANAGER}{alertmanager_url}"] = lambda m: send_to_alertmanager(
+            alertmanager_url, m, ends_after=1.5 * alertmanager_resend)
     return receivers
 
 
@@ -220,7 +230,7 @@ class Outbox:
             self._sequence += 1
             name = f"{self._sequence:016d}.json"
         text = json.dumps(data)
-        for receiver in self.names:
+        for receiver in (name for name in self.names if takes(name, message.kind)):
             spool = self._spool(receiver)
             try:
                 atomic_write(spool / name, text)

@@ -189,7 +189,8 @@ class Daemon:
                 self.exporter = exporter
                 stack.callback(exporter.stop)
         charts = ChartFiles(config.state.dir / "charts") if config.alerts.chart else None
-        receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager, charts)
+        receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager, charts,
+                                  config.alerts.alertmanager_resend)
         if receivers and not self.record_to:  # a recording prints alerts, never sends them
             self.outbox = Outbox(config.state.dir / "spool", receivers)
             self.outbox.start()
@@ -291,6 +292,9 @@ class Daemon:
             if self.evidence:
                 self._capture(found, suspects)
             self._deliver(messages)
+            if self.outbox and self.config.alerts.alertmanager:
+                for refresh in self.engine.refresh(read_at, self.config.alerts.alertmanager_resend):
+                    self.outbox.put(refresh)  # Alertmanager's alone: not printed, not a new alert
             if self.recorder:
                 self.recorder.tick(read_at, found)
         if self.exporter:
