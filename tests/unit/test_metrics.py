@@ -78,3 +78,25 @@ def test_pid_churn_does_not_grow_the_series():
         rates = Rates(**{**rates.__dict__, "pid": rates.pid + tick * 10_000})
         counts.append(len(update(exporter, rates)["oomguard_process_alloc_bytes_per_second"]))
     assert counts == [40] * 5
+
+
+def test_working_set_build_info_and_kills_by_where_bounded():
+    from oomguard import __version__
+
+    exporter = Exporter(MetricsConfig(listen="", top_pids=5, max_containers=2))
+    exporter.count_kill("shop", "cart-7d9f", "app", foreseen=True)
+    exporter.count_kill("shop", "cart-7d9f", "app", foreseen=True)
+    exporter.count_kill("", "", "", foreseen=False)
+    got = update(exporter, fake_rates(10))
+    assert got["oomguard_cgroup_memory_working_set_bytes"][0].value == 100 * MIB
+    assert got["oomguard_cgroup_memory_usage_bytes"][0].value == 100 * MIB  # deprecated, same value
+    assert [(s.labels, s.value) for s in got["oomguard_build_info"]] == [({"version": __version__}, 1.0)]
+    kills = {tuple(s.labels[k] for k in ("namespace", "pod", "container", "result")): s.value
+             for s in got["oomguard_container_oom_kills_total"]}
+    assert kills == {("shop", "cart-7d9f", "app", "foreseen"): 2.0, ("", "", "", "unforeseen"): 1.0}
+    for pod in range(5):  # more places than max_containers: the oldest go
+        exporter.count_kill("shop", f"p{pod}", "app", foreseen=False)
+    got = update(exporter, fake_rates(10))
+    assert [s.labels["pod"] for s in got["oomguard_container_oom_kills_total"]] == ["p3", "p4"]
+    text = generate_latest(exporter.registry).decode()
+    assert "# HELP oomguard_cgroup_memory_usage_bytes Deprecated" in text

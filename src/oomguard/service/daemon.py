@@ -235,8 +235,12 @@ class Daemon:
             self.evidence.collect()  # what the kernel sampled since the last tick, for the confirmation
         outcome = self.engine.kill(report, time.monotonic())
         self._deliver([outcome.message])
-        if self.exporter and outcome.lead_s is not None:
-            self.exporter.lead_time.observe(outcome.lead_s)
+        if self.exporter:
+            pod = report.pod
+            self.exporter.count_kill(pod.namespace if pod else "", pod.pod if pod else "",
+                                     (pod.container or "") if pod else "", outcome.foreseen)
+            if outcome.lead_s is not None:
+                self.exporter.lead_time.observe(outcome.lead_s)
         if self.recorder:
             self.recorder.kill(time.monotonic(), report)
         return outcome

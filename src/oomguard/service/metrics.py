@@ -12,6 +12,7 @@ kube-state-metrics spells them (namespace, pod, container).
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, st
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
+from .. import __version__
 from ..alerting.lifecycle import Tallies
 from ..bpf.events import SOURCES, Counters
 from ..config import MetricsConfig
@@ -61,6 +63,9 @@ class Exporter:
         self.lead_time = Histogram("oomguard_alert_lead_time_seconds", "From pre-OOM alert to the kill it foresaw",
                                    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800), registry=self.registry)
         self._families: list[Metric] = []
+        # OOM kills by where they happened: a counter per (namespace, pod, container, result), bounded by
+        # [metrics] max_containers, the oldest forgotten first (a node restarting pods must not grow it forever)
+        self._kills: OrderedDict[tuple[str, str, str, str], int] = OrderedDict()
         self.registry.register(self)  # a duck-typed collector, as the client documents
         self._server: Any = None
 
@@ -86,6 +91,13 @@ class Exporter:
         """top_pids and max_containers apply from the next tick; listen needs a restart."""
         self.config = config
 
+    def count_kill(self, namespace: str, pod: str, container: str, foreseen: bool) -> None:
+        """One OOM kill, for oomguard_container_oom_kills_total (shown from the next tick)."""
+        key = (namespace, pod, container, "foreseen" if foreseen else "unforeseen")
+        self._kills[key] = self._kills.pop(key, 0) + 1
+        while len(self._kills) > max(1, self.config.max_containers):
+            self._kills.popitem(last=False)
+
     def collect(self) -> Iterator[Metric]:
         return iter(self._families)  # the last complete set; replaced whole each tick
 
@@ -95,6 +107,10 @@ class Exporter:
     def update(self, figures: Figures) -> None:
         counters, tallies, sample_rates = figures.counters, figures.tallies, figures.sample_rates
         families = [
+            _gauge("oomguard_build_info", "oomguard's version: always 1", ["version"], [((__version__,), 1)]),
+            _counter("oomguard_container_oom_kills", "OOM kills by namespace, pod and container (\"\" when not a "
+                     "pod's), and whether a pre-OOM alert foresaw them; at most [metrics] max_containers series",
+                     ["namespace", "pod", "container", "result"], list(self._kills.items())),
             _gauge("oomguard_sample_rate", "Events per sample (the N of 1-in-N) in force", ["source"],
                    [((s,), n) for s, n in zip(SOURCES, sample_rates, strict=False)]),
             _counter("oomguard_events_seen", "Allocation events that reached the BPF program", ["source"],
@@ -172,7 +188,11 @@ class Exporter:
             if verdict.eta_interval is not None:
                 late.append((key, verdict.eta_interval[1]))
         return [
-            _gauge("oomguard_cgroup_memory_usage_bytes", "Usage of each limiting memory cgroup", labels, usage),
+            _gauge("oomguard_cgroup_memory_working_set_bytes", "Working set of each limiting memory cgroup (usage "
+                   "less inactive file cache, as the kubelet counts it for eviction and cAdvisor exports it)",
+                   labels, usage),
+            _gauge("oomguard_cgroup_memory_usage_bytes", "Deprecated, removed in the next release: use "
+                   "oomguard_cgroup_memory_working_set_bytes (this series holds the working set too)", labels, usage),
             _gauge("oomguard_cgroup_memory_limit_bytes", "Effective memory limit", labels, limit),
             _gauge("oomguard_cgroup_memory_headroom_bytes", "Limit minus usage", labels, free),
             _gauge("oomguard_cgroup_forecast_seconds_to_oom", "Seconds until usage reaches the limit at its "
