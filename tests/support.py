@@ -453,7 +453,9 @@ class Daemon:
     """`oomguard run` as a child process, its output read line by line; SIGTERM on exit."""
 
     def __init__(self, policy: Path, env: dict[str, str] | None = None, preexec_fn=None):
-        self.process = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "run", "-c", str(policy)],
+        # --ticks always: the tests read each interval's table through a pipe, where a service would be quiet
+        self.process = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "run", "--ticks", "always", "-c",
+                                         str(policy)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
         self.lines: queue.Queue = queue.Queue()

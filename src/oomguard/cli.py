@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from . import __version__
@@ -25,6 +25,12 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
                         help=f"policy file (default {DEFAULT_PATH}; built-in defaults if that is absent)")
 
 
+def _ticks_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ticks", choices=("auto", "always", "never"), default=None,
+                        help="print each interval's sampling line and table: auto (on a terminal only), always, "
+                             "never (default: [output] ticks)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oomguard", description=(
         "Memory watchdog: traces kernel memory allocation with eBPF, warns before OOM kills and confirms them."),
@@ -37,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Load the BPF programs and print per-process allocation rates "
                                           "each interval and every OOM kill as it happens, until SIGTERM or Ctrl-C.")
     _config_argument(run)
+    _ticks_argument(run)
 
     check = commands.add_parser("check-config", help="validate a policy file and exit",
                                 description="Exit 0 if the policy file is valid, else print what is wrong and exit 2.")
@@ -69,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                                              "each tick's limited cgroups and every OOM kill to FILE (gzip'd JSON "
                                              "lines) until SIGTERM/SIGINT.")
     _config_argument(record)
+    _ticks_argument(record)
     record.add_argument("-o", "--output", type=Path, required=True, help="recording to write")
 
     replay = commands.add_parser("replay", help="run the detector over a recording, offline",
@@ -110,8 +118,10 @@ def exit_now_if_threads_linger(code: int) -> int:
 
 
 def policy_for(args: argparse.Namespace) -> Config:
-    """The policy to run with, its secrets registered with the log scrubber first."""
+    """The policy to run with, its secrets registered with the log scrubber first (--ticks over [output])."""
     config = load_or_defaults(args.config)
+    if getattr(args, "ticks", None):
+        config = replace(config, output=replace(config.output, ticks=args.ticks))
     keep_secret((*config.alerts.urls, config.alerts.alertmanager))
     return usable(config)
 

@@ -226,6 +226,9 @@ class StateConfig:
 @dataclass(frozen=True)
 class OutputConfig:
     top_pids: int = key(10, _int_in(0, 1000))  # processes `run` prints each interval
+    # each interval's lines: "auto" on a terminal only (under systemd or in a container, a summary instead)
+    ticks: str = key("auto", _one_of("auto", "always", "never"))
+    summary_every: float = key(300.0, _duration_in(10, 86400))  # the summary line's interval when ticks are off
 
 
 @dataclass(frozen=True)

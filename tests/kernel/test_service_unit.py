@@ -111,6 +111,12 @@ def test_service_lifecycle_under_systemd(tmp_path, workload):
         assert "Confirms pre-OOM alert" in receiver.payloads[1]["message"]
         log = journal(systemd)
         assert f"OOM KILL  pid {leaker.pid} (ogworkload)" in log, log[-3000:]
+        # a quiet service: no per-tick table in the journal (500 ms ticks for ~20 s would be 40+ of each),
+        # a sampling line only when a sample rate changed, and one summary line
+        ticks = [line for line in log.splitlines() if "sampling  kmalloc" in line]
+        print(f"journal: {len(log.splitlines())} lines, {len(ticks)} sampling lines")
+        assert "PID COMMAND" not in log and len(ticks) <= 6, log[-3000:]
+        assert sum("limited cgroups; sample rates" in line for line in log.splitlines()) >= 1, log[-3000:]
         # each alert is one native journal entry with its fields, found by them
         entries = journal_entries(systemd, "OOMGUARD_POD=cart-7d9f")
         kinds = [e["OOMGUARD_KIND"] for e in entries]

@@ -171,3 +171,25 @@ def test_a_stop_signal_only_sets_flags_the_loop_logs_it(caplog):
         for number, handler in previous.items():
             signal.signal(number, handler)
 
+
+
+def test_a_service_log_gets_a_summary_and_rate_changes_not_every_tick(daemon):
+    import io
+
+    from oomguard.bpf.events import Counters, SourceCounters
+    from oomguard.sampling.collector import Tick
+
+    daemon.out = io.StringIO()  # not a terminal: systemd's journal, a container's log
+    assert not daemon._ticks_shown()
+    empty = np.zeros(0, dtype=np.uint32)
+
+    def tick(rates: tuple[int, int]) -> Tick:
+        return Tick(None, Counters(SourceCounters(0, 0), SourceCounters(0, 0), 0), rates, empty, empty, empty)
+
+    for rates in [(1, 1)] * 5 + [(8, 1)] * 5:
+        daemon._quiet_lines(tick(rates))
+    lines = daemon.out.getvalue().splitlines()
+    assert len(lines) == 2, lines  # one summary (the first tick), one line for the rate change
+    assert "limited cgroups; sample rates kmalloc 1-in-1" in lines[0] and "kmalloc 1-in-8" in lines[1]
+    daemon.config = replace(daemon.config, output=replace(daemon.config.output, ticks="always"))
+    assert daemon._ticks_shown()

@@ -56,7 +56,7 @@ from ..kills.report import KillAttributor, KillCorrelator
 from ..sampling.collector import Collector, Tick
 from ..signals import Signals
 from ..text import markdown, plain
-from ..views.console import alert_line, print_kill, print_message, print_tick
+from ..views.console import alert_line, print_kill, print_message, print_tick, sampling_line
 from ..views.table import busiest_rows
 from . import systemd
 from .recording import Recorder
@@ -153,6 +153,8 @@ class Daemon:
         self.kmsg: KmsgReader | None = None
         self.evidence: EvidenceCapture | None = None
         self._disk_error_at = float("-inf")
+        self._last_rates: tuple[int, int] | None = None  # the sample rates last tick, when ticks are not shown
+        self._summary_at = float("-inf")  # when the last summary line was printed
 
     # -- lifetime ----------------------------------------------------------
 
@@ -311,11 +313,36 @@ class Daemon:
                 tallies=self.engine.book.tallies, open_alerts=len(self.engine.book.open),
                 backlog=self.outbox.pending() if self.outbox else 0,
                 dropped=self.outbox.counts.dropped if self.outbox else 0))
-        print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,
-                   self.owners.owner_of, self.out)
+        if self._ticks_shown():
+            print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,
+                       self.owners.owner_of, self.out)
+        else:
+            self._quiet_lines(tick)
         self.previous_counters = tick.counters
         self._write_status(tick, time.perf_counter() - started)
         return tick
+
+    def _ticks_shown(self) -> bool:
+        """Each interval's lines: on a terminal by default; a service's log gets a summary instead."""
+        ticks = self.config.output.ticks
+        return ticks == "always" or (ticks == "auto" and self.out.isatty())
+
+    def _quiet_lines(self, tick: Tick) -> None:
+        """What a service's log gets instead of each tick: a line when a sample rate changes, and a summary
+        every [output] summary_every (alerts and kills are printed as they happen, whatever this says)."""
+        now = time.monotonic()
+        if self._last_rates is not None and tick.sample_rates != self._last_rates:
+            print(time.strftime("%H:%M:%S ") + sampling_line(tick.counters, self.previous_counters,
+                                                            self.config.sampling.interval, tick.sample_rates),
+                  file=self.out, flush=True)
+        self._last_rates = tick.sample_rates
+        if now - self._summary_at >= self.config.output.summary_every:
+            self._summary_at = now
+            book = self.engine.book
+            print(time.strftime("%H:%M:%S ") + f"watching {len(self.directory)} processes in "
+                  f"{len(self.engine.subjects)} limited cgroups; sample rates kmalloc 1-in-{tick.sample_rates[0]}, "
+                  f"page 1-in-{tick.sample_rates[1]}; {len(book.open)} open alerts; {self.kills_seen} OOM kills "
+                  f"seen; {book.tallies.lead_time_summary()}", file=self.out, flush=True)
 
     def reload(self) -> None:
         """Re-read the policy file; apply what can change live, keep the rest (logged), keep all on any error."""
