@@ -81,6 +81,7 @@ install: system
 	install -d $(BINDIR) $(UNITDIR) $(SYSCONFDIR)/oomguard $(DOCDIR)
 	ln -sfn $(LIBDIR)/bin/oomguard $(BINDIR)/oomguard
 	install -m 0644 README.md $(DOCDIR)/README.md
+	install -m 0644 docs/runbook.md $(DOCDIR)/runbook.md
 	sed -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' -e 's|@DOCDIR@|$(DOCDIR)|g' \
 		systemd/oomguard.service > $(UNITDIR)/oomguard.service
 	@if [ -e $(SYSCONFDIR)/oomguard/config.toml ]; then \

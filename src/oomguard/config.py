@@ -97,6 +97,15 @@ def _http_url(value: Any) -> str:
     return value
 
 
+def _runbook_url(value: Any) -> str:
+    if not isinstance(value, str) or not (value == "" or value.startswith(("http://", "https://", "file:///"))):
+        raise ValueError(f'expected "" (none) or an http(s):// or file:/// URL such as '
+                         f'"https://wiki.example.com/oomguard-runbook", got {value!r}')
+    if "#" in value:
+        raise ValueError(f"expected a URL without a #fragment (each message adds its kind's), got {value!r}")
+    return value
+
+
 def _listen_address(value: Any) -> str:
     if value == "":
         return ""
@@ -181,6 +190,8 @@ class AlertsConfig:
     cooldown: float = key(600.0, _duration_in(0, 86400))  # quiet time per cgroup after an alert closes
     max_per_hour: int = key(30, _int_in(1, 10_000))  # new pre-OOM alerts per hour, all cgroups together
     alertmanager: str = key("", _http_url, restart=True)  # base URL of an Alertmanager, "" for none
+    # what the on-call engineer checks, linked from every message (the kind's section: #pre-oom, #confirmed, ...)
+    runbook_url: str = key("file:///opt/oomguard/doc/runbook.md", _runbook_url)
     # each open alert re-posted this often: Alertmanager resolves one not re-posted within resolve_timeout (5m)
     alertmanager_resend: float = key(100.0, _duration_in(1, 3600), restart=True)
     chart: bool = key(True, _boolean)  # attach a PNG of the cgroup's memory to pre-OOM and confirmed messages

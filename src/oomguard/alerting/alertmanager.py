@@ -36,6 +36,14 @@ def rfc3339(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, tz=timezone.utc).isoformat().replace("+00:00", "Z")
 
 
+def annotations_of(message: dict[str, Any]) -> dict[str, str]:
+    """summary, description and (when there is one) runbook_url, as Prometheus alerting rules spell them."""
+    out = {"summary": message["title"], "description": message["body"]}
+    if message.get("runbook"):
+        out["runbook_url"] = message["runbook"]
+    return out
+
+
 def postable_alerts(message: dict[str, Any], ends_after: float | None = None,
                     now: float | None = None) -> list[dict[str, Any]]:
     """The v2 API's postableAlerts for one message (a messages.Message as a dict). An open alert ends
@@ -45,11 +53,10 @@ def postable_alerts(message: dict[str, Any], ends_after: float | None = None,
     if message.get("resolves"):
         closed = message["resolves"]
         alerts.append({"labels": closed["labels"], "startsAt": rfc3339(closed["starts_at"]),
-                       "endsAt": rfc3339(message["starts_at"]),
-                       "annotations": {"summary": message["title"], "description": message["body"]}})
+                       "endsAt": rfc3339(message["starts_at"]), "annotations": annotations_of(message)})
     if message.get("labels"):
         alert = {"labels": message["labels"], "startsAt": rfc3339(message["starts_at"]),
-                 "annotations": {"summary": message["title"], "description": message["body"]}}
+                 "annotations": annotations_of(message)}
         if message.get("ends_at"):
             alert["endsAt"] = rfc3339(message["ends_at"])
         elif ends_after is not None:

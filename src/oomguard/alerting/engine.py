@@ -57,6 +57,7 @@ class AlertEngine:
         self.host = host or socket.gethostname()
         self.new_id = new_id or (lambda: uuid.uuid4().hex[:12])  # replay passes a counter: deterministic ids
         self.wall_clock = wall_clock
+        self.runbook = config.alerts.runbook_url
         self.count_kills = count_kills  # the kernel's OOM kill count in a cgroup, kept with each alert it opens
         alerts = config.alerts
         self.detector = CgroupDetector(config.detect, alerts.horizon, alerts.warn_horizon, alerts.headroom_floor)
@@ -68,6 +69,7 @@ class AlertEngine:
         """New thresholds in place: learnt history, open alerts, cooldowns and the hourly budget stay."""
         alerts = config.alerts
         self.detector.reconfigure(config.detect, alerts.horizon, alerts.warn_horizon, alerts.headroom_floor)
+        self.runbook = alerts.runbook_url
         self.book.reconfigure(alerts.horizon, alerts.cooldown, alerts.max_per_hour)
 
     def observe(self, subjects: list[Subject], now: float,
@@ -86,12 +88,12 @@ class AlertEngine:
     def restored(self, closed: list[Closed], now: float) -> list[Message]:
         """Messages for alerts left open by an earlier boot (see store.load): they resolve everywhere."""
         wall = self.wall_clock()
-        return [messages.cleared(c, self.host, now, wall) for c in closed]
+        return [messages.cleared(c, self.host, now, wall, self.runbook) for c in closed]
 
     def expire(self, now: float, live_cgroups: set[str]) -> list[Message]:
         """Messages for the alerts that closed as false alarms (see AlertBook.expire)."""
         wall = self.wall_clock()
-        return [messages.cleared(c, self.host, now, wall) for c in self.book.expire(now, live_cgroups)]
+        return [messages.cleared(c, self.host, now, wall, self.runbook) for c in self.book.expire(now, live_cgroups)]
 
     def warn(self, verdict: Verdict, subject: Subject, now: float,
              explain: Explain | None = None) -> Message | None:
@@ -108,11 +110,12 @@ class AlertEngine:
         if explain is not None:
             subject = explain(subject, verdict.slope_bytes_per_s)
         if what == ESCALATED:
-            message = messages.escalated(alert, verdict, subject, self.host, self.wall_clock())
+            message = messages.escalated(alert, verdict, subject, self.host, self.wall_clock(), self.runbook)
         else:
-            message = messages.pre_oom(alert, verdict, subject, self.host, self.wall_clock())
+            message = messages.pre_oom(alert, verdict, subject, self.host, self.wall_clock(), self.runbook)
         alert.title, alert.labels, alert.started_wall = message.title, message.labels, message.starts_at
-        alert.body, alert.posted_at = message.body, now
+        alert.body, alert.posted_at, alert.runbook = message.body, now, message.runbook
+        alert.who = messages.who(subject)
         return message
 
     def refresh(self, now: float, every_s: float) -> list[Message]:
@@ -132,5 +135,7 @@ class AlertEngine:
         self.book.settle(killed_in, now)
         self.detector.restart(killed_in)
         if closed is None:
-            return KillOutcome(messages.unforeseen(self.new_id(), report, seen, self.host, self.wall_clock()), None)
-        return KillOutcome(messages.confirmed(closed, report, seen, self.host, now, self.wall_clock()), closed.lead_s)
+            return KillOutcome(messages.unforeseen(self.new_id(), report, seen, self.host, self.wall_clock(),
+                                                   self.runbook), None)
+        return KillOutcome(messages.confirmed(closed, report, seen, self.host, now, self.wall_clock(), self.runbook),
+                           closed.lead_s)

@@ -46,6 +46,8 @@ class Alert:
     critical_at: float | None = None  # clock seconds when it became critical (opened so, or escalated)
     oom_kills: int | None = None  # the kernel's OOM kill count in its cgroup when it opened; None: unknown
     body: str = ""  # its last message's text, posted again to Alertmanager while it is open
+    who: str = ""  # whose memory it is about (a container, a pod, a cgroup), for the message that closes it
+    runbook: str = ""  # its runbook link, posted with it
     posted_at: float = 0.0  # clock seconds of its last post (opened, escalated or refreshed)
 
 

@@ -37,6 +37,7 @@ class Message:
     resolves: dict[str, Any] | None = None  # {"labels": {...}, "starts_at": float}
     markdown_title: str = ""
     markdown_body: str = ""
+    runbook: str = ""  # what the on-call engineer checks for this kind of alert (a URL; Alertmanager's runbook_url)
     chart: dict[str, Any] | None = None  # chart.chart_data's numbers, drawn by the sender for attachments
     evidence: str | None = None  # the path of the alert's full evidence report (evidence/capture.py), attached
 
@@ -52,29 +53,67 @@ def _resolves(alert: Alert) -> dict[str, Any]:
     return {"labels": alert.labels, "starts_at": alert.started_wall}
 
 
+# How far ahead the next step's limit looks: the limit that holds this much more of the climb.
+ROOM_FOR_S = 600.0
+
+
+def utc(wall: float) -> str:
+    """A wall-clock time as people and receivers read it anywhere: RFC 3339, UTC, to the second."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
 def eta_text(verdict: Verdict) -> str:
-    """The forecast time to OOM with its interval, as every pre-OOM message states it."""
+    """The forecast time to OOM with its interval (only when it is one), as every pre-OOM message states it."""
     if verdict.seconds_to_limit is None or verdict.eta_interval is None:
         return "no established climb (headroom floor rule)"
-    early, late = verdict.eta_interval
-    return f"{verdict.seconds_to_limit:.0f}s (between {early:.0f}s and {late:.0f}s)"
+    early, late = (f"{bound:.0f}s" for bound in verdict.eta_interval)
+    return f"{verdict.seconds_to_limit:.0f}s" + (f" (between {early} and {late})" if early != late else "")
 
 
-def pre_oom(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall: float) -> Message:
+def when_text(verdict: Verdict, wall: float) -> str:
+    """When the kill is expected, absolute and relative: "at 2026-12-07T19:21:05Z, in 56s (between ...)"."""
+    if verdict.seconds_to_limit is None:
+        return "soon: " + eta_text(verdict)
+    return f"at {utc(wall + verdict.seconds_to_limit)}, in {eta_text(verdict)}"
+
+
+def runbook_for(base: str, kind: str) -> str:
+    """The runbook section for a kind of message: `base` (a URL) and the kind as its anchor."""
+    return f"{base}#{kind.lower()}" if base else ""
+
+
+def pre_oom(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall: float, runbook: str = "") -> Message:
     title = f"[oomguard] pre-OOM {alert.severity} on {host}: OOM in {_eta_short(verdict)}: {_who(subject)}"
-    lead = (f"Alert {alert.id} ({alert.severity}): an OOM kill looks likely in {eta_text(verdict)}.")
-    return Message(alert.id, PRE_OOM, title, _pre_oom_body(lead, verdict, subject, host),
-                   subject.pod.namespace if subject.pod else None, _labels(alert, subject, host), wall)
+    lead = f"Alert {alert.id} ({alert.severity}): an OOM kill looks likely {when_text(verdict, wall)}."
+    link = runbook_for(runbook, PRE_OOM)
+    return Message(alert.id, PRE_OOM, title, _pre_oom_body(lead, alert, verdict, subject, host, link),
+                   subject.pod.namespace if subject.pod else None, _labels(alert, subject, host), wall, runbook=link)
 
 
-def escalated(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall: float) -> Message:
+def escalated(alert: Alert, verdict: Verdict, subject: Subject, host: str, wall: float,
+              runbook: str = "") -> Message:
     """The same alert, now critical: Alertmanager's warning alert resolves and a critical one fires."""
     title = f"[oomguard] pre-OOM escalated to critical on {host}: OOM in {_eta_short(verdict)}: {_who(subject)}"
-    lead = (f"Alert {alert.id} escalated from warning to critical: an OOM kill looks likely in "
-            f"{eta_text(verdict)}.")
-    return Message(alert.id, ESCALATED, title, _pre_oom_body(lead, verdict, subject, host),
+    lead = (f"Alert {alert.id} escalated from warning to critical: an OOM kill looks likely "
+            f"{when_text(verdict, wall)}.")
+    link = runbook_for(runbook, PRE_OOM)
+    return Message(alert.id, ESCALATED, title, _pre_oom_body(lead, alert, verdict, subject, host, link),
                    subject.pod.namespace if subject.pod else None, _labels(alert, subject, host), wall,
-                   _resolves(alert))
+                   _resolves(alert), runbook=link)
+
+
+def who(subject: Subject) -> str:
+    """Whose memory an alert is about, as plain text (kept with the alert for the messages that close it)."""
+    return plain(_who(subject))
+
+
+def next_step(verdict: Verdict, subject: Subject, alert_id: str, host: str) -> str:
+    """What the on-call engineer does: the limit that holds ROOM_FOR_S more of this climb, or what grows."""
+    needed = verdict.usage + max(verdict.slope_bytes_per_s, 0.0) * ROOM_FOR_S
+    grows = "the culprits above" if subject.culprits else "the processes below"
+    return (f"What to do: if this growth is expected, raise the memory limit (now {format_bytes(verdict.limit)}; "
+            f"{ROOM_FOR_S / 60:.0f} more minutes of this climb need {format_bytes(needed)}); if not, find what grows: "
+            f"{grows}, and its call sites with `oomguard status --alert {alert_id}` on {host}.")
 
 
 def _who(subject: Subject) -> str:
@@ -103,14 +142,17 @@ def _labels(alert: Alert, subject: Subject, host: str) -> dict[str, str]:
     return labels_for("OomguardPreOOM", alert.severity, host, subject.cgroup, subject.pod)
 
 
-def _pre_oom_body(lead: str, verdict: Verdict, subject: Subject, host: str) -> str:
+def _pre_oom_body(lead: str, alert: Alert, verdict: Verdict, subject: Subject, host: str, runbook: str) -> str:
     lines = [
         lead,
         f"Why: {verdict.reason}" + (f"\nProcesses growing abnormally: {untrusted(subject.notes)}"
                                             if subject.notes else ""),
         *([f"Culprits: {untrusted(culprit_text(subject.culprits))}"] if subject.culprits else []),
         *([f"Containers under this limit: {_shares(subject)}"] if subject.containers else []),
+        next_step(verdict, subject, alert.id, host),
+        *([f"Runbook: {runbook}"] if runbook else []),
         "",
+        "Details:",
         f"host: {host}",
         f"pid: {', '.join(map(str, subject.pids[:10]))}{' ...' if len(subject.pids) > 10 else ''}",
         f"command: {untrusted(subject.command)}",
@@ -131,42 +173,61 @@ def _shares(subject: Subject) -> str:
     return ", ".join(f"{untrusted(c.name)} {c.share:.0%}" for c in subject.containers)
 
 
+def _after_kill(alert_id: str, host: str, runbook: str) -> str:
+    return (f"What to do: the container restarts on its own if its controller restarts it; before it is killed "
+            f"again, raise its memory limit or find what grew (`oomguard status --alert {alert_id}` on {host} has "
+            f"the call sites seen before the kill)." + (f"\nRunbook: {runbook}" if runbook else ""))
+
+
 def confirmed(closed: Closed, report: KillReport, last_seen: Subject | None, host: str, now: float,
-              wall: float) -> Message:
+              wall: float, runbook: str = "") -> Message:
     alert, lead = closed.alert, closed.lead_s or 0.0
     title = f"[oomguard] confirmed on {host}: OOM kill of {untrusted(report.comm)} foreseen {lead:.0f}s ahead"
-    body = (f"Confirms pre-OOM alert {alert.id} ({untrusted(alert.title)}).\n"
-            f"Lead time: {lead:.0f}s (alert at {alert.opened_at:.0f}, kill at {now:.0f}, monotonic).\n\n"
-            + kill_details(report, last_seen, host))
+    link = runbook_for(runbook, CONFIRMED)
+    kill_wall = alert.started_wall + lead  # lead is from the alert's opening to the kill
+    body = (f"Confirms pre-OOM alert {alert.id} ({untrusted(alert.title)}): the kernel OOM-killed "
+            f"{untrusted(report.comm)} (pid {report.pid}).\n"
+            f"Lead time: {lead:.0f}s (alert at {utc(alert.started_wall)}, kill at {utc(kill_wall)}).\n"
+            + _after_kill(alert.id, host, link) + "\n\nDetails:\n" + kill_details(report, last_seen, host))
     labels = labels_for("OomguardOOMKill", "critical", host, alert.cgroup, report.pod)
     return Message(alert.id, CONFIRMED, title, body, report.pod.namespace if report.pod else None, labels, wall,
-                   _resolves(alert))
+                   _resolves(alert), runbook=link)
 
 
-def unforeseen(alert_id: str, report: KillReport, last_seen: Subject | None, host: str, wall: float) -> Message:
+def unforeseen(alert_id: str, report: KillReport, last_seen: Subject | None, host: str, wall: float,
+               runbook: str = "") -> Message:
     owner = untrusted(_owner(report.attribution, report.pod, report.cgroup or "/"))
     title = f"[oomguard] unforeseen OOM kill on {host}: {untrusted(report.comm)} ({owner})"
-    body = "No pre-OOM alert foresaw this kill.\n\n" + kill_details(report, last_seen, host)
+    link = runbook_for(runbook, UNFORESEEN)
+    body = (f"No pre-OOM alert foresaw this kill: the kernel OOM-killed {untrusted(report.comm)} (pid "
+            f"{report.pid}) at {utc(wall)} (a climb faster than a tick or two, or one from before oomguard watched).\n"
+            + _after_kill(alert_id, host, link) + "\n\nDetails:\n" + kill_details(report, last_seen, host))
     labels = labels_for("OomguardUnforeseenOOMKill", "critical", host, report.cgroup or "", report.pod)
-    return Message(alert_id, UNFORESEEN, title, body, report.pod.namespace if report.pod else None, labels, wall)
+    return Message(alert_id, UNFORESEEN, title, body, report.pod.namespace if report.pod else None, labels, wall,
+                   runbook=link)
 
 
 def refreshed(alert: Alert, wall: float) -> Message:
     """An open alert as it was last said, posted again for Alertmanager (no other receiver gets it)."""
     return Message(alert.id, REFRESH, alert.title, alert.body, alert.labels.get("namespace"), alert.labels,
-                   alert.started_wall, markdown_title=alert.title, markdown_body=alert.body)
+                   alert.started_wall, markdown_title=alert.title, markdown_body=alert.body, runbook=alert.runbook)
 
 
-def cleared(closed: Closed, host: str, now: float, wall: float) -> Message:
+def cleared(closed: Closed, host: str, now: float, wall: float, runbook: str = "") -> Message:
+    """An alert closed without a kill: a title true of itself (whose alert, not its old forecast)."""
     alert = closed.alert
-    subject = alert.title.split(": ", 1)[1] if ": " in alert.title else alert.cgroup
+    subject = alert.who or alert.cgroup
+    link = runbook_for(runbook, CLEARED)
     if closed.outcome_unknown:
-        body = (f"Pre-OOM alert {alert.id} is closed: {closed.why}.\n"
-                f"Opened at {time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(alert.started_wall))}.\n")
+        body = f"Pre-OOM alert {alert.id} is closed: {closed.why}.\nOpened at {utc(alert.started_wall)}.\n"
     else:
-        body = f"Pre-OOM alert {alert.id} was a false alarm: {closed.why}.\nOpen for {now - alert.opened_at:.0f}s.\n"
+        body = (f"Pre-OOM alert {alert.id} was a false alarm: {closed.why}.\nOpen for "
+                f"{now - alert.opened_at:.0f}s, from {utc(alert.started_wall)} to {utc(wall)}.\n")
+    body += ("What to do: nothing now; if this cgroup's alerts keep clearing, see the runbook on tuning.\n"
+             + (f"Runbook: {link}\n" if link else "")
+             + f"\nDetails:\nalert: {untrusted(alert.title)}\ncgroup: {untrusted(alert.cgroup)}\n")
     return Message(alert.id, CLEARED, f"[oomguard] cleared on {host}: {untrusted(subject)}", body,
-                   alert.labels.get("namespace"), {}, wall, _resolves(alert))
+                   alert.labels.get("namespace"), {}, wall, _resolves(alert), runbook=link)
 
 
 def _owner_lines(attribution: Attribution | None, pod: PodNames | None, runtime: bool = False,
