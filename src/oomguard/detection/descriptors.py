@@ -4,17 +4,16 @@ descriptors' growth.
 A socket or file never closed keeps kernel memory charged to the cgroup,
 and no RSS shows it. How many descriptors a process holds names it only
 when it holds more than everyone else; a busy server holding its clients'
-connections holds more than a leaker early in its leak (bench/detect.py,
-held-out 5,000,000..: 2 of 12 kernel-memory runs named a server holding
-11,800-16,200 connections over a leaker at 7,800-10,900). What a process
+connections holds more than a leaker early in its leak (bench/detect.py's
+kernel-memory class: a server holding 11,800-16,200 connections beside a
+leaker at 7,800-10,900). What a process
 opened since its cgroup began to climb, net of what it closed, names the
 leaker: the server opens no more than it closes.
 
 A container started while the daemon watches is counted in its first
 minute too, before any climb: a leak from its first second can be alerted
-on the very tick its climb is first seen, with no earlier count to compare
-(held-out 6,000,000..: the one kernel-memory run of 12 whose culprit was
-missed). Its processes are then counted at the container's start, and kept
+on the very tick its climb is first seen, with no earlier count to compare.
+Its processes are then counted at the container's start, and kept
 while it climbs.
 """
 

@@ -36,8 +36,7 @@ file cache, which the kernel reclaims before it kills):
   warm-up levelling off is thus never alerted on, however fast it started.
   When a longer window shows the climb levelling off that way, each third
   rising less than the one before, the shorter windows inside it are not
-  trends either: a JVM's GC teeth can make its last seconds look straight
-  (train: 5 of 24 warm-ups drew a critical from them, 3 with this rule). A
+  trends either: a JVM's GC teeth can make its last seconds look straight. A
   leak after a warm-up breaks the run of ever smaller thirds, and speaks.
 - **a warning needs a long climb**: it speaks of the next `warn_horizon`, so
   the climb behind it must be warn_horizon / warn_trust old (7.5 min): a
@@ -90,8 +89,8 @@ STARTUP_S = 60.0  # a climb that starts in a cgroup's first minute is its start-
 # not `settled_trust` (a healthy sidecar's first 80 MiB in 10 s drew a critical at 3.5 on the real kernel)
 NEAR_SHARE = 1 / 3  # a climb too young to warn of the whole warn_horizon still warns when its ETA is within
 # this share of its age: a staircase of 10% steps a minute is 2 steps (120 s) from the limit after 5 min, and
-# its pace puts the last step at the horizon's edge, so it had no alert until the floor, 1 s before its kill
-# (now 61 s). 1/2: train's false warnings 0.6 -> 0.9 per 24 h (fills); 1/3: 0.6
+# its pace puts the last step at the horizon's edge; this warns it 61 s ahead. A half adds false warnings on
+# fills that stop short (train: 0.9 against 0.6 per 24 h).
 LONG_POINTS = 40  # a window longer than this is fitted on every k-th sample: L is smooth, the cost stays flat
 
 
