@@ -17,7 +17,7 @@ SYSCONFDIR ?= /etc
 UNITDIR ?= /etc/systemd/system
 DOCDIR ?= $(LIBDIR)/doc
 
-.PHONY: setup system system-for-tests venv run test lint unit kernel bench doctor clean install uninstall
+.PHONY: setup system system-for-tests venv run test lint unit kernel vm bench doctor clean install uninstall
 
 setup: system venv
 
@@ -56,9 +56,13 @@ lint: venv
 unit: venv
 	$(PY) -m pytest tests/unit
 
-# Real BPF, real cgroups, real OOM kills, a real systemd (root).
+# Real BPF, real cgroups, real OOM kills, a real systemd (root); without the VM guests.
 kernel: system-for-tests venv
-	$(PY) -m pytest tests/kernel tests/vm
+	$(PY) -m pytest --durations=10 tests/kernel
+
+# The VM guests alone: other kernels and cgroup v2 under qemu (most of `make test`'s time).
+vm: system-for-tests venv
+	$(PY) -m pytest --durations=10 tests/vm
 
 # Each prints its table with the same-run baseline; see README "Performance".
 # Every benchmark runs; the target fails if any verdict is a miss or too noisy to judge.

@@ -23,7 +23,7 @@ from typing import Any, get_type_hints
 
 from .errors import OomguardError
 from .text import redact
-from .units import parse_duration, parse_size
+from .units import parse_duration
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,17 +76,6 @@ def _positive_float(high: float) -> Check:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= high:
             raise ValueError(f"expected a number above 0 and at most {high:g}, got {value!r}")
         return float(value)
-    return check
-
-
-def _size_up_to(high: int) -> Check:
-    def check(value: Any) -> int:
-        if not isinstance(value, (str, int)):
-            raise ValueError(f"expected a size such as \"512MiB\", got {type(value).__name__} {value!r}")
-        size = parse_size(value)
-        if size > high:
-            raise ValueError(f"must be at most {high} bytes, got {size}")
-        return size
     return check
 
 

@@ -98,7 +98,7 @@ def send_with_apprise(url: str, message: dict[str, Any], as_markdown: bool, atta
         log.error("alert URL not understood by apprise (check its scheme): %s", redact(url))
         return False
     attachment = attachments(message, attach)
-    if as_markdown and message.get("markdown_body"):  # spool files from before 0.3 have only the text form
+    if as_markdown and message.get("markdown_body"):  # a message spooled without a Markdown form goes as text
         return bool(notifier.notify(title=message["markdown_title"], body=message["markdown_body"],
                                     body_format=apprise.NotifyFormat.MARKDOWN, attach=attachment))
     return bool(notifier.notify(title=message["title"], body=message["body"], body_format=apprise.NotifyFormat.TEXT,

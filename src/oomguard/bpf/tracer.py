@@ -239,7 +239,7 @@ class Tracer:
     # -- lifetime --------------------------------------------------------
 
     def program_ids(self) -> list[int]:
-        """Kernel IDs of our loaded programs (for tests and `status`)."""
+        """Kernel IDs of the programs this tracer loaded (the tests find them in `bpftool prog`)."""
         ids = []
         for fn in self._bpf.funcs.values():
             info = Path(f"/proc/self/fdinfo/{fn.fd}").read_text()
@@ -401,8 +401,9 @@ def _frames_of(frames: Any, depth: int) -> tuple[int, ...]:
 
 
 def _describe_fd(fd: int, res: int) -> str:
-    """What a failed map read saw, for the error: the call's return, and what the fd is now (an intermittent
-    EBADF on a live daemon's map is under investigation: README Limitations)."""
+    """What a failed map read saw, for the error: the call's return, and what the fd is now (a map fd closed
+    under the daemon is named so: bcc 0.26 closes a random fd of a process that names stacks, which is why
+    stacks are named in a child, evidence/symbols.py)."""
     try:
         now = os.readlink(f"/proc/self/fd/{fd}")
     except OSError as exc:
