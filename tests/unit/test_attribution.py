@@ -35,6 +35,9 @@ CASES = [
     (f"/system.slice/docker-{ID}.scope", CONTAINER, "docker", ID, None, None, f"docker-{ID}.scope"),
     (f"/docker/{ID}", CONTAINER, "docker", ID, None, None, None),
     (f"/machine.slice/libpod-{ID}.scope", CONTAINER, "podman", ID, None, None, f"libpod-{ID}.scope"),
+    # podman with the cgroupfs manager, as Podman 4.3 lays it out on this host's hybrid hierarchy; its monitor
+    (f"/libpod_parent/libpod-{ID}", CONTAINER, "podman", ID, None, None, None),
+    ("/libpod_parent/conmon", HOST, None, None, None, None, None),
     (f"/user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope",
      CONTAINER, "podman", ID, None, None, f"libpod-{ID}.scope"),
     # nested: docker-in-docker, kind (a kubelet inside a docker container), our own test tree under a v1 cgroup

@@ -20,12 +20,15 @@ from dataclasses import dataclass
 HOST, SYSTEM_SERVICE, CONTAINER = "host", "system service", "container"
 
 _ID = r"[0-9a-f]{12,64}"
-# Runtime scopes and their runtime names; conmon scopes are the monitor, not the container.
+# Runtime scopes and their runtime names; conmon scopes are the monitor, not the container. Podman with the
+# cgroupfs manager (the default where systemd is not the cgroup manager) names the directory without .scope,
+# under /libpod_parent (its conmon is /libpod_parent/conmon).
 _SCOPES = [
     (re.compile(rf"^cri-containerd-({_ID})\.scope$"), "containerd"),
     (re.compile(rf"^crio-({_ID})\.scope$"), "cri-o"),
     (re.compile(rf"^docker-({_ID})\.scope$"), "docker"),
     (re.compile(rf"^libpod-({_ID})\.scope$"), "podman"),
+    (re.compile(rf"^libpod-({_ID})$"), "podman"),
     (re.compile(rf"^nerdctl-({_ID})\.scope$"), "containerd"),
 ]
 _BARE_ID = re.compile(rf"^({_ID})$")  # cgroupfs driver: the ID is the directory name
