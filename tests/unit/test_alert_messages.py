@@ -15,8 +15,8 @@ from oomguard.alerting.alertmanager import postable_alerts
 from oomguard.alerting.messages import eta_text
 from oomguard.alerting.outbox import apprise_sender
 
+from support import MIB, http_receiver, kill_report, smtp_server, subject, wait_for_len
 from support import engine as book
-from support import http_receiver, kill_report, smtp_server, subject, wait_for_len
 from support import verdict as forecast
 
 RUNBOOK = "https://wiki.example.com/oomguard-runbook"
@@ -61,11 +61,17 @@ def test_the_cleared_title_is_whose_alert_not_its_old_forecast():
     assert "false alarm" in cleared.body and "OOM in" in cleared.body.partition("Details:")[2]
 
 
-def test_the_pre_oom_next_step_names_the_limit_ten_more_minutes_need():
-    _, _, warning = KINDS[0]
+def test_the_pre_oom_next_step_names_the_limit_ten_more_minutes_need_or_says_only_a_fix_helps():
+    _, _, warning = KINDS[0]  # 1.4 MiB/s into 128 MiB: 10 more minutes need 940 MiB, over twice the limit
+    assert warning.body.count("What to do: find what grows: the processes below, and its call sites with "
+                              "`oomguard status --alert alert0001` on node-1. No sensible limit holds this climb "
+                              "(10 more minutes of this climb need 940.0MiB, the limit is 128.0MiB).") == 1
+    alerts = book()
+    slow = forecast(eta=300.0)
+    slow = type(slow)(**{**slow.__dict__, "slope_bytes_per_s": 0.05 * MIB})  # 30 MiB more in 10 min
+    message = alerts.warn(slow, subject(), now=0.0)
     assert ("What to do: if this growth is expected, raise the memory limit (now 128.0MiB; 10 more minutes of "
-            "this climb need 940.0MiB)") in warning.body  # 100 MiB + 1.4 MiB/s x 600 s
-    assert "`oomguard status --alert alert0001` on node-1" in warning.body
+            "this climb need 130.0MiB); if not, find what grows") in message.body
 
 
 def test_a_range_is_given_only_when_it_is_one():

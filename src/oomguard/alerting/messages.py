@@ -53,8 +53,9 @@ def _resolves(alert: Alert) -> dict[str, Any]:
     return {"labels": alert.labels, "starts_at": alert.started_wall}
 
 
-# How far ahead the next step's limit looks: the limit that holds this much more of the climb.
+# How far ahead the next step's limit looks: the limit that holds this much more of the climb...
 ROOM_FOR_S = 600.0
+OUTGROWS = 2.0  # ...unless that is more than this many times the limit: then only a fix helps
 
 
 def utc(wall: float) -> str:
@@ -111,9 +112,13 @@ def next_step(verdict: Verdict, subject: Subject, alert_id: str, host: str) -> s
     """What the on-call engineer does: the limit that holds ROOM_FOR_S more of this climb, or what grows."""
     needed = verdict.usage + max(verdict.slope_bytes_per_s, 0.0) * ROOM_FOR_S
     grows = "the culprits above" if subject.culprits else "the processes below"
+    find = f"find what grows: {grows}, and its call sites with `oomguard status --alert {alert_id}` on {host}."
+    minutes = f"{ROOM_FOR_S / 60:.0f} more minutes of this climb need {format_bytes(needed)}"
+    if needed > OUTGROWS * verdict.limit:  # no limit holds it for long: a leak to fix, not a size to raise
+        return (f"What to do: {find} No sensible limit holds this climb ({minutes}, the limit is "
+                f"{format_bytes(verdict.limit)}).")
     return (f"What to do: if this growth is expected, raise the memory limit (now {format_bytes(verdict.limit)}; "
-            f"{ROOM_FOR_S / 60:.0f} more minutes of this climb need {format_bytes(needed)}); if not, find what grows: "
-            f"{grows}, and its call sites with `oomguard status --alert {alert_id}` on {host}.")
+            f"{minutes}); if not, {find}")
 
 
 def _who(subject: Subject) -> str:

@@ -122,10 +122,9 @@ class Verdict:
             return f"headroom {free / max(self.limit, 1):.1%} of the limit ({format_bytes(free)} free), under the floor"
         if self.seconds_to_limit is None or self.eta_interval is None:
             return "no established climb toward the limit"
-        early, late = self.eta_interval
-        return (f"kept memory climbing {format_bytes(self.slope_bytes_per_s)}/s for {self.trend_s:.0f}s "
-                f"(more than the {format_bytes(self.giveback)} it is known to give back) reaches the limit in "
-                f"{self.seconds_to_limit:.0f}s ({early:.0f}-{late:.0f}s)")
+        # the ETA itself is the message's first line: the reason says what the forecast stands on
+        return (f"kept memory climbing {format_bytes(self.slope_bytes_per_s)}/s for {self.trend_s:.0f}s, more than "
+                f"the {format_bytes(self.giveback)} it is known to give back")
 
 
 def window_ladder(window: int) -> tuple[int, ...]:
