@@ -244,3 +244,20 @@ def test_the_daemon_counts_new_containers_at_their_start_and_suspects_first(daem
     # a suspect's processes are counted before a new container's (the budget may stop in between)
     tick(63.0, ["/old", "/new", "/newer"], suspects={"/old": (1, 2)})
     assert counted[2:] == [1, 2, 21, 22]
+
+
+def test_a_count_outlives_a_climb_that_flickers_for_a_tick():
+    # the real-kernel pipes test: the climb was seen, not seen on the next tick, seen again; a count taken
+    # again then made "opened since" start over, and an alert within a second of it named the leaker by the
+    # descriptors it holds instead of those it opened
+    from oomguard.detection.descriptors import KEEP_S, OpenedSince
+
+    fds = {7: 100}
+    opened = OpenedSince(lambda pid: fds[pid])
+    opened.update(0.0, [7])
+    fds[7] = 400
+    opened.update(0.5, [])  # the climb not seen this tick
+    opened.update(1.0, [7])  # seen again: the first count stands
+    assert opened.since[7] == (0.0, 100) and opened.rate(7, 1.0, 400) == 300.0
+    opened.update(1.0 + KEEP_S, [])  # not climbing for KEEP_S: forgotten
+    assert opened.since == {}

@@ -28,6 +28,9 @@ from ..identity.procfs import open_descriptors
 # takes ~20 us at 40 fds, ~0.4 ms at 1,000 and 3.7-7.0 ms at 9,000 (bench/descriptor_cost.py, two runs):
 # 256 processes of 1,000 fds at once would be ~0.1 s, of 9,000 ~1-2 s.
 BUDGET_S = 0.02
+# A count outlives its cgroup's climb this long: a climb seen on one tick and not the next (a sawtooth's
+# trough, a tick's noise) is still one climb, and a count taken again would make "opened since" start over.
+KEEP_S = 15.0
 
 
 class OpenedSince:
@@ -37,14 +40,17 @@ class OpenedSince:
                  clock: Callable[[], float] = time.perf_counter):
         self.count, self.clock = count, clock
         self.since: dict[int, tuple[float, int]] = {}  # pid -> (when, open descriptors then)
+        self._watched_at: dict[int, float] = {}  # pid -> when it was last among the climbing cgroups'
 
     def update(self, now: float, pids: Iterable[int]) -> None:
         """This tick's processes of climbing (or young) cgroups, most urgent first: a new one is
-        counted, one whose cgroup no longer climbs (or that is gone) is forgotten. One read of /proc/PID/fd
-        per process per climb, for at most BUDGET_S a tick (at least one process); the rest are counted on the
-        next ticks."""
+        counted, one whose cgroup has not climbed for KEEP_S (or that is gone) is forgotten. One read of
+        /proc/PID/fd per process per climb, for at most BUDGET_S a tick (at least one process); the rest are
+        counted on the next ticks."""
         watched = dict.fromkeys(pids)  # in order, once each
-        self.since = {pid: seen for pid, seen in self.since.items() if pid in watched}
+        self._watched_at.update(dict.fromkeys(watched, now))
+        self._watched_at = {pid: at for pid, at in self._watched_at.items() if now - at < KEEP_S}
+        self.since = {pid: seen for pid, seen in self.since.items() if pid in self._watched_at}
         started = self.clock()
         for pid in [p for p in watched if p not in self.since]:
             count = self.count(pid)
