@@ -52,7 +52,7 @@ from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
 from ..identity.selection import Selection, kernel_filter_for
 from ..kills.kmsg import KernelOomRecord, KmsgReader, records_in_log
-from ..kills.report import KillAttributor, KillCorrelator
+from ..kills.report import KillAttributor, KillCorrelator, KillReport
 from ..sampling.collector import Collector, Tick
 from ..signals import Signals
 from ..text import markdown, plain
@@ -237,15 +237,19 @@ class Daemon:
             self.evidence.collect()  # what the kernel sampled since the last tick, for the confirmation
         outcome = self.engine.kill(report, time.monotonic())
         self._deliver([outcome.message])
+        self._count_kill(report, outcome)
+        if self.recorder:
+            self.recorder.kill(time.monotonic(), report)
+        return outcome
+
+    def _count_kill(self, report: KillReport, outcome: KillOutcome) -> None:
+        """A kill in the figures: by where it happened, and its lead time when an alert foresaw it."""
         if self.exporter:
             pod = report.pod
             self.exporter.count_kill(pod.namespace if pod else "", pod.pod if pod else "",
                                      (pod.container or "") if pod else "", outcome.foreseen)
             if outcome.lead_s is not None:
                 self.exporter.lead_time.observe(outcome.lead_s)
-        if self.recorder:
-            self.recorder.kill(time.monotonic(), report)
-        return outcome
 
     def _confirm_missed_kills(self) -> None:
         """Alerts resumed from this boot whose OOM kill came while the daemon was not running (killed the
@@ -254,14 +258,15 @@ class Daemon:
         book = self.engine.book
         if not book.open:
             return
-        version = default_memory_version()
-        counts = {cgroup: oom_kills(MemoryCgroup(version, cgroup)) for cgroup in book.open}
+        counts = {cgroup: self.engine.count_kills(cgroup) for cgroup in book.open}
         now = time.monotonic()
         for missed in missed_kills(list(book.open.values()), counts, records_in_log(), now):
             alert = missed.alert
             record = missed.record or KernelOomRecord(int(now * 1e6), "CONSTRAINT_MEMCG", alert.cgroup, None,
                                                       "(not in the kernel log)", 0, None)
-            outcome = self.engine.kill(self.attributor.report(None, record), missed.at)
+            report = self.attributor.report(None, record)
+            outcome = self.engine.kill(report, missed.at)
+            self._count_kill(report, outcome)
             if self.outbox and self.outbox.spooled(alert.id, CONFIRMED):
                 log.info("alert %s: its confirmation was spooled before the restart; not sent again", alert.id)
                 self._save_book()
