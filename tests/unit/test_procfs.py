@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from oomguard.bpf.events import Departed
-from oomguard.detection.descriptors import BUDGET_S, OpenedSince
+from oomguard.detection.descriptors import BUDGET_S, KEEP_S, OpenedSince
 from oomguard.identity.cgroup import CgroupPaths, MemoryCgroup
 from oomguard.identity.procfs import Held, Identity, ProcessDirectory, held_open, open_descriptors, process_name
 from oomguard.sampling.collector import live_pids
@@ -83,9 +83,13 @@ def test_descriptors_are_counted_once_per_climb_and_their_growth_is_net_per_seco
     assert opened.rate(2, 110.0, 14_500) == 650.0 and opened.rate(1, 110.0, 13_990) == -1.0
     assert opened.rate(3, 110.0, 50) == 0.0  # never counted
     assert opened.rate(2, 100.5, 9_000) == 0.0  # counted under a second ago
-    opened.update(102.0, [1])  # pid 2's cgroup stopped climbing: its count is forgotten, taken again next climb
+    opened.update(102.0, [1])  # pid 2's cgroup not seen climbing for a tick: its count stands (KEEP_S)
     opened.update(103.0, [1, 2])
-    assert opened.rate(2, 104.0, 14_600) == 100.0
+    assert opened.rate(2, 104.0, 14_600) == (14_600 - 8_000) / 4.0
+    opened.update(103.0 + KEEP_S, [1])  # not climbing for KEEP_S: forgotten, taken again next climb
+    counts[2] = 14_600
+    opened.update(104.0 + KEEP_S, [1, 2])
+    assert opened.rate(2, 105.0 + KEEP_S, 14_700) == 100.0
     # a climbing cgroup of many processes with many descriptors is counted over a few ticks, BUDGET_S a tick
     clock = [0.0]
 
