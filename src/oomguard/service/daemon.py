@@ -153,6 +153,7 @@ class Daemon:
         self.kmsg: KmsgReader | None = None
         self.evidence: EvidenceCapture | None = None
         self._disk_error_at = float("-inf")
+        self.receivers = receivers(config.alerts)  # redacted, for status: set at start (a reload keeps them)
         self._last_rates: tuple[int, int] | None = None  # the sample rates last tick, when ticks are not shown
         self._summary_at = float("-inf")  # when the last summary line was printed
 
@@ -162,7 +163,7 @@ class Daemon:
         with ExitStack() as stack:
             self._open(stack)
             log.info("tracing kmalloc, page allocations, RSS and OOM kills (policy: %s)", self.config.source)
-            if not receivers(self.config.alerts):
+            if not self.receivers:
                 log.warning("%s; fix: %s", NO_RECEIVERS, NO_RECEIVERS_FIX)
             namespace = check_pid_namespace()
             if not namespace.ok:
@@ -479,7 +480,7 @@ class Daemon:
                             for a in book.open.values()],
             "tallies": asdict(book.tallies) | {"summary": book.tallies.lead_time_summary()},
             "undelivered": self.outbox.pending() if self.outbox else 0,
-            "receivers": receivers(config.alerts),
+            "receivers": self.receivers,
             "delivery": asdict(self.outbox.counts) if self.outbox else {},
             "tick_s": tick_s,
             "self": own_usage(),

@@ -45,11 +45,7 @@ CLOCK_SKEW_S = 60.0  # a status stamped further in the future than this was not 
 def read_status(state_dir: Path) -> Status:
     """The daemon's status, checked: a state dir the daemon would refuse, a file it did not write, or one of
     the wrong shape is an OomguardError naming the cause and the fix, never a traceback."""
-    problem = state_dir_problem(state_dir)
-    if problem:
-        raise OomguardError(f"[state] dir {state_dir} {problem}: its files are not trusted",
-                            f"give it to root alone (chown root: {state_dir} && chmod 700 {state_dir}) and "
-                            "restart the daemon")
+    check_state_dir(state_dir)
     path = state_dir / STATUS_FILE
     wrong: str
     try:
@@ -70,14 +66,19 @@ def read_status(state_dir: Path) -> Status:
     return status
 
 
-def state_dir_problem(state_dir: Path) -> str | None:
-    """Why the daemon would refuse this state dir, or None (a missing one is left to the file's read)."""
+def check_state_dir(state_dir: Path) -> None:
+    """An OomguardError if the daemon would refuse this state dir: nothing read from it could be trusted (a
+    missing one is left to the file's read)."""
     try:
-        return directory_problem(os.lstat(state_dir))
+        problem = directory_problem(os.lstat(state_dir))
     except FileNotFoundError:
-        return None
+        return
     except OSError as exc:
-        return f"cannot be looked at ({exc.strerror})"
+        problem = f"cannot be looked at ({exc.strerror})"
+    if problem:
+        raise OomguardError(f"[state] dir {state_dir} {problem}: its files are not trusted",
+                            f"give it to root alone (chown root: {state_dir} && chmod 700 {state_dir}) and "
+                            "restart the daemon")
 
 
 def _refuse_constant(name: str) -> float:
