@@ -117,7 +117,7 @@ def shape_problem(data: Any, now: float) -> str | None:
 def is_alive(status: Status, now: float | None = None) -> bool:
     """The daemon wrote within three intervals and its process exists."""
     now = time.time() if now is None else now
-    fresh = now - status["updated"] + CLOCK_SKEW_S >= 0 and now - status["updated"] <= 3 * status["interval_s"] + 1
+    fresh = -CLOCK_SKEW_S <= now - status["updated"] <= 3 * status["interval_s"] + 1
     try:
         os.kill(int(status["pid"]), 0)
         exists = True
