@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
+import time
 
 import numpy as np
 from PIL import Image
 
-from oomguard.alerting.chart import CHART_ROOM, MAX_POINTS, ChartFiles, chart_data
+from oomguard.alerting.chart import CHART_ROOM, DECORATE_WITHIN_S, MAX_POINTS, ChartFiles, Renderer, chart_data
 
 MIB = 1 << 20
 
@@ -31,8 +33,8 @@ def test_the_numbers_are_few_relative_and_end_at_the_alert():
 
 
 def test_a_chart_is_drawn_once_in_a_child_as_a_png_naming_its_cgroup(tmp_path):
-    charts = ChartFiles(tmp_path / "charts")
-    message = {"alert_id": "a1", "kind": "pre-OOM", "spooled_at": 1.5,
+    charts = ChartFiles(tmp_path / "charts", clock=lambda: 0.0)  # every deadline far ahead
+    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 1.5,
                "chart": leak_data(eta_s=28.0, eta_interval=(22.0, 35.0))}
     path = charts.for_message(message)
     assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -46,17 +48,56 @@ def test_a_chart_is_drawn_once_in_a_child_as_a_png_naming_its_cgroup(tmp_path):
 
 
 def test_a_kill_chart_and_no_chart_and_a_failed_drawing(tmp_path, caplog):
-    charts = ChartFiles(tmp_path / "charts")
-    killed = {"alert_id": "a1", "kind": "confirmed", "spooled_at": 2.0, "chart": leak_data(killed=True)}
+    charts = ChartFiles(tmp_path / "charts", clock=lambda: 0.0)
+    killed = {"alert_id": "a1", "kind": "confirmed", "decided_at": 2.0, "chart": leak_data(killed=True)}
     assert charts.for_message(killed) is not None
     assert charts.for_message({"alert_id": "a2", "kind": "cleared", "chart": None}) is None
-    broken = {"alert_id": "a3", "kind": "pre-OOM", "spooled_at": 3.0, "chart": {"who": "x"}}  # no numbers
+    broken = {"alert_id": "a3", "kind": "pre-OOM", "decided_at": 3.0, "chart": {"who": "x"}}  # no numbers
     assert charts.for_message(broken) is None
     assert "alert chart not drawn" in caplog.text and "[alerts] chart = false" in caplog.text
 
 
 def test_no_chart_when_the_daemons_cgroup_lacks_room(tmp_path, caplog):
-    message = {"alert_id": "a1", "kind": "pre-OOM", "spooled_at": 1.0, "chart": leak_data()}
-    assert ChartFiles(tmp_path, free_bytes=lambda: CHART_ROOM - 1).for_message(message) is None
+    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 1.0, "chart": leak_data()}
+    assert charts_with_room(tmp_path, CHART_ROOM - 1).for_message(message) is None
     assert "less than 160 MiB free" in caplog.text and not list(tmp_path.glob("*.png"))
-    assert ChartFiles(tmp_path, free_bytes=lambda: CHART_ROOM).for_message(message) is not None
+    assert charts_with_room(tmp_path, CHART_ROOM).for_message(message) is not None
+
+
+def charts_with_room(directory, free):
+    return ChartFiles(directory, Renderer(free_bytes=lambda: free), clock=lambda: 0.0)
+
+
+def test_a_message_waits_for_its_chart_only_until_its_deadline_and_the_chart_follows(tmp_path):
+    # a renderer that takes 3 s to start (a starved node): the message goes without it at the deadline
+    slow = [sys.executable, "-c", ("import time, runpy; time.sleep(3); "
+                                   "runpy.run_module('oomguard.alerting.chart', run_name='__main__')")]
+    charts = ChartFiles(tmp_path, Renderer(command=slow))
+    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": time.time(), "chart": leak_data()}
+    assert charts.for_message(message) is None
+    assert time.time() - message["decided_at"] < DECORATE_WITHIN_S + 0.3
+    future = charts.draw(message)  # the same drawing, still going: not a second one
+    assert future is not None and future.result(timeout=30) == charts.path_for(message)
+    assert charts.path_for(message).read_bytes()[:4] == b"\x89PNG"  # there for `status --alert`, and a resend
+    assert charts.for_message(message) == charts.path_for(message)
+    charts.stop()
+
+
+def test_a_warm_renderer_draws_within_the_deadline_and_goes_a_while_after_the_last_climb(tmp_path):
+    charts = ChartFiles(tmp_path)
+    charts.warm(True, 0.0)  # something climbs: matplotlib is imported before any alert
+    deadline = time.monotonic() + 30
+    while not charts.renderer.helper.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    charts.draw({"alert_id": "w0", "kind": "pre-OOM", "decided_at": 1.0, "chart": leak_data()}).result(30)
+    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": time.time(), "chart": leak_data()}
+    assert charts.for_message(message) == charts.path_for(message)  # drawn within DECORATE_WITHIN_S
+    charts.warm(False, 100.0)
+    charts.warm(False, 130.0)
+    assert charts.renderer.helper.running  # kept warm for a kill's chart
+    charts.warm(False, 161.0)
+    deadline = time.monotonic() + 10
+    while charts.renderer.helper.running and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not charts.renderer.helper.running
+    charts.stop()

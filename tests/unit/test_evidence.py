@@ -3,6 +3,7 @@ the capture loop over a scripted stack source (the real kernel side is in tests/
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
 
 from oomguard.bpf.events import SOURCE_KMALLOC, SOURCE_PAGE, DeepSite
@@ -118,10 +119,30 @@ class ScriptedStacks:
         self.closed += self.loaded
         self.loaded = False
 
+    def interrupt(self):
+        pass
+
+
+class Inline:
+    """A runner that runs each request at once, on the caller's thread (the daemon's is a worker thread)."""
+
+    def submit(self, fn, *args):
+        future = Future()
+        future.set_result(fn(*args))
+        return future
+
+    def stop(self):
+        pass
+
+
+def capture_of(stacks, directory, **kwargs):
+    kwargs.setdefault("clock", lambda: 1.0)
+    return EvidenceCapture(stacks, stacks, directory, version=2, runner=Inline(), **kwargs)
+
 
 def test_capture_follows_the_suspects_names_stacks_once_and_saves_a_report(tmp_path):
     stacks, clock = ScriptedStacks(), [100.0]
-    capture = EvidenceCapture(stacks, stacks, tmp_path / "evidence", clock=lambda: clock[0], version=2)
+    capture = capture_of(stacks, tmp_path / "evidence", clock=lambda: clock[0])
     capture.update({"/pod/leaky": (7, 8)}, {7: "app", 8: "sidecar"})
     assert stacks.pids == {7: 1, 8: 1}
     stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, 30 * MIB, 300),
@@ -158,7 +179,7 @@ def test_capture_follows_the_suspects_names_stacks_once_and_saves_a_report(tmp_p
 
 def test_a_process_that_leaves_the_suspects_has_its_symbols_forgotten_while_others_stay_named():
     stacks = ScriptedStacks()
-    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture = capture_of(stacks, Path("/nonexistent"))
     capture.update({"/a": (7,), "/b": (8,)}, {})
     stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1), DeepSite(8, (2,), (10,), SOURCE_PAGE, MIB, 1)]
     capture.update({"/b": (8,)}, {})  # /a is no longer a suspect: its evidence goes, pid 7's tables are freed
@@ -170,7 +191,7 @@ def test_a_process_that_leaves_the_suspects_has_its_symbols_forgotten_while_othe
 
 def test_stacks_the_symbolizer_could_not_name_count_as_addresses_and_are_named_again_later():
     stacks = ScriptedStacks()
-    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture = capture_of(stacks, Path("/nonexistent"))
     capture.update({"/c": (7,)}, {})
     stacks.failure, real_name = "the symbolizer exited (1)", stacks.name
     stacks.name = lambda new: [(["0x1"], FAULT) for _ in new]  # type: ignore[method-assign]
@@ -187,7 +208,7 @@ def test_stacks_the_symbolizer_could_not_name_count_as_addresses_and_are_named_a
 
 def test_a_user_stack_that_could_not_be_walked_is_counted_as_not_kept():
     stacks = ScriptedStacks()
-    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture = capture_of(stacks, Path("/nonexistent"))
     capture.update({"/c": (7,)}, {})
     stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1), DeepSite(7, (), (10,), SOURCE_PAGE, MIB, 1)]
     capture.update({"/c": (7,)}, {})
@@ -201,7 +222,7 @@ def test_a_report_that_cannot_be_written_is_logged_and_the_message_still_goes(tm
     stacks = ScriptedStacks()
     blocker = tmp_path / "file"
     blocker.write_text("")
-    capture = EvidenceCapture(stacks, stacks, blocker / "evidence", clock=lambda: 1.0, version=2)
+    capture = capture_of(stacks, blocker / "evidence")
     capture.update({"/c": (1,)}, {})
     evidence = capture.of("/c")
     assert evidence is not None and capture.save("ab", "t", evidence) is None
@@ -211,7 +232,7 @@ def test_a_report_that_cannot_be_written_is_logged_and_the_message_still_goes(tm
 def test_hostile_symbol_and_module_names_are_marked_for_each_receiver_and_escaped_in_the_report():
     stacks = ScriptedStacks()
     stacks.user[(1,)] = ["evil<!channel>*x* [lib\nOOM KILL.so]"]
-    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2)
+    capture = capture_of(stacks, Path("/nonexistent"))
     capture.update({"/c": (7,)}, {7: "a\x1bb"})
     stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, MIB, 1)]
     capture.update({"/c": (7,)}, {})
@@ -226,8 +247,7 @@ def test_hostile_symbol_and_module_names_are_marked_for_each_receiver_and_escape
 
 def test_without_room_for_symbol_tables_nothing_is_deep_sampled_and_the_message_says_why(caplog):
     stacks, free = ScriptedStacks(), [10 * MIB]
-    capture = EvidenceCapture(stacks, stacks, Path("/nonexistent"), clock=lambda: 1.0, version=2,
-                              free_bytes=lambda: free[0])
+    capture = capture_of(stacks, Path("/nonexistent"), free_bytes=lambda: free[0])
     capture.update({"/c": (7,)}, {})
     assert stacks.pids == {} and "10.0MiB free, less than the 48.0MiB" in capture.held_back
     evidence = capture.of("/c")

@@ -4,7 +4,8 @@ import logging
 import sys
 import time
 
-from oomguard.evidence.symbols import Symbolizer, exchange
+from oomguard.evidence.symbols import Symbolizer
+from oomguard.helper import exchange
 
 # A stand-in child speaking the protocol: names every address `f<address>`, the kernel's `k<address>`.
 ECHO = """
@@ -27,7 +28,7 @@ def test_names_come_back_in_order_and_the_child_goes_on_close():
     names = Symbolizer(command=child(ECHO))
     assert not names.running and names.name([]) == []  # nothing to name: no child started
     assert names.name([(7, (1, 2), (30,)), (8, (), (31, 32))]) == [(["f1", "f2"], ["k30"]), ([], ["k31", "k32"])]
-    process = names._child
+    process = names.helper._child
     assert names.running and process is not None
     names.forget({7})
     assert names.running  # forgetting some processes keeps the child
@@ -59,7 +60,7 @@ def test_a_child_that_keeps_dying_gives_addresses_and_says_why_once(caplog):
     assert "the symbolizer exited (3)" in names.failure
     assert caplog.text.count("stacks not named") == 1  # said once, not every tick
     assert "fix: check that" in caplog.text
-    names.command = child(ECHO)  # the fault cleared: names again, and the log says so
+    names.helper.command = child(ECHO)  # the fault cleared: names again, and the log says so
     with caplog.at_level(logging.INFO, logger="oomguard"):
         assert names.name([(7, (1,), ())]) == [(["f1"], [])]
     assert names.failure == "" and "stacks are named again" in caplog.text
@@ -79,7 +80,7 @@ def test_a_hung_child_is_given_up_on_after_the_timeout_and_not_retried():
 def test_after_a_hang_stacks_get_addresses_at_once_until_the_retry_time_has_passed():
     names = Symbolizer(timeout_s=0.3, command=child("import time; time.sleep(60)"), retry_after_s=1.0)
     assert names.name([(7, (1,), ())]) == [(["0x1"], [])]  # waited 0.3 s once
-    names.command = child(ECHO)  # the cause cleared, but it is not asked before the retry time
+    names.helper.command = child(ECHO)  # the cause cleared, but it is not asked before the retry time
     started = time.monotonic()
     assert names.name([(7, (2,), ())]) == [(["0x2"], [])]
     assert time.monotonic() - started < 0.1 and not names.running  # no wait, no child started

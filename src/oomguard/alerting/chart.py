@@ -2,37 +2,42 @@
 
 The daemon only gathers the numbers (`chart_data`, pure, a few kilobytes of
 JSON carried by the message). Drawing needs matplotlib (a child peaks at ~70
-MiB here, a second of imports), so it runs in a short-lived child process
-(`render_in_child`, from the sender thread, never the tick), and the
-daemon's own footprint does not grow: `python -m oomguard.alerting.chart
-OUT.png < DATA.json`. A chart is a luxury: it is skipped when the daemon's
-own memory cgroup has less than CHART_ROOM free (alerting must never need
-memory the steady daemon does not have), and the child volunteers as the
-OOM killer's first choice (oom_score_adj 1000).
+MiB here, a second of imports), so it runs in a helper child (`Renderer`,
+`python -m oomguard.alerting.chart`), started when something climbs
+and stopped a minute after nothing does, so the daemon's own footprint does
+not grow and a chart is ready within its message's deadline. A chart is a
+luxury: the message never waits for it past DECORATE_WITHIN_S; it is skipped
+when the daemon's own memory cgroup has less than CHART_ROOM free (alerting
+must never need memory the steady daemon does not have); the child runs at
+idle CPU priority and volunteers as the OOM killer's first choice.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import CancelledError, Future, TimeoutError
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from ..files import own_directory
+from ..helper import Helper, HelperFailed, Worker, lower_priority
 from ..identity.cgroup import own_free_bytes
 
 log = logging.getLogger("oomguard")
 MAX_POINTS = 400  # enough for a 1,000-pixel-wide line; keeps the spooled message small
-RENDER_TIMEOUT_S = 20.0
+RENDER_TIMEOUT_S = 20.0  # a drawing (or the renderer's start) abandoned after this: the child is killed
+# A message waits for its chart this long after the tick (or kill) that decided it, then goes without: the
+# warning first. A warm renderer draws in ~0.1-0.2 s here; a cold start imports matplotlib (~1 s).
+DECORATE_WITHIN_S = 0.5
+KEEP_WARM_S = 60.0  # the renderer stays this long after the last climb or open alert (a kill's chart comes later)
 CHART_ROOM = 160 << 20  # free memory the daemon's cgroup must have to draw: twice the child's ~70 MiB peak
 
 
@@ -93,56 +98,129 @@ def render(data: dict[str, Any], out: Path) -> None:
 
 
 
-def render_in_child(data: dict[str, Any], out: Path, timeout_s: float = RENDER_TIMEOUT_S) -> bool:
-    """Render in a child process; False (logged) if it failed or took too long: the message goes without."""
-    try:
-        done = subprocess.run([sys.executable, "-m", "oomguard.alerting.chart", str(out)], input=json.dumps(data),
-                              check=False, capture_output=True, text=True, timeout=timeout_s,
-                              # its font cache beside the charts: under the unit, $HOME is not writable
-                              env={**os.environ, "MPLCONFIGDIR": str(out.parent / ".matplotlib")})
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        log.warning("alert chart not drawn (%s): the message is sent without it", exc)
-        return False
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
-        log.warning("alert chart not drawn (%s): the message is sent without it; fix: install matplotlib "
-                    "(`make install` does) and keep [state] dir writable, or set [alerts] chart = false", last)
-        return False
-    return out.exists()
+def not_drawn(exc: Exception) -> None:
+    log.warning("alert chart not drawn (%s): the message is sent without it; fix: install matplotlib (`make "
+                "install` does) and keep [state] dir writable, or set [alerts] chart = false", exc)
+
+
+class Renderer:
+    """The drawing child, kept warm (matplotlib imported) while something climbs, so a chart is ready within
+    an alert's decoration deadline; blocking: called from ChartFiles' worker thread only."""
+
+    def __init__(self, free_bytes: Callable[[], int | None] = own_free_bytes, timeout_s: float = RENDER_TIMEOUT_S,
+                 command: list[str] | None = None):
+        self.free_bytes = free_bytes
+        self.helper = Helper(command or [sys.executable, "-m", "oomguard.alerting.chart"], timeout_s,
+                             "chart renderer")
+
+    def start(self) -> bool:
+        """The child running and warm; False (logged) without room for it or if it would not start."""
+        if self.helper.running:
+            return True
+        free = self.free_bytes()
+        if free is not None and free < CHART_ROOM:
+            log.warning("alert chart not drawn: the daemon's memory cgroup has less than %d MiB free; the "
+                        "message is sent without it", CHART_ROOM >> 20)
+            return False
+        try:
+            self.helper.ask({"warm": True})
+        except HelperFailed as exc:
+            not_drawn(exc)
+            return False
+        return True
+
+    def draw(self, data: dict[str, Any], out: Path) -> Path | None:
+        """Draw `data` into `out`; None (logged) on failure."""
+        if not self.start():
+            return None
+        try:
+            self.helper.ask({"data": data, "out": str(out)})
+        except HelperFailed as exc:
+            not_drawn(exc)
+            return None
+        return out if out.exists() else None
+
+    def close(self) -> None:
+        self.helper.close()
 
 
 class ChartFiles:
-    """One PNG per message, drawn by whichever sender thread needs it first; files older than a day go."""
+    """One PNG per message, drawn in a worker thread as soon as the message is made; a sender waits for it
+    only until the message's decoration deadline (DECORATE_WITHIN_S after its decision), then sends without
+    it: the text never waits for its picture. Files older than a day go."""
 
     MAX_AGE_S = 24 * 3600.0
 
-    def __init__(self, directory: Path, free_bytes: Callable[[], int | None] = own_free_bytes):
-        self.directory, self.free_bytes = directory, free_bytes
+    def __init__(self, directory: Path, renderer: Renderer | None = None, clock: Callable[[], float] = time.time):
+        self.directory, self.clock = directory, clock
+        self.renderer = renderer or Renderer()
+        self._worker = Worker("charts")
         self._lock = threading.Lock()
+        self._drawing: dict[Path, Future[Path | None]] = {}
+        self._cold_since: float | None = None
 
-    def for_message(self, message: dict[str, Any]) -> Path | None:
-        """The message's chart as a file, drawn now if it is not yet; None without chart or on failure."""
+    def path_for(self, message: dict[str, Any]) -> Path:
+        stamp = int(float(message.get("decided_at") or message.get("spooled_at", 0.0)) * 1000)
+        return self.directory / f"{message['alert_id']}-{message['kind']}-{stamp}.png"
+
+    def draw(self, message: dict[str, Any]) -> Future[Path | None] | None:
+        """Start drawing the message's chart (once, however many receivers ask); None without one."""
         data = message.get("chart")
         if not data:
             return None
-        stamp = int(float(message.get("spooled_at", 0.0)) * 1000)
-        path = self.directory / f"{message['alert_id']}-{message['kind']}-{stamp}.png"
-        with self._lock:  # several receivers, one drawing
-            if path.exists():
-                return path
-            free = self.free_bytes()
-            if free is not None and free < CHART_ROOM:
-                log.warning("alert chart not drawn: the daemon's memory cgroup has less than %d MiB free; the "
-                            "message is sent without it", CHART_ROOM >> 20)
-                return None
-            try:
-                own_directory(self.directory)
-                self._prune()
-            except OSError as exc:
-                log.warning("alert chart not drawn: %s (%s): the message is sent without it", self.directory,
-                            exc.strerror)
-                return None
-            return path if render_in_child(data, path) else None
+        path = self.path_for(message)
+        with self._lock:
+            future = self._drawing.get(path)
+            if future is None:
+                if len(self._drawing) > 64:  # only the drawings of messages still being sent matter
+                    self._drawing = {p: f for p, f in self._drawing.items() if not f.done()}
+                future = self._drawing[path] = self._worker.submit(self._draw, data, path)
+        return future
+
+    def for_message(self, message: dict[str, Any]) -> Path | None:
+        """The message's chart if it is drawn by the message's decoration deadline; None otherwise (it is
+        still drawn, for `oomguard status --alert`)."""
+        future = self.draw(message)
+        if future is None:
+            return None
+        decided = float(message.get("decided_at") or message.get("spooled_at") or 0.0)
+        try:
+            return future.result(timeout=max(0.0, decided + DECORATE_WITHIN_S - self.clock()))
+        except TimeoutError:
+            log.info("alert %s: its chart was not drawn within %.1fs of the decision: the message goes without "
+                     "it (`oomguard status --alert %s` lists it once drawn)", message.get("alert_id"),
+                     DECORATE_WITHIN_S, message.get("alert_id"))
+            return None
+        except CancelledError:
+            return None
+
+    def warm(self, wanted: bool, now: float) -> None:
+        """From the tick: keep the renderer warm while something climbs; let it go KEEP_WARM_S after."""
+        if wanted:
+            if self._cold_since is not None or not self.renderer.helper.running:
+                self._worker.submit(self.renderer.start)
+            self._cold_since = None
+        elif self._cold_since is None:
+            self._cold_since = now
+        elif now - self._cold_since >= KEEP_WARM_S and self.renderer.helper.running:
+            self._worker.submit(self.renderer.close)
+
+    def stop(self) -> None:
+        """At exit: end a drawing in flight now, drop the queued ones."""
+        self.renderer.helper.interrupt()
+        self._worker.stop()
+
+    def _draw(self, data: dict[str, Any], path: Path) -> Path | None:
+        if path.exists():
+            return path
+        try:
+            own_directory(self.directory)
+            self._prune()
+        except OSError as exc:
+            log.warning("alert chart not drawn: %s (%s): the message is sent without it", self.directory,
+                        exc.strerror)
+            return None
+        return self.renderer.draw(data, path)
 
     def _prune(self) -> None:
         cutoff = time.time() - self.MAX_AGE_S
@@ -151,12 +229,33 @@ class ChartFiles:
                 old.unlink(missing_ok=True)
 
 
-def main(out: str) -> None:
-    """The child: first in line for the OOM killer, then draw what stdin holds."""
-    with contextlib.suppress(OSError):  # not Linux, or /proc read-only: draw all the same
-        Path("/proc/self/oom_score_adj").write_text("1000")
-    render(json.loads(sys.stdin.read()), Path(out))
+def serve(requests: IO[str], answers: IO[str]) -> None:
+    """The child: matplotlib imported once, then one chart per request line until stdin closes."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display: files only
+    import matplotlib.pyplot  # the slow import, done before the first alert needs it
+
+    for line in requests:
+        try:
+            request = json.loads(line)
+            if "data" in request:
+                render(request["data"], Path(request["out"]))
+            answer: dict[str, Any] = {"ok": True}
+        except Exception as exc:  # one bad chart must not end the child: say what, go on  # noqa: BLE001
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
+def main() -> None:
+    """The child: last in line for the CPU, first for the OOM killer; answers on a copy of stdout, while
+    anything a library prints goes to the daemon's log (fd 1 now points at stderr)."""
+    lower_priority()
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    serve(sys.stdin, answers)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

@@ -40,6 +40,8 @@ class Message:
     runbook: str = ""  # what the on-call engineer checks for this kind of alert (a URL; Alertmanager's runbook_url)
     chart: dict[str, Any] | None = None  # chart.chart_data's numbers, drawn by the sender for attachments
     evidence: str | None = None  # the path of the alert's full evidence report (evidence/capture.py), attached
+    decided_at: float = 0.0  # wall clock of the tick or kill that made it: decorations wait for no more than
+    # DECORATE_WITHIN_S after it (alerting/chart.py)
 
     def __post_init__(self) -> None:
         if not self.markdown_title:  # fresh from the builders below, names still marked
@@ -61,6 +63,11 @@ OUTGROWS = 2.0  # ...unless that is more than this many times the limit: then on
 def utc(wall: float) -> str:
     """A wall-clock time as people and receivers read it anywhere: RFC 3339, UTC, to the second."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
+def utc_ms(wall: float) -> str:
+    """utc() to the millisecond: when a message was decided, to compare with when it arrived."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall)) + f".{int(wall * 1000) % 1000:03d}Z"
 
 
 def eta_text(verdict: Verdict) -> str:

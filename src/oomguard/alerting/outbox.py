@@ -172,6 +172,8 @@ class OutboxCounts:
     quarantined: int = 0  # unreadable spool files moved aside
     spool_failures: int = 0  # messages that could not be written to disk (sent from memory)
     sender_restarts: int = 0
+    latest_s: float = 0.0  # from a message's decision to a receiver taking it: the last delivery's
+    slowest_s: float = 0.0  # ... and the slowest since start (messages decided since start only)
 
     @property
     def dropped(self) -> int:
@@ -189,6 +191,7 @@ class Outbox:
         self.backoff_first_s, self.backoff_max_s = backoff_first_s, backoff_max_s
         self.attempt_s, self.max_files, self.max_age_s, self.clock = attempt_s, max_files, max_age_s, clock
         self.counts = OutboxCounts()
+        self.started = clock()
         self._stop = threading.Event()
         self._wake = {name: threading.Event() for name in self.names}
         self._memory: dict[str, deque[dict[str, Any]]] = {name: deque(maxlen=MEMORY_QUEUE) for name in self.names}
@@ -296,6 +299,7 @@ class Outbox:
             answer = send_within(self.receivers[name], message, self.attempt_s)
             if answer:
                 self.counts.delivered += 1
+                self._took(message)
                 self._done(name, path)
                 backoff = self.backoff_first_s
                 continue
@@ -307,6 +311,14 @@ class Outbox:
                         redact(name), why, backoff, self.pending())
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self.backoff_max_s)
+
+    def _took(self, message: dict[str, Any]) -> None:
+        """How long after its decision a receiver took the message (a resend from before a restart is not
+        the daemon's pace: not counted)."""
+        decided = message.get("decided_at")
+        if isinstance(decided, (int, float)) and decided >= self.started:
+            took = max(0.0, self.clock() - decided)
+            self.counts.latest_s, self.counts.slowest_s = took, max(self.counts.slowest_s, took)
 
     def _next(self, name: str) -> tuple[Path | None, dict[str, Any] | None]:
         """The oldest message for this receiver (spool first, then memory), quarantining bad files."""

@@ -5,9 +5,13 @@ climb the detector sees (so a critical alert that opens at once already has
 call sites). Their processes go into the kernel's `deep_pids` set, where
 their sampled allocations also get their stacks taken (1 in M of them, M
 raised to keep the stacks within STACKS_PER_S); everything else costs what
-it did. Stacks are named at once, while the process is alive, and the
-cgroup's memory.stat and its heaviest allocator's smaps_rollup are re-read
-every BREAKDOWN_EVERY_S: a kill takes the process and its /proc away.
+it did. Stacks are sent for naming at once, while the process is alive, to
+a worker thread that owns the symbolizer: naming a JVM's symbols can take
+seconds, and the tick never waits for it. A site counts once its stack is
+named; until then a message says how many wait, and the saved report is
+written again when they are named. The cgroup's memory.stat and its
+heaviest allocator's smaps_rollup are re-read every BREAKDOWN_EVERY_S: a
+kill takes the process and its /proc away.
 """
 
 from __future__ import annotations
@@ -16,12 +20,14 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from ..bpf.events import DEEP_PIDS_MAX, DeepSite
 from ..files import atomic_write, read_own_file
+from ..helper import Worker
 from ..identity.cgroup import MemoryCgroup, default_memory_version, own_free_bytes
 from ..text import printable
 from ..units import format_bytes
@@ -42,6 +48,7 @@ REPORT_SITES = 15
 EVIDENCE_ROOM = 48 << 20
 REPORTS_KEPT = 200  # evidence files under the state dir: the oldest go first
 NAMED_KEPT = 4096  # stacks kept named between ticks: a suspect's stacks repeat, so few are named twice
+WAITING_KEPT = 20000  # sampled sites waiting for their names: past it the oldest are counted as addresses
 
 
 class StackSource(Protocol):
@@ -61,6 +68,14 @@ class Namer(Protocol):
     def name(self, stacks: list[Request]) -> list[Named]: ...
     def forget(self, pids: set[int]) -> None: ...
     def close(self) -> None: ...
+    def interrupt(self) -> None: ...  # from another thread: end a request in flight now
+
+
+class Runner(Protocol):
+    """Where naming runs (helper.Worker: a thread of its own)."""
+
+    def submit(self, fn: Callable[..., object], *args: object) -> Future[object]: ...
+    def stop(self) -> None: ...
 
 
 @dataclass
@@ -76,6 +91,7 @@ class Evidence:
     process: dict[str, int] = field(default_factory=dict)  # the heaviest allocator's smaps_rollup
     process_pid: int = 0
     read_at: float = float("-inf")  # when memory/process were last read
+    naming: int = 0  # sampled stacks still being named (counted once named)
 
     def heaviest_pid(self) -> int | None:
         return max(self.bytes_by_pid, key=self.bytes_by_pid.__getitem__) if self.bytes_by_pid else None
@@ -90,6 +106,8 @@ def section(evidence: Evidence, now: float, alert_id: str, held_back: str = "") 
     sites = evidence.sites.ranked(MESSAGE_SITES)
     head = f"Allocation call sites (sampled over {now - evidence.since:.0f}s, bytes allocated):"
     body = compact(sites) if sites else f"  not captured: {held_back}" if held_back else "  none sampled yet"
+    if evidence.naming:
+        body += f"\n  ({evidence.naming} more sampled stacks still being named: the full report will have them)"
     return (f"{head}\n{body}\nMemory of the cgroup: {breakdown_text(evidence.memory)}\n"
             f"Full report: oomguard status --alert {alert_id}")
 
@@ -105,6 +123,8 @@ def report(evidence: Evidence, now: float, alert_id: str, title: str) -> str:
         lines += [f"          {printable(frame)}" for frame in site.stack]
     if not sites:
         lines.append("  none sampled")
+    if evidence.naming:
+        lines.append(f"  {evidence.naming} more sampled stacks were still being named when this was written")
     lines += ["", f"memory.stat of the cgroup: {breakdown_text(evidence.memory)}"]
     if evidence.process_pid:
         command = printable(evidence.commands.get(evidence.process_pid, "?"))
@@ -128,8 +148,10 @@ class EvidenceCapture:
     """The daemon's deep sampler: suspects in, evidence per cgroup out; files under `directory`."""
 
     def __init__(self, tracer: StackSource, names: Namer, directory: Path, clock: Callable[[], float] = time.monotonic,
-                 version: int | None = None, free_bytes: Callable[[], int | None] = own_free_bytes):
+                 version: int | None = None, free_bytes: Callable[[], int | None] = own_free_bytes,
+                 runner: Runner | None = None):
         self.tracer, self.names, self.directory, self.clock = tracer, names, directory, clock
+        self.runner: Runner = runner or Worker("naming")
         self.free_bytes = free_bytes
         self.held_back = ""  # why suspects are not deep-sampled now, "" when they are
         self.version = version or default_memory_version()
@@ -137,6 +159,11 @@ class EvidenceCapture:
         self.every = 1
         self._pid_cgroup: dict[int, str] = {}
         self._named: dict[Request, Named] = {}
+        self._addresses: dict[Request, Named] = {}  # answers the symbolizer failed: counted once, as addresses
+        self._asked: set[Request] = set()  # sent for naming, no answer yet
+        self._naming: list[Future[object]] = []
+        self._waiting: list[DeepSite] = []  # sampled sites whose stacks are being named
+        self._reports: dict[str, tuple[str, str]] = {}  # cgroup -> (alert id, title) saved before all were named
         self._last = clock()
 
     def update(self, suspects: Mapping[str, Iterable[int]], commands: dict[int, str]) -> None:
@@ -159,11 +186,12 @@ class EvidenceCapture:
         self._pid_cgroup = pid_cgroup
         self.tracer.set_deep_pids(dict.fromkeys(pid_cgroup, self.every))
         if not pid_cgroup:
-            self.names.close()  # every symbol table goes with the child
+            self.runner.submit(self.names.close)  # every symbol table goes with the child
         elif gone:
-            self.names.forget(gone)
+            self.runner.submit(self.names.forget, gone)
         if not pid_cgroup or len(self._named) > NAMED_KEPT:
             self._named.clear()
+        self._save_named_reports()
 
     def _hold_back(self, any_suspect: bool) -> None:
         """Deep sampling only with room for the symbol tables (checked before they are loaded)."""
@@ -177,21 +205,86 @@ class EvidenceCapture:
                         "unit's MemoryMax, or set [alerts] evidence = false)", self.held_back)
 
     def collect(self) -> None:
-        """Fold what the kernel sampled since the last call into each suspect's evidence."""
+        """Fold what the kernel sampled since the last call into each suspect's evidence: sites whose stacks
+        are named count now, the others are sent for naming (never waited for) and count at a later call."""
         now = self.clock()
         sites = self.tracer.deep_sites()
         elapsed, self._last = max(now - self._last, 1e-3), now
         self.every = next_every(self.every, sum(s.samples for s in sites) / elapsed)
-        sites = [s for s in sites if self._pid_cgroup.get(s.pid, "") in self.by_cgroup]  # still a suspect's
-        new = list(dict.fromkeys(key for key in map(stack_key, sites) if key not in self._named))
-        named = dict(zip(new, self.names.name(new), strict=True))  # one round trip for all new stacks
-        if not self.names.failure:  # addresses are not kept: the next tick tries to name them again
-            self._named.update(named)
-        for site in sites:
-            evidence = self.by_cgroup[self._pid_cgroup[site.pid]]
-            user, kernel = self._named.get(stack_key(site)) or named[stack_key(site)]
+        self._take_names()
+        ask = self._fold(sites)
+        if ask:  # one round trip for all new stacks, in the worker
+            self._naming.append(self.runner.submit(self._name, ask))
+            self._take_names()  # an answer at once (a worker that had nothing to do) counts now
+            self._fold([])
+        self._addresses.clear()
+        if len(self._waiting) > WAITING_KEPT:
+            log.warning("%d sampled stacks wait for their names: the oldest are dropped from the evidence",
+                        len(self._waiting) - WAITING_KEPT)
+            del self._waiting[:-WAITING_KEPT]
+
+    def _fold(self, sites: list[DeepSite]) -> list[Request]:
+        """Count the named among the waiting sites and `sites`; keep the rest waiting. The stacks to ask for."""
+        waiting, self._waiting = self._waiting + sites, []
+        ask: list[Request] = []
+        for evidence in self.by_cgroup.values():
+            evidence.naming = 0
+        for site in waiting:
+            cgroup = self._pid_cgroup.get(site.pid, "")
+            if cgroup not in self.by_cgroup:  # no longer (or never) a suspect's
+                continue
+            key = stack_key(site)
+            evidence = self.by_cgroup[cgroup]
+            user_kernel = self._named.get(key) or self._addresses.get(key)
+            if user_kernel is None:
+                self._waiting.append(site)
+                evidence.naming += 1
+                if key not in self._asked:
+                    self._asked.add(key)
+                    ask.append(key)
+                continue
+            user, kernel = user_kernel
             evidence.sites.add(user, kernel, float(site.bytes), site.samples)
             evidence.bytes_by_pid[site.pid] = evidence.bytes_by_pid.get(site.pid, 0.0) + site.bytes
+        return ask
+
+    def _name(self, stacks: list[Request]) -> tuple[list[Request], list[Named], str]:
+        """In the worker: the stacks, their names, and why they are addresses ("" when named)."""
+        return stacks, self.names.name(stacks), self.names.failure
+
+    def _take_names(self) -> None:
+        """The answers the worker has, without waiting: names kept for the next ticks, addresses used once
+        (the next sample of those stacks asks again)."""
+        pending = []
+        for future in self._naming:
+            if not future.done():
+                pending.append(future)
+                continue
+            try:
+                answer: tuple[list[Request], list[Named], str] = future.result()  # type: ignore[assignment]
+            except Exception as exc:  # a bug in naming must cost the names, not the evidence  # noqa: BLE001
+                log.warning("stacks not named (%s: %s)", type(exc).__name__, exc)
+                continue
+            stacks, names, failure = answer
+            self._asked.difference_update(stacks)
+            (self._addresses if failure else self._named).update(zip(stacks, names, strict=True))
+        self._naming = pending
+        if not self._naming:
+            self._asked.clear()  # a cancelled request (at a stop) leaves no stack asked forever
+
+    def _save_named_reports(self) -> None:
+        """Reports saved while stacks were being named, written again once they are."""
+        for cgroup, (alert_id, title) in list(self._reports.items()):
+            evidence = self.by_cgroup.get(cgroup)
+            if evidence is None or not evidence.naming:
+                del self._reports[cgroup]
+                if evidence is not None:
+                    self.save(alert_id, title, evidence)
+
+    def stop(self) -> None:
+        """At exit: end a naming in flight now, drop what waits; the child goes with the daemon."""
+        self.names.interrupt()
+        self.runner.stop()
 
     def _read_breakdowns(self, evidence: Evidence, now: float) -> None:
         evidence.read_at = now
@@ -215,6 +308,8 @@ class EvidenceCapture:
     def save(self, alert_id: str, title: str, evidence: Evidence) -> Path | None:
         """The full report as <state dir>/evidence/<alert id>.txt (for `status --alert` and attachments)."""
         path = self.directory / f"{alert_id}.txt"
+        if evidence.naming:
+            self._reports[evidence.cgroup] = (alert_id, title)
         try:
             atomic_write(path, report(evidence, self.clock(), alert_id, title))
             kept = sorted(self.directory.glob("*.txt"), key=lambda p: p.stat().st_mtime)

@@ -200,3 +200,33 @@ def own_free_bytes() -> int | None:
     cgroup = memory_cgroup_of(os.getpid())
     room = headroom(cgroup) if cgroup else None
     return room.free_bytes if room else None
+
+
+def cpu_stat_path(proc_cgroup: str, root: Path = CGROUP_ROOT) -> Path | None:
+    """The cpu.stat of the CPU cgroup named in /proc/PID/cgroup text: v1's cpu controller, else v2's."""
+    unified = None
+    for line in proc_cgroup.split("\n"):
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hierarchy, controllers, path = parts
+        if "cpu" in controllers.split(","):
+            return root / controllers / path.lstrip("/") / "cpu.stat"
+        if hierarchy == "0" and controllers == "":
+            unified = root / path.lstrip("/") / "cpu.stat"
+    return unified
+
+
+def throttled_s(stat: dict[str, int]) -> float:
+    """Seconds a CPU cgroup's tasks waited on its quota so far (v1 throttled_time ns, v2 throttled_usec)."""
+    return stat.get("throttled_time", 0) / 1e9 + stat.get("throttled_usec", 0) / 1e6
+
+
+def own_throttled_s(root: Path = CGROUP_ROOT) -> float | None:
+    """Seconds the daemon's own CPU cgroup has been throttled by a CPU quota so far; None when unreadable."""
+    try:
+        path = cpu_stat_path(read_kernel_text(Path("/proc/self/cgroup")), root)
+    except OSError:
+        return None
+    stat = keyed_ints(path) if path else {}
+    return throttled_s(stat) if stat else None

@@ -23,7 +23,7 @@ from ..alerting import store
 from ..alerting.chart import ChartFiles, chart_data
 from ..alerting.engine import AlertEngine, KillOutcome
 from ..alerting.lifecycle import CONFIRMED, ESCALATED, PRE_OOM, missed_kills
-from ..alerting.messages import Message
+from ..alerting.messages import Message, utc_ms
 from ..alerting.outbox import Outbox, receivers_for
 from ..bpf.events import Counters, OomKill
 from ..bpf.preflight import check_pid_namespace
@@ -46,7 +46,7 @@ from ..errors import OomguardError
 from ..evidence.capture import EvidenceCapture, section
 from ..evidence.symbols import Symbolizer
 from ..files import UnsafePath, own_directory
-from ..identity.cgroup import MemoryCgroup, default_memory_version, oom_kills
+from ..identity.cgroup import MemoryCgroup, default_memory_version, oom_kills, own_throttled_s
 from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
@@ -59,13 +59,14 @@ from ..text import markdown, plain
 from ..views.console import alert_line, print_kill, print_message, print_tick, sampling_line
 from ..views.table import busiest_rows
 from . import systemd
+from .pace import Late, Pace, Stopwatch
 from .recording import Recorder
 from .status import write_status
 
 log = logging.getLogger("oomguard")
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
 STATUS_TOP = 10  # processes in status.json
-DISK_ERROR_EVERY_S = 60.0  # how often a persisting disk error is logged again
+DISK_ERROR_EVERY_S = 60.0  # how often a persisting disk error (or late ticks) is logged again
 SHUTDOWN_S = 2.0  # what stopping may wait for the senders (systemd's TimeoutStopSec is 5 s)
 
 
@@ -152,7 +153,10 @@ class Daemon:
         self.recorder: Recorder | None = None
         self.kmsg: KmsgReader | None = None
         self.evidence: EvidenceCapture | None = None
+        self.charts: ChartFiles | None = None
+        self.pace = Pace(config.sampling.interval)
         self._disk_error_at = float("-inf")
+        self._late_logged_at = float("-inf")
         self.receivers = receivers(config.alerts)  # redacted, for status: set at start (a reload keeps them)
         self._last_rates: tuple[int, int] | None = None  # the sample rates last tick, when ticks are not shown
         self._summary_at = float("-inf")  # when the last summary line was printed
@@ -170,7 +174,7 @@ class Daemon:
                 log.warning("running in a %s: %s", namespace.detail, namespace.fix)
             systemd.notify("READY=1")  # only now: every program is attached
             stack.callback(systemd.notify, "STOPPING=1")
-            self._deliver(self.stale)
+            self._deliver(self.stale, time.time())
             self._confirm_missed_kills()
             self._loop()
         log.info("stopped; BPF programs detached")
@@ -191,19 +195,22 @@ class Daemon:
             if exporter.start():
                 self.exporter = exporter
                 stack.callback(exporter.stop)
-        charts = ChartFiles(config.state.dir / "charts") if config.alerts.chart else None
-        receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager, charts,
+        receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager, None,
                                   config.alerts.alertmanager_resend)
         if receivers and not self.record_to:  # a recording prints alerts, never sends them
+            if config.alerts.chart:
+                self.charts = ChartFiles(config.state.dir / "charts")
+                stack.callback(self.charts.stop)
+                receivers = receivers_for(config.alerts.urls, config.alerts.alertmanager, self.charts,
+                                          config.alerts.alertmanager_resend)
             self.outbox = Outbox(config.state.dir / "spool", receivers)
             self.outbox.start()
             stack.callback(self._stop_outbox)
         self.tracer = stack.enter_context(Tracer(max_pids=config.sampling.max_pids))
         self.collector = Collector(self.tracer, config.sampling)
         if config.alerts.evidence:
-            names = Symbolizer()
-            stack.callback(names.close)
-            self.evidence = EvidenceCapture(self.tracer, names, config.state.dir / "evidence")
+            self.evidence = EvidenceCapture(self.tracer, Symbolizer(), config.state.dir / "evidence")
+            stack.callback(self.evidence.stop)
         self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
 
     def _loop(self) -> None:
@@ -223,6 +230,7 @@ class Daemon:
                 self.on_kill(*pair)
             if time.monotonic() < next_tick:
                 continue
+            self._late(self.pace.started(next_tick, time.monotonic(), time.time(), own_throttled_s()))
             self.on_tick()
             # A late tick (a stalled machine) starts a fresh schedule rather than firing a burst.
             next_tick = max(next_tick + self.config.sampling.interval, time.monotonic())
@@ -231,17 +239,31 @@ class Daemon:
     # -- events ------------------------------------------------------------
 
     def on_kill(self, kill: OomKill | None, record: KernelOomRecord | None) -> KillOutcome:
+        started, decided = time.perf_counter(), time.time()
         self.kills_seen += 1
         report = self.attributor.report(kill, record)
         print_kill(report, self.out)
         if self.evidence:
             self.evidence.collect()  # what the kernel sampled since the last tick, for the confirmation
         outcome = self.engine.kill(report, time.monotonic())
-        self._deliver([outcome.message])
+        self._deliver([outcome.message], decided)
         self._count_kill(report, outcome)
         if self.recorder:
             self.recorder.kill(time.monotonic(), report)
+        self.pace.took("an OOM kill's handling", time.perf_counter() - started)
         return outcome
+
+    def _late(self, late: Late | None) -> None:
+        """A late tick: counted, and said in the log at most once a minute."""
+        if late is None:
+            return
+        if self.exporter:
+            self.exporter.late_tick(late.by_s, late.reason)
+        now = time.monotonic()
+        if now - self._late_logged_at >= DISK_ERROR_EVERY_S:
+            self._late_logged_at = now
+            log.warning("a tick started %.2fs late (%.2fs after the one before; %d late of %d so far): %s",
+                        late.by_s, late.gap_s, self.pace.late, self.pace.ticks, late.why)
 
     def _count_kill(self, report: KillReport, outcome: KillOutcome) -> None:
         """A kill in the figures: by where it happened, and its lead time when an alert foresaw it."""
@@ -274,7 +296,7 @@ class Daemon:
                 continue
             log.warning("alert %s: its OOM kill came while oomguard was not running (%s); confirmed now",
                         alert.id, "the kernel log has it" if missed.record else "the cgroup's kill counter moved")
-            self._deliver([outcome.message])
+            self._deliver([outcome.message], time.time())
 
     def _stop_outbox(self) -> None:
         """Within SHUTDOWN_S whatever the receivers do; what is not sent stays in the spool for the next start."""
@@ -282,16 +304,17 @@ class Daemon:
             log.warning("a receiver did not answer in time: its message stays in the spool for the next start")
 
     def on_tick(self) -> Tick:
-        started = time.perf_counter()
+        started, watch = time.perf_counter(), Stopwatch()
         if self.outbox:
             self.outbox.supervise()
         tick = self.collector.tick()
         rates = self.selection.admit(tick.rates, tick.seen_pids, tick.live_pids, tick.departed)
+        watch.lap("reading the maps")
         found: list[Subject] = []
         if rates is not None:
             # Each usage is stamped when it is read, not when the tick's work is done: on a starved CPU the
             # work can take seconds, and a late stamp stretches a 4 s climb into a 5 s trend.
-            read_at = time.monotonic()
+            read_at, decided = time.monotonic(), time.time()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
             # the screens' smoothed rates only for an alert's message (most ticks make none), once a tick however
             # many alerts it makes: the screens change only at the next update
@@ -299,11 +322,16 @@ class Daemon:
             messages = self.engine.observe(found, read_at, lambda s, climb: explained(
                 s, admitted, self.owners, smoothed(), climb,
                 opened=lambda pid, count: self.opened.rate(pid, read_at, count)))
+            watch.lap("detection")
+            self._deliver(messages, decided)  # the warning first: evidence and charts are added as they are
+            watch.lap("delivery")
             suspects = self._suspects(found)
             self._count_descriptors(found, suspects, read_at)
             if self.evidence:
                 self._capture(found, suspects)
-            self._deliver(messages)
+            if self.charts:
+                self.charts.warm(bool(suspects) or bool(self.engine.book.open), read_at)
+            watch.lap("evidence")
             if self.outbox and self.config.alerts.alertmanager:
                 for refresh in self.engine.refresh(read_at, self.config.alerts.alertmanager_resend):
                     self.outbox.put(refresh)  # Alertmanager's alone: not printed, not a new alert
@@ -318,14 +346,19 @@ class Daemon:
                 sample_rates=tick.sample_rates, counters=tick.counters, processes=len(self.directory),
                 tallies=self.engine.book.tallies, open_alerts=len(self.engine.book.open),
                 backlog=self.outbox.pending() if self.outbox else 0,
-                dropped=self.outbox.counts.dropped if self.outbox else 0))
+                dropped=self.outbox.counts.dropped if self.outbox else 0,
+                delivery_latest_s=self.outbox.counts.latest_s if self.outbox else 0.0,
+                delivery_slowest_s=self.outbox.counts.slowest_s if self.outbox else 0.0))
         if self._ticks_shown():
             print_tick(replace(tick, rates=rates), self.previous_counters, self.config.output.top_pids,
                        self.owners.owner_of, self.out)
         else:
             self._quiet_lines(tick)
         self.previous_counters = tick.counters
+        watch.lap("metrics and output")
         self._write_status(tick, time.perf_counter() - started)
+        watch.lap("the status file")
+        self.pace.took(*watch.slowest())
         return tick
 
     def _ticks_shown(self) -> bool:
@@ -385,6 +418,7 @@ class Daemon:
         self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
         self.screens.reconfigure(config.detect.screen_sigma)
         self.engine.reconfigure(config)
+        self.pace.interval_s = config.sampling.interval
         if config.attribution != self.config.attribution:
             self.owners.pods = pods_for(config)
         if self.exporter:
@@ -441,14 +475,20 @@ class Daemon:
                        markdown_body=f"{message.markdown_body}\n\n{markdown(text)}",
                        evidence=str(path) if path else None)
 
-    def _deliver(self, messages: list[Message]) -> None:
+    def _deliver(self, messages: list[Message], decided: float) -> None:
+        """Each message out at once: printed, spooled, its chart started (the senders wait for it only until
+        its decoration deadline). `decided`: the wall time of the tick or kill that made them."""
         if not messages:
             return
         for message in messages:
+            message = replace(message, decided_at=decided, body=f"{message.body}decided at: {utc_ms(decided)}\n",
+                              markdown_body=f"{message.markdown_body}decided at: {utc_ms(decided)}\n")
             if self.evidence and message.kind in (PRE_OOM, ESCALATED, CONFIRMED):
                 message = self._with_evidence(message)
             if self.config.alerts.chart and message.kind in (PRE_OOM, ESCALATED, CONFIRMED):
                 message = self._with_chart(message)
+                if self.charts:
+                    self.charts.draw(asdict(message))
             if systemd.Journal.native:  # one journal entry with the alert's fields, not a bare stdout line
                 log.log(systemd.alert_priority(message.kind), "%s", alert_line(message),
                         extra=systemd.journal_fields(message))
@@ -483,6 +523,7 @@ class Daemon:
             "receivers": self.receivers,
             "delivery": asdict(self.outbox.counts) if self.outbox else {},
             "tick_s": tick_s,
+            "ticks": self.pace.status(),
             "self": own_usage(),
         }
         try:

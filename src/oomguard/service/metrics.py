@@ -50,6 +50,8 @@ class Figures:
     open_alerts: int
     backlog: int = 0  # alert messages waiting in the spool, all receivers
     dropped: int = 0  # alert messages dropped undelivered (spool bound reached), since start
+    delivery_latest_s: float = 0.0  # decision to receiver, the latest message's
+    delivery_slowest_s: float = 0.0  # ... and the slowest since start
 
 
 class Exporter:
@@ -60,6 +62,10 @@ class Exporter:
         self.tick_duration = Histogram("oomguard_tick_duration_seconds", "Time one tick takes (maps, rates, alerts)",
                                        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
                                        registry=self.registry)
+        self.tick_lateness = Histogram("oomguard_tick_lateness_seconds", "How late ticks started, counting late "
+                                       "ones only (see oomguard_ticks_late_total for why)",
+                                       buckets=(0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0), registry=self.registry)
+        self._late: dict[str, int] = {}
         self.lead_time = Histogram("oomguard_alert_lead_time_seconds", "From pre-OOM alert to the kill it foresaw",
                                    buckets=(1, 5, 10, 30, 60, 120, 300, 600, 1800), registry=self.registry)
         self._families: list[Metric] = []
@@ -90,6 +96,11 @@ class Exporter:
     def reconfigure(self, config: MetricsConfig) -> None:
         """top_pids and max_containers apply from the next tick; listen needs a restart."""
         self.config = config
+
+    def late_tick(self, by_s: float, reason: str) -> None:
+        """A tick that started late, and why (service/pace.py: throttled, slow stage, CPU busy)."""
+        self.tick_lateness.observe(by_s)
+        self._late[reason] = self._late.get(reason, 0) + 1
 
     def count_kill(self, namespace: str, pod: str, container: str, foreseen: bool) -> None:
         """One OOM kill, for oomguard_container_oom_kills_total (shown from the next tick)."""
@@ -131,6 +142,11 @@ class Exporter:
                    [((), figures.backlog)]),
             _counter("oomguard_alert_dropped_messages", "Alert messages dropped undelivered (spool full or too old)",
                      [], [((), figures.dropped)]),
+            _gauge("oomguard_alert_delivery_seconds", "From an alert's decision (its tick or kill) to a receiver "
+                   "taking it: the latest delivery's and the slowest since start", ["which"],
+                   [(("latest",), figures.delivery_latest_s), (("slowest",), figures.delivery_slowest_s)]),
+            _counter("oomguard_ticks_late", "Ticks that started late, by why (no cgroup is watched in between)",
+                     ["reason"], [((reason,), count) for reason, count in sorted(self._late.items())]),
         ]
         if figures.rates is not None:
             families += self._process_families(figures.rates, figures.owner_of)

@@ -37,7 +37,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
 }
 OPTIONAL: dict[str, tuple[type, ...]] = {
     "tallies": (dict,), "open_alerts": (list,), "undelivered": (int,), "self": (dict,), "top": (list,),
-    "tick_s": _NUMBER, "receivers": (list,),
+    "tick_s": _NUMBER, "receivers": (list,), "ticks": (dict,), "delivery": (dict,),
 }
 CLOCK_SKEW_S = 60.0  # a status stamped further in the future than this was not written by this host's daemon
 
@@ -141,8 +141,9 @@ def format_status(status: Status, now: float | None = None) -> str:
          f"ring-buffer drops {status['ringbuf_drops']}"),
         f"processes tracked: {status['processes']}; OOM kills seen: {status['kills_seen']}",
     ]
-    for name, part in (("receivers", _receivers_line), ("tallies", _alerts_line), ("self", _self_line),
-                       ("open_alerts", _open_lines), ("top", _top_lines)):
+    for name, part in (("receivers", _receivers_line), ("tallies", _alerts_line), ("delivery", _delivery_line),
+                       ("ticks", _ticks_line), ("self", _self_line), ("open_alerts", _open_lines),
+                       ("top", _top_lines)):
         try:
             lines += part(status)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
@@ -164,6 +165,28 @@ def _alerts_line(status: Status) -> list[str]:
             f"kills foreseen {int(tallies.get('foreseen', 0))}, unforeseen {int(tallies.get('unforeseen', 0))}, "
             f"false alarms {int(tallies.get('false_alarms', 0))}; "
             f"{printable(str(tallies.get('summary', 'no lead times yet')))}")]
+
+
+def _delivery_line(status: Status) -> list[str]:
+    delivery = status.get("delivery")
+    if not delivery or not delivery.get("delivered"):
+        return []
+    return [(f"delivery: {int(delivery['delivered'])} messages delivered; from decision to receiver: latest "
+             f"{float(delivery['latest_s']):.2f}s, slowest {float(delivery['slowest_s']):.2f}s")]
+
+
+def _ticks_line(status: Status) -> list[str]:
+    """Whether the loop kept its pace: between two ticks no cgroup is watched."""
+    ticks = status.get("ticks")
+    if not ticks:
+        return []
+    line = (f"ticks: {int(ticks['late'])} of {int(ticks['count'])} late (most {float(ticks['late_max_s']):.2f}s); "
+            f"widest gap between two {float(ticks['gap_max_s']):.2f}s (interval {float(ticks['interval_s']):g}s)")
+    last = ticks.get("last_late")
+    if last:
+        line += (f"\n  last late tick: {time.strftime('%H:%M:%S', time.localtime(float(last['at'])))}, "
+                 f"{float(last['by_s']):.2f}s late: {printable(str(last['why']))}")
+    return [line]
 
 
 def _self_line(status: Status) -> list[str]:
