@@ -32,6 +32,17 @@ def workload(tmp_path_factory) -> Path:
     return binary
 
 
+@pytest.fixture(scope="session")
+def callsites(tmp_path_factory) -> Path:
+    """The compiled tests/workloads/callsites.c: allocations through named functions (and a JIT's shape)."""
+    require(shutil.which("gcc") is not None, "gcc not found: apt-get install gcc (`make setup` does)")
+    binary = tmp_path_factory.mktemp("bin") / "callsites"
+    # frame pointers, as a program built for profiling has them: user stacks unwind through them
+    subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-Wall", "-o", str(binary),
+                    str(WORKLOAD_SOURCE.with_name("callsites.c"))], check=True)
+    return binary
+
+
 @pytest.fixture(scope="module")
 def tracer():
     """One loaded Tracer per test module (loading takes about a second)."""

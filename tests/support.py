@@ -90,6 +90,35 @@ def memory_cgroup(limit_bytes: int, *, relative: str | None = None) -> Iterator[
             _remove_tree(top)
 
 
+@contextlib.contextmanager
+def cpu_cgroup(share_of_a_core: float) -> Iterator[Path]:
+    """A new CPU cgroup whose CFS quota is this share of one core (v1 cpu controller, else v2 cpu.max); every
+    process in it is killed on exit."""
+    period = 100_000
+    quota = int(share_of_a_core * period)
+    v1 = Path("/sys/fs/cgroup/cpu")
+    path = (v1 if (v1 / "cpu.cfs_quota_us").exists() else V2_ROOT) / f"oomguard-test-cpu-{uuid.uuid4().hex[:8]}"
+    try:
+        if path.parent == v1:
+            path.mkdir()
+            (path / "cpu.cfs_period_us").write_text(str(period))
+            (path / "cpu.cfs_quota_us").write_text(str(quota))
+        else:
+            (V2_ROOT / "cgroup.subtree_control").write_text("+cpu")
+            path.mkdir()
+            (path / "cpu.max").write_text(f"{quota} {period}")
+        yield path
+    finally:
+        if path.exists():
+            _remove_tree(path)
+
+
+def throttled_s(path: Path) -> float:
+    """Seconds a cpu_cgroup()'s tasks have waited on its quota."""
+    stat = dict(line.split() for line in (path / "cpu.stat").read_text().splitlines())
+    return int(stat.get("throttled_time", 0)) / 1e9 + int(stat.get("throttled_usec", 0)) / 1e6
+
+
 def memory_usage(path: Path) -> int:
     """Bytes charged to a memory cgroup made by memory_cgroup()."""
     v1 = path / "memory.usage_in_bytes"
@@ -197,6 +226,7 @@ class HttpReceiver:
     def __init__(self, port: int | None = None, *, status: int = 200, delay_s: float = 0.0, hang: bool = False):
         self.port = port or free_port()
         self.payloads: list[dict] = []
+        self.arrived: list[float] = []  # wall clock of each payload's arrival
         self.paths: list[str] = []
         self.headers: list[dict[str, str]] = []
         self.status, self.delay_s, self.hang = status, delay_s, hang
@@ -213,7 +243,9 @@ class HttpReceiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", 0))
-                receiver.payloads.append(json.loads(self.rfile.read(length)))
+                payload = json.loads(self.rfile.read(length))
+                receiver.arrived.append(time.time())
+                receiver.payloads.append(payload)
                 receiver.paths.append(self.path)
                 receiver.headers.append(dict(self.headers))
                 if receiver.hang:

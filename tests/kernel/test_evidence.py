@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -18,21 +17,11 @@ from bcc import BPF
 from oomguard.bpf.events import SOURCE_PAGE
 from oomguard.evidence.symbols import Symbolizer
 
-from support import Daemon, http_receiver, leak_policy, memory_cgroup, require, start_in, wait_for_len
+from support import Daemon, http_receiver, leak_policy, memory_cgroup, start_in, wait_for_len
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
-SOURCE = Path(__file__).resolve().parents[1] / "workloads" / "callsites.c"
 SITE_LINE = re.compile(r"^\s+(\d+)% (\S+)\s+(.+)$")
-
-
-@pytest.fixture(scope="module")
-def callsites(tmp_path_factory) -> Path:
-    require(shutil.which("gcc") is not None, "gcc not found: apt-get install gcc (`make setup` does)")
-    binary = tmp_path_factory.mktemp("bin") / "callsites"
-    # frame pointers, as a program built for profiling has them: user stacks unwind through them
-    subprocess.run(["gcc", "-O0", "-fno-omit-frame-pointer", "-Wall", "-o", str(binary), str(SOURCE)], check=True)
-    return binary
 
 
 def sites_in(body: str) -> list[tuple[int, str]]:
@@ -121,7 +110,7 @@ def test_only_suspects_are_deep_sampled_and_their_stacks_are_named_outside_this_
         time.sleep(3)
         sites = tracer.deep_sites()
         named = names.name([(suspect.pid, s.user_stack, s.kernel_stack) for s in sites if s.kernel_stack])
-        child = names._child
+        child = names.helper._child
         assert child is not None and names.running and names.failure == ""
     finally:
         names.close()

@@ -36,32 +36,32 @@ def test_a_chart_is_drawn_once_in_a_child_as_a_png_naming_its_cgroup(tmp_path):
     charts = ChartFiles(tmp_path / "charts", clock=lambda: 0.0)  # every deadline far ahead
     message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 1.5,
                "chart": leak_data(eta_s=28.0, eta_interval=(22.0, 35.0))}
-    path = charts.for_message(message)
-    assert path is not None and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (path,) = charts.for_message(message)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     image = Image.open(io.BytesIO(path.read_bytes()))
     assert image.size == (800, 360) and image.info["Description"] == "/a/b"
     assert image.info["Title"].startswith("pre-OOM critical on n1")
     pixels = np.asarray(image.convert("RGB"))
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # lines and text, not a blank image
     drawn_at = os.stat(path).st_mtime_ns
-    assert charts.for_message(message) == path and os.stat(path).st_mtime_ns == drawn_at  # not redrawn
+    assert charts.for_message(message) == [path] and os.stat(path).st_mtime_ns == drawn_at  # not redrawn
 
 
 def test_a_kill_chart_and_no_chart_and_a_failed_drawing(tmp_path, caplog):
     charts = ChartFiles(tmp_path / "charts", clock=lambda: 0.0)
     killed = {"alert_id": "a1", "kind": "confirmed", "decided_at": 2.0, "chart": leak_data(killed=True)}
-    assert charts.for_message(killed) is not None
-    assert charts.for_message({"alert_id": "a2", "kind": "cleared", "chart": None}) is None
+    assert len(charts.for_message(killed)) == 1
+    assert charts.for_message({"alert_id": "a2", "kind": "cleared", "chart": None}) == []
     broken = {"alert_id": "a3", "kind": "pre-OOM", "decided_at": 3.0, "chart": {"who": "x"}}  # no numbers
-    assert charts.for_message(broken) is None
+    assert charts.for_message(broken) == []
     assert "alert chart not drawn" in caplog.text and "[alerts] chart = false" in caplog.text
 
 
 def test_no_chart_when_the_daemons_cgroup_lacks_room(tmp_path, caplog):
     message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 1.0, "chart": leak_data()}
-    assert charts_with_room(tmp_path, CHART_ROOM - 1).for_message(message) is None
+    assert charts_with_room(tmp_path, CHART_ROOM - 1).for_message(message) == []
     assert "less than 160 MiB free" in caplog.text and not list(tmp_path.glob("*.png"))
-    assert charts_with_room(tmp_path, CHART_ROOM).for_message(message) is not None
+    assert len(charts_with_room(tmp_path, CHART_ROOM).for_message(message)) == 1
 
 
 def charts_with_room(directory, free):
@@ -74,12 +74,15 @@ def test_a_message_waits_for_its_chart_only_until_its_deadline_and_the_chart_fol
                                    "runpy.run_module('oomguard.alerting.chart', run_name='__main__')")]
     charts = ChartFiles(tmp_path, Renderer(command=slow))
     message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": time.time(), "chart": leak_data()}
-    assert charts.for_message(message) is None
+    assert charts.for_message(message) == []
     assert time.time() - message["decided_at"] < DECORATE_WITHIN_S + 0.3
     future = charts.draw(message)  # the same drawing, still going: not a second one
     assert future is not None and future.result(timeout=30) == charts.path_for(message)
-    assert charts.path_for(message).read_bytes()[:4] == b"\x89PNG"  # there for `status --alert`, and a resend
-    assert charts.for_message(message) == charts.path_for(message)
+    assert charts.path_for(message).read_bytes()[:4] == b"\x89PNG"
+    # the alert's next message (its confirmation) carries the chart that missed the warning, and its own
+    confirmed = {"alert_id": "a1", "kind": "confirmed", "decided_at": time.time() + 30, "chart": leak_data()}
+    assert charts.for_message(confirmed) == [charts.path_for(message), charts.path_for(confirmed)]
+    assert charts.for_message({"alert_id": "a2", "kind": "pre-OOM", "decided_at": 0.0, "chart": None}) == []
     charts.stop()
 
 
@@ -91,7 +94,7 @@ def test_a_warm_renderer_draws_within_the_deadline_and_goes_a_while_after_the_la
         time.sleep(0.05)
     charts.draw({"alert_id": "w0", "kind": "pre-OOM", "decided_at": 1.0, "chart": leak_data()}).result(30)
     message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": time.time(), "chart": leak_data()}
-    assert charts.for_message(message) == charts.path_for(message)  # drawn within DECORATE_WITHIN_S
+    assert charts.for_message(message) == [charts.path_for(message)]  # drawn within DECORATE_WITHIN_S
     charts.warm(False, 100.0)
     charts.warm(False, 130.0)
     assert charts.renderer.helper.running  # kept warm for a kill's chart

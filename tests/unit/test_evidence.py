@@ -260,3 +260,35 @@ def test_without_room_for_symbol_tables_nothing_is_deep_sampled_and_the_message_
     free[0] = None  # no limit binds the daemon (or room again): deep sampling starts
     capture.update({"/c": (7,)}, {})
     assert stacks.pids == {7: 1} and capture.held_back == ""
+
+
+def test_a_slow_symbolizer_never_holds_the_tick_and_its_names_count_when_they_come(tmp_path):
+    import threading
+    import time
+
+    from oomguard.helper import Worker
+
+    stacks, release = ScriptedStacks(), threading.Event()
+    real_name = stacks.name
+    stacks.name = lambda new: (release.wait(30), real_name(new))[1]  # type: ignore[method-assign]
+    capture = EvidenceCapture(stacks, stacks, tmp_path, clock=lambda: 1.0, version=2, runner=Worker("naming"))
+    capture.update({"/c": (7,)}, {7: "java"})
+    stacks.pending = [DeepSite(7, (1,), (10,), SOURCE_PAGE, 30 * MIB, 3)]
+    started = time.monotonic()
+    capture.update({"/c": (7,)}, {})  # a JVM's symbols take seconds to load: the tick does not wait
+    assert time.monotonic() - started < 0.5
+    evidence = capture.of("/c")
+    assert evidence is not None and evidence.sites.ranked() == [] and evidence.naming == 1
+    text = plain(section(evidence, 1.0, "ab"))
+    assert "1 more sampled stacks still being named" in text
+    assert capture.save("ab", "t", evidence) == tmp_path / "ab.txt"
+    assert "leak_in_parse_cache" not in (tmp_path / "ab.txt").read_text()
+    release.set()  # named: the next tick counts it and the saved report is written again with it
+    deadline = time.monotonic() + 10
+    while capture._naming and not capture._naming[0].done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    capture.update({"/c": (7,)}, {})
+    assert [s.name for s in evidence.sites.ranked()] == ["leak_in_parse_cache [app]"] and evidence.naming == 0
+    assert "30.0MiB  leak_in_parse_cache [app]" in (tmp_path / "ab.txt").read_text()
+    assert stacks.named == 1  # asked once, however many ticks it waited
+    capture.stop()

@@ -4,6 +4,10 @@
 //                              warm_lookup_table() fills 8 MiB once: allocating, not leaking
 //   callsites pipes MIB SECS   hold_open_pipes() fills MIB MiB of pipe buffers over SECS seconds and never
 //                              closes them: kernel memory charged to the cgroup, no process RSS
+//   callsites jit KIB SECS LINES  a JVM's shape: allocates KIB KiB of kernel memory a second (pipes) for
+//                              SECS seconds through code it wrote into an anonymous executable page, and
+//                              writes a /tmp/perf-PID.map of LINES symbols (one names that page), as a JIT
+//                              does: naming its stacks loads that whole map (slow, like a JVM's symbols)
 // Built with frame pointers (the tests do), so user stacks unwind; every function is kept out of line.
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -59,10 +63,53 @@ NOINLINE static void hold_open_pipes(long bytes_each)
     }
 }
 
+static long jit_bytes;
+
+NOINLINE static void jit_callee(void)
+{
+    int fds[2];
+    if (pipe(fds)) exit(3);
+    static char buf[4096];
+    for (long done = 0; done < jit_bytes; done += sizeof(buf))
+        if (write(fds[1], buf, sizeof(buf)) < 0) break;  // fills the pipe's buffer: kernel memory
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static int jit(long kib, double secs, long lines)
+{
+    // push rbp; mov rbp, rsp; call rdi; pop rbp; ret: a frame in anonymous memory, as JIT-compiled code has
+    static const unsigned char code[] = {0x55, 0x48, 0x89, 0xe5, 0xff, 0xd7, 0x5d, 0xc3};
+    unsigned char *page = mmap(NULL, 4096, PROT_READ | PROT_WRITE | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (page == MAP_FAILED) { perror("mmap"); return 3; }
+    memcpy(page, code, sizeof(code));
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/perf-%d.map", getpid());
+    FILE *map = fopen(path, "w");
+    if (!map) { perror(path); return 3; }
+    for (long i = 0; i < lines; i++)  // symbols of other compiled methods, far from ours
+        fprintf(map, "%lx 40 Lcom/example/Service%ld;::handle%ld\n", 0x7f0000000000UL + (unsigned long)i * 64, i % 97, i);
+    fprintf(map, "%lx %zx LInterpreter;::jit_compiled_leak\n", (unsigned long)page, sizeof(code));
+    fclose(map);
+    printf("jit %p\n", (void *)page);
+    fflush(stdout);
+    void (*call)(void (*)(void)) = (void (*)(void (*)(void)))page;
+    jit_bytes = 16 * 4096;  // under a pipe's default 64 KiB
+    long rounds = (long)(kib * 1024 * secs / jit_bytes);
+    for (long i = 0; i < rounds; i++) {
+        call(jit_callee);
+        usleep((useconds_t)(secs * 1e6 / (rounds ? rounds : 1)));
+    }
+    unlink(path);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     prctl(PR_SET_NAME, "ogcallsites");
-    if (argc != 4) { fprintf(stderr, "usage: callsites pages|pipes MIB SECS\n"); return 2; }
+    if (argc == 5 && !strcmp(argv[1], "jit"))
+        return jit(atol(argv[2]), atof(argv[3]), atol(argv[4]));
+    if (argc != 4) { fprintf(stderr, "usage: callsites pages|pipes MIB SECS | jit KIB SECS LINES\n"); return 2; }
     long mib = atol(argv[2]);
     double secs = atof(argv[3]);
     if (!strcmp(argv[1], "pages")) {

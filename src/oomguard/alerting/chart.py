@@ -147,7 +147,8 @@ class Renderer:
 class ChartFiles:
     """One PNG per message, drawn in a worker thread as soon as the message is made; a sender waits for it
     only until the message's decoration deadline (DECORATE_WITHIN_S after its decision), then sends without
-    it: the text never waits for its picture. Files older than a day go."""
+    it: the text never waits for its picture, and a chart that missed its message follows with the next
+    message of the same alert. Files older than a day go."""
 
     MAX_AGE_S = 24 * 3600.0
 
@@ -158,6 +159,7 @@ class ChartFiles:
         self._lock = threading.Lock()
         self._drawing: dict[Path, Future[Path | None]] = {}
         self._cold_since: float | None = None
+        self._missed: dict[str, set[Path]] = {}  # alert id -> charts that missed their message
 
     def path_for(self, message: dict[str, Any]) -> Path:
         stamp = int(float(message.get("decided_at") or message.get("spooled_at", 0.0)) * 1000)
@@ -177,22 +179,29 @@ class ChartFiles:
                 future = self._drawing[path] = self._worker.submit(self._draw, data, path)
         return future
 
-    def for_message(self, message: dict[str, Any]) -> Path | None:
-        """The message's chart if it is drawn by the message's decoration deadline; None otherwise (it is
-        still drawn, for `oomguard status --alert`)."""
+    def for_message(self, message: dict[str, Any]) -> list[Path]:
+        """The charts the message carries: its own if drawn by its decoration deadline (else it is still
+        drawn, and follows), and those of this alert's earlier messages that missed theirs and are drawn now."""
+        alert_id = str(message.get("alert_id"))
+        with self._lock:
+            earlier = sorted(p for p in self._missed.get(alert_id, ()) if p.exists())
         future = self.draw(message)
         if future is None:
-            return None
+            return earlier
         decided = float(message.get("decided_at") or message.get("spooled_at") or 0.0)
         try:
-            return future.result(timeout=max(0.0, decided + DECORATE_WITHIN_S - self.clock()))
+            own = future.result(timeout=max(0.0, decided + DECORATE_WITHIN_S - self.clock()))
         except TimeoutError:
             log.info("alert %s: its chart was not drawn within %.1fs of the decision: the message goes without "
-                     "it (`oomguard status --alert %s` lists it once drawn)", message.get("alert_id"),
-                     DECORATE_WITHIN_S, message.get("alert_id"))
-            return None
+                     "it, the chart follows with the alert's next message", alert_id, DECORATE_WITHIN_S)
+            with self._lock:
+                if len(self._missed) > 256:
+                    self._missed.clear()
+                self._missed.setdefault(alert_id, set()).add(self.path_for(message))
+            return earlier
         except CancelledError:
-            return None
+            return earlier
+        return earlier + [own] if own and own not in earlier else earlier
 
     def warm(self, wanted: bool, now: float) -> None:
         """From the tick: keep the renderer warm while something climbs; let it go KEEP_WARM_S after."""

@@ -82,22 +82,22 @@ def _as_tuple(value: Any) -> tuple[str, ...]:
     return (value,) if isinstance(value, str) else tuple(value)
 
 
-def attachments(message: dict[str, Any], chart: Path | None) -> list[str] | None:
-    """The files a message carries: its chart and its evidence report, those that exist."""
-    files = [str(p) for p in (chart, message.get("evidence")) if p and Path(p).is_file()]
+def attachments(message: dict[str, Any], charts: list[Path]) -> list[str] | None:
+    """The files a message carries: its charts and its evidence report, those that exist."""
+    files = [str(p) for p in (*charts, message.get("evidence")) if p and Path(p).is_file()]
     return files or None
 
 
-def send_with_apprise(url: str, message: dict[str, Any], as_markdown: bool, attach: Path | None = None) -> bool:
-    """One notification to one apprise URL in the form it renders safely, with `attach` (a chart) and the
-    evidence report for the services that take attachments; True if the receiver took it."""
+def send_with_apprise(url: str, message: dict[str, Any], as_markdown: bool, charts: list[Path] | None = None) -> bool:
+    """One notification to one apprise URL in the form it renders safely, with `charts` and the evidence
+    report for the services that take attachments; True if the receiver took it."""
     import apprise  # imported on first use: the daemon without alert URLs never pays for it
 
     notifier = apprise.Apprise()
     if not notifier.add(url):
         log.error("alert URL not understood by apprise (check its scheme): %s", redact(url))
         return False
-    attachment = attachments(message, attach)
+    attachment = attachments(message, charts or [])
     if as_markdown and message.get("markdown_body"):  # a message spooled without a Markdown form goes as text
         return bool(notifier.notify(title=message["markdown_title"], body=message["markdown_body"],
                                     body_format=apprise.NotifyFormat.MARKDOWN, attach=attachment))
@@ -119,7 +119,7 @@ def receiver_key(url: str) -> str:
 def apprise_sender(url: str, charts: ChartFiles | None = None) -> Sender:
     as_markdown = renders_markdown(url)
     return lambda message: send_with_apprise(url, message, as_markdown,
-                                             charts.for_message(message) if charts else None)
+                                             charts.for_message(message) if charts else [])
 
 
 ALERTMANAGER = "alertmanager "  # the name of the Alertmanager receiver starts so, its URL after

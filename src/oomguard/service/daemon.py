@@ -66,7 +66,7 @@ from .status import write_status
 log = logging.getLogger("oomguard")
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
 STATUS_TOP = 10  # processes in status.json
-DISK_ERROR_EVERY_S = 60.0  # how often a persisting disk error (or late ticks) is logged again
+SAY_AGAIN_S = 60.0  # how often a persisting disk error, or late ticks, are logged again
 SHUTDOWN_S = 2.0  # what stopping may wait for the senders (systemd's TimeoutStopSec is 5 s)
 
 
@@ -260,7 +260,7 @@ class Daemon:
         if self.exporter:
             self.exporter.late_tick(late.by_s, late.reason)
         now = time.monotonic()
-        if now - self._late_logged_at >= DISK_ERROR_EVERY_S:
+        if now - self._late_logged_at >= SAY_AGAIN_S:
             self._late_logged_at = now
             log.warning("a tick started %.2fs late (%.2fs after the one before; %d late of %d so far): %s",
                         late.by_s, late.gap_s, self.pace.late, self.pace.ticks, late.why)
@@ -538,7 +538,7 @@ class Daemon:
     def _disk_error(self, path: Path, exc: OSError) -> None:
         """A state write failed: say so (at most once a minute) and keep watching."""
         now = time.monotonic()
-        if now - self._disk_error_at >= DISK_ERROR_EVERY_S:
+        if now - self._disk_error_at >= SAY_AGAIN_S:
             self._disk_error_at = now
             log.error("cannot write %s (%s): alerts still go to the console and the receivers, but state is not "
                       "kept; fix: free space or permissions on [state] dir %s", path, exc.strerror or exc,
