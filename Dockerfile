@@ -1,5 +1,5 @@
 # oomguard's image for the DaemonSet in deploy/kubernetes/.
-#   docker build -t ghcr.io/oomguard/oomguard:0.1.0 .
+#   docker build -t ghcr.io/oomguard/oomguard:0.2.0 .
 # Kernel headers come from the node (/lib/modules and /usr/src are mounted read-only).
 FROM debian:12-slim
 RUN apt-get update \

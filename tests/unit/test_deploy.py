@@ -20,7 +20,8 @@ else:
     import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
-MANIFESTS = sorted((ROOT / "deploy" / "kubernetes").glob("*.yaml"))
+KUBERNETES = ROOT / "deploy" / "kubernetes"
+MANIFESTS = sorted(KUBERNETES.rglob("*.yaml"))
 KUBERNETES_VERSION = "1.30"
 CRDS = ("ServiceMonitor", "PrometheusRule")
 
@@ -89,6 +90,29 @@ def test_the_configmap_policy_is_valid():
     config = from_mapping(policy, "configmap")
     assert config.metrics.listen == "0.0.0.0:9843"
     assert config.alerts.urls_file == "/etc/oomguard/secret/urls"
+
+
+def test_kubectl_apply_on_the_directory_works_on_a_bare_cluster_and_never_overwrites_a_secret():
+    """`kubectl apply -f deploy/kubernetes/` applies its files in name order, not into subdirectories."""
+    applied = [d for path in sorted(KUBERNETES.glob("*.yaml")) for d in yaml.safe_load_all(path.read_text()) if d]
+    kinds = [d["kind"] for d in applied]
+    assert kinds[0] == "Namespace", kinds  # before anything namespaced in it
+    assert kinds.index("ConfigMap") < kinds.index("DaemonSet") and kinds.index("ServiceAccount") < kinds.index(
+        "DaemonSet")
+    assert not set(kinds) & set(CRDS), "CRDs' kinds fail on a cluster without the Prometheus Operator"
+    assert "Secret" not in kinds, "re-applying would overwrite the real Secret with the placeholder"
+    assert {d["kind"] for _, d in documents()} >= {"Secret", *CRDS}  # still shipped, in their subdirectories
+
+
+def test_the_image_is_the_packages_version_and_the_probes_ask_the_loop():
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    (container,) = by_kind("DaemonSet")["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == f"ghcr.io/oomguard/oomguard:{version}"
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}, probe
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in by_kind("DaemonSet")["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mounts["/dev/kmsg"]]["hostPath"] == {"path": "/dev/kmsg", "type": "CharDevice"}  # for SYSLOG
 
 
 def test_daemonset_has_the_units_capabilities_not_privileged_and_read_only_mounts():

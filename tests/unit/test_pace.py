@@ -72,3 +72,43 @@ def test_the_daemons_cpu_cgroup_and_its_quota_wait_are_read_for_v1_and_v2(tmp_pa
     assert throttled_s(keyed_ints(stat)) == 2.5
     stat.write_text("usage_usec 100\nnr_throttled 3\nthrottled_usec 750000\n")
     assert throttled_s(keyed_ints(stat)) == 0.75
+
+
+def test_health_says_a_stuck_loop_is_unhealthy():
+    pace = Pace(interval_s=1.0)
+    assert pace.health(5.0) == (True, "starting: no tick yet")
+    pace.started(10.0, 10.0, 0.0, None)
+    ok, why = pace.health(24.0)
+    assert ok and why.startswith("last tick 14.0s ago")
+    ok, why = pace.health(26.0)
+    assert not ok and "no tick for 16s (more than 15s): the watching loop is stuck" in why
+    assert not Pace(interval_s=10.0, _last_start=0.0).health(51.0)[0] and Pace(10.0, _last_start=0.0).health(49.0)[0]
+
+
+def test_healthz_is_served_beside_the_metrics():
+    import urllib.error
+    import urllib.request
+
+    from support import free_port
+
+    from oomguard.config import MetricsConfig
+    from oomguard.service.metrics import Exporter
+
+    state = [(True, "last tick 0.5s ago")]
+    port = free_port()
+    exporter = Exporter(MetricsConfig(listen=f"127.0.0.1:{port}", top_pids=5, max_containers=10),
+                        health=lambda: state[0])
+    assert exporter.start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+            assert answer.status == 200 and answer.read() == b"ok: last tick 0.5s ago\n"
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert b"process_cpu_seconds_total" in answer.read()
+        state[0] = (False, "no tick for 40s")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            raise AssertionError("a stuck loop answered 200")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503 and exc.read() == b"unhealthy: no tick for 40s\n"
+    finally:
+        exporter.stop()

@@ -201,7 +201,7 @@ class ChartFiles:
             return earlier
         except CancelledError:
             return earlier
-        return earlier + [own] if own and own not in earlier else earlier
+        return [*earlier, own] if own and own not in earlier else earlier
 
     def warm(self, wanted: bool, now: float) -> None:
         """From the tick: keep the renderer warm while something climbs; let it go KEEP_WARM_S after."""

@@ -297,13 +297,10 @@ class EvidenceCapture:
             if process:
                 evidence.process, evidence.process_pid = process, pid
 
-    def of(self, cgroup: str, fresh: bool = False) -> Evidence | None:
-        """The cgroup's evidence; `fresh`: its breakdowns re-read now (for a message about a live cgroup,
-        not a kill's, whose last reading is the one from before it)."""
-        evidence = self.by_cgroup.get(cgroup)
-        if evidence is not None and fresh:
-            self._read_breakdowns(evidence, self.clock())
-        return evidence
+    def of(self, cgroup: str) -> Evidence | None:
+        """The cgroup's evidence, its breakdowns as last read (at most BREAKDOWN_EVERY_S ago): a message is not
+        held up re-reading a large process's smaps_rollup."""
+        return self.by_cgroup.get(cgroup)
 
     def save(self, alert_id: str, title: str, evidence: Evidence) -> Path | None:
         """The full report as <state dir>/evidence/<alert id>.txt (for `status --alert` and attachments)."""

@@ -191,7 +191,7 @@ class Daemon:
         if config.metrics.listen:
             from .metrics import Exporter  # prometheus-client only when the exporter is on
 
-            exporter = Exporter(config.metrics)
+            exporter = Exporter(config.metrics, health=lambda: self.pace.health(time.monotonic()))
             if exporter.start():
                 self.exporter = exporter
                 stack.callback(exporter.stop)
@@ -466,7 +466,7 @@ class Daemon:
     def _with_evidence(self, message: Message) -> Message:
         """The message with its cgroup's call sites and memory breakdown, and the full report attached."""
         assert self.evidence is not None
-        evidence = self.evidence.of(message.labels.get("cgroup", ""), fresh=message.kind != CONFIRMED)
+        evidence = self.evidence.of(message.labels.get("cgroup", ""))
         if evidence is None:
             return message
         text = section(evidence, time.monotonic(), message.alert_id, self.evidence.held_back)

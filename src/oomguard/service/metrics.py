@@ -7,19 +7,28 @@ processes and per-container series for at most `max_containers`, so PID
 churn cannot grow the number of series. Names follow Prometheus conventions
 (units in names, `_total` counters); pod labels are spelled as
 kube-state-metrics spells them (namespace, pod, container).
+
+The same server answers `/healthz` from the loop's own pace, not from this
+thread: 200 while ticks keep coming, 503 (with why) once the last tick is
+older than STALE_TICKS intervals, so a liveness probe restarts a stuck loop
+that would still serve metrics.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import numpy as np
-from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, start_http_server
+from prometheus_client import CollectorRegistry, Histogram, ProcessCollector, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.metrics_core import Metric
 
 from .. import __version__
@@ -33,6 +42,26 @@ from ..sampling.rates import Rates
 from ..text import utf8
 
 log = logging.getLogger("oomguard")
+Health = Callable[[], tuple[bool, str]]  # (healthy, why): the daemon's answer for /healthz
+
+
+class _Quiet(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds: not logged
+        pass
+
+
+def app(registry: CollectorRegistry, health: Health) -> Callable[..., Any]:
+    """/healthz from `health`; every other path the metrics, as prometheus-client serves them."""
+    metrics = make_wsgi_app(registry)
+
+    def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") == "/healthz":
+            ok, why = health()
+            start_response("200 OK" if ok else "503 Service Unavailable", [("Content-Type", "text/plain")])
+            return [f"{'ok' if ok else 'unhealthy'}: {why}\n".encode()]
+        return metrics(environ, start_response)
+
+    return serve
 
 
 @dataclass(frozen=True)
@@ -55,8 +84,8 @@ class Figures:
 
 
 class Exporter:
-    def __init__(self, config: MetricsConfig):
-        self.config = config
+    def __init__(self, config: MetricsConfig, health: Health = lambda: (True, "no check")):
+        self.config, self.health = config, health
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)  # the daemon's own CPU and memory: process_*
         self.tick_duration = Histogram("oomguard_tick_duration_seconds", "Time one tick takes (maps, rates, alerts)",
@@ -79,7 +108,11 @@ class Exporter:
         """Serve /metrics; False (logged with the fix) if the address cannot be had: alerts matter more."""
         host, _, port = self.config.listen.rpartition(":")
         try:
-            self._server, _thread = start_http_server(int(port), addr=host.strip("[]"), registry=self.registry)
+            family = socket.getaddrinfo(host.strip("[]") or None, int(port), type=socket.SOCK_STREAM)[0][0]
+            server = type("Server", (ThreadingWSGIServer,), {"address_family": family})
+            self._server = make_server(host.strip("[]"), int(port), app(self.registry, self.health), server,
+                                       handler_class=_Quiet)
+            threading.Thread(target=self._server.serve_forever, name="metrics", daemon=True).start()
         except OSError as exc:
             log.error("metrics exporter cannot listen on %s (%s): running without it; fix: choose a free address "
                       "in [metrics] listen, or \"\" to turn the exporter off", self.config.listen, exc.strerror)

@@ -10,6 +10,7 @@ from typing import Any
 
 LATE_SHARE = 0.25  # a tick is late when it starts this share of an interval (and at least LATE_MIN_S) behind
 LATE_MIN_S = 0.1
+STALE_TICKS, STALE_MIN_S = 5, 15.0  # unhealthy (/healthz) once no tick started for this many intervals (and seconds)
 THROTTLED, SLOW_STAGE, CPU_BUSY = "throttled", "slow stage", "CPU busy"
 
 
@@ -67,6 +68,17 @@ class Pace:
         self.by_reason[reason] = self.by_reason.get(reason, 0) + 1
         self.last_late = Late(wall, late_s, gap, reason, why)
         return self.last_late
+
+    def health(self, now: float) -> tuple[bool, str]:
+        """(healthy, why) for /healthz: ticks still coming. Read from the exporter's thread."""
+        last = self._last_start
+        if last is None:
+            return True, "starting: no tick yet"
+        stale = max(STALE_TICKS * self.interval_s, STALE_MIN_S)
+        if now - last > stale:
+            return False, (f"no tick for {now - last:.0f}s (more than {stale:.0f}s): the watching loop is stuck; "
+                           f"restart it (the liveness probe does)")
+        return True, f"last tick {now - last:.1f}s ago, {self.late} of {self.ticks} late"
 
     def took(self, stage: str, seconds: float) -> None:
         """A piece of work done since the last tick started: the slowest names the cause of a late tick."""
