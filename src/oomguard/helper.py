@@ -35,6 +35,7 @@ class Helper:
     def __init__(self, command: list[str], timeout_s: float, what: str):
         self.command, self.timeout_s, self.what = command, timeout_s, what
         self._child: subprocess.Popen[bytes] | None = None
+        self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -74,6 +75,8 @@ class Helper:
 
     def start(self) -> subprocess.Popen[bytes]:
         """The child, started now if it is not running (HelperFailed if it cannot be)."""
+        if self._stopping:
+            raise HelperFailed(f"the {self.what} is not started again: the daemon is stopping")
         if not self.running:
             self.close(kill=True)
             try:
@@ -103,8 +106,9 @@ class Helper:
             child.wait()
 
     def interrupt(self) -> None:
-        """Kill the child from any thread (its pipes are left to the thread that uses them, which then sees
-        it gone): how a shutdown ends an exchange that would otherwise run to its deadline."""
+        """At shutdown, from any thread: kill the child (its pipes are left to the thread that uses them,
+        which then sees it gone) and start no other, so an exchange in flight ends now, not at its deadline."""
+        self._stopping = True
         child = self._child
         if child is not None:
             with contextlib.suppress(OSError):

@@ -45,6 +45,7 @@ def test_a_chart_is_drawn_once_in_a_child_as_a_png_naming_its_cgroup(tmp_path):
     assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 20  # lines and text, not a blank image
     drawn_at = os.stat(path).st_mtime_ns
     assert charts.for_message(message) == [path] and os.stat(path).st_mtime_ns == drawn_at  # not redrawn
+    charts.stop()
 
 
 def test_a_kill_chart_and_no_chart_and_a_failed_drawing(tmp_path, caplog):
@@ -55,13 +56,16 @@ def test_a_kill_chart_and_no_chart_and_a_failed_drawing(tmp_path, caplog):
     broken = {"alert_id": "a3", "kind": "pre-OOM", "decided_at": 3.0, "chart": {"who": "x"}}  # no numbers
     assert charts.for_message(broken) == []
     assert "alert chart not drawn" in caplog.text and "[alerts] chart = false" in caplog.text
+    charts.stop()
 
 
 def test_no_chart_when_the_daemons_cgroup_lacks_room(tmp_path, caplog):
     message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 1.0, "chart": leak_data()}
     assert charts_with_room(tmp_path, CHART_ROOM - 1).for_message(message) == []
     assert "less than 160 MiB free" in caplog.text and not list(tmp_path.glob("*.png"))
-    assert len(charts_with_room(tmp_path, CHART_ROOM).for_message(message)) == 1
+    roomy = charts_with_room(tmp_path, CHART_ROOM)
+    assert len(roomy.for_message(message)) == 1
+    roomy.stop()
 
 
 def charts_with_room(directory, free):

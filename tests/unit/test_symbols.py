@@ -124,3 +124,19 @@ def test_exchange_reads_a_line_split_over_many_writes(tmp_path):
     finally:
         slow.kill()
         slow.wait()
+
+
+def test_a_stop_ends_a_naming_in_flight_at_once_and_starts_no_other_child():
+    import threading
+    import time
+
+    names = Symbolizer(timeout_s=30, command=child("import time; time.sleep(60)"))
+    answers: list = []
+    worker = threading.Thread(target=lambda: answers.append(names.name([(7, (1,), ())])))
+    worker.start()
+    time.sleep(0.5)  # the request is in flight, its child asleep
+    started = time.monotonic()
+    names.interrupt()
+    worker.join(5)
+    assert not worker.is_alive() and time.monotonic() - started < 2  # not the 30 s deadline
+    assert answers == [[(["0x1"], [])]] and not names.running  # addresses; no second child was started
