@@ -50,12 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", type=Path, default=DEFAULT_PATH, help=f"policy file (default {DEFAULT_PATH})")
 
     top = commands.add_parser("top", help="live table of the processes allocating most",
-                              description="Load the BPF programs and show, each interval, the processes with the "
-                                          "highest allocation rates, with their memory cgroup, RSS, RSS slope and "
-                                          "the cgroup's headroom. Ctrl-C to quit.")
+                              description="Show, each interval, the processes with the highest allocation rates, "
+                                          "with their memory cgroup, RSS, RSS slope and the cgroup's headroom: the "
+                                          "running daemon's table when one runs on the policy's state dir, else "
+                                          "traced here (loading the BPF programs). Ctrl-C to quit.")
     _config_argument(top)
     top.add_argument("-n", "--iterations", type=int, default=None, help="stop after this many refreshes")
     top.add_argument("--count", type=int, default=20, help="rows to show (default 20)")
+    top.add_argument("--trace", action="store_true",
+                     help="trace here even when the daemon runs (by default, top shows the running daemon's table)")
 
     status = commands.add_parser("status", help="the running daemon's figures: sample rates, rates, kills",
                                  description="Read the running daemon's state file ([state] dir/status.json) and "
@@ -133,9 +136,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_top(args: argparse.Namespace) -> int:
+    from .service.status import running_daemon
     from .views.top import run_top
 
-    return run_top(load_or_defaults(args.config), iterations=args.iterations, count=args.count)
+    config = load_or_defaults(args.config)
+    return run_top(config, iterations=args.iterations, count=args.count,
+                   daemon=None if args.trace else lambda: running_daemon(config.state.dir))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from support import memory_cgroup, procs_file
+from support import Daemon, memory_cgroup, procs_file, wait_until
 
 pytestmark = pytest.mark.kernel
 MIB = 1 << 20
@@ -24,7 +24,7 @@ def test_top_shows_a_leaking_process_with_its_cgroup_and_headroom(tmp_path, work
                                   preexec_fn=lambda: procs.write_text(str(os.getpid())))
         try:
             result = subprocess.run([sys.executable, "-m", "oomguard.cli", "top", "-c", str(policy), "-n", "4",
-                                     "--count", "50"], capture_output=True, text=True, timeout=60,
+                                     "--count", "50", "--trace"], capture_output=True, text=True, timeout=60,
                                     env={**os.environ, "COLUMNS": "250"})
         finally:
             leaker.kill()
@@ -63,3 +63,32 @@ def test_top_names_a_process_that_lived_less_than_one_tick(tmp_path, workload):
                                                if len(l.split("│")) > 2)]
     assert rows, out[-3000:]
     assert all(" ogworkload " in f" {r} " for r in rows), rows
+
+
+def test_top_is_a_client_of_the_running_daemon_and_loads_no_programs_of_its_own(tmp_path, workload):
+    state = tmp_path / "state"
+    policy = tmp_path / "policy.toml"
+    policy.write_text(f'[sampling]\ninterval = "500ms"\ninitial_rate = 1\n[output]\ntop_pids = 0\n'
+                      f'[state]\ndir = "{state}"\n[metrics]\nlisten = ""\n')
+    with memory_cgroup(256 * MIB) as cgroup:
+        daemon = Daemon(policy)
+        leaker = None
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
+            leaker = subprocess.Popen([str(workload), "leak", "200", "30"], stdout=subprocess.DEVNULL,
+                                      preexec_fn=lambda: procs_file(cgroup).write_text(str(os.getpid())))
+            wait_until(lambda: str(leaker.pid) in (state / "status.json").read_text(), 15)
+            started = time.monotonic()
+            result = subprocess.run([sys.executable, "-m", "oomguard.cli", "top", "-c", str(policy), "-n", "2"],
+                                    capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+            took = time.monotonic() - started
+        finally:
+            if leaker:
+                leaker.kill()
+                leaker.wait()
+            daemon.stop()
+    assert result.returncode == 0, result.stderr
+    assert f"from the running daemon (pid {daemon.process.pid}, tick " in result.stdout, result.stdout
+    rows = [l for l in result.stdout.splitlines() if f" {leaker.pid} " in l and "ogworkload" in l]
+    assert rows and cgroup.name in rows[-1] and "of 256.0MiB" in rows[-1], result.stdout
+    assert took < 5, took  # two refreshes 0.5 s apart, and no BPF program compiled and loaded (seconds)

@@ -89,10 +89,10 @@ def test_healthz_is_served_beside_the_metrics():
     import urllib.error
     import urllib.request
 
-    from support import free_port
-
     from oomguard.config import MetricsConfig
     from oomguard.service.metrics import Exporter
+
+    from support import free_port
 
     state = [(True, "last tick 0.5s ago")]
     port = free_port()

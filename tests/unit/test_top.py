@@ -50,3 +50,32 @@ def test_render_shows_every_column(tmp_path):
     for cell in ("6", "proc6", "owner unknown", "/pods/6", "0B", "8.0MiB", "10%", "32.0MiB", "4.0MiB",
                  "32.0MiB of 64.0MiB"):
         assert cell in line, (cell, line)
+
+
+def test_top_shows_the_running_daemons_table_and_says_so_and_when_it_stops():
+    from oomguard.config import defaults
+    from oomguard.views.top import run_top
+
+    row = {"pid": 6, "command": "java", "owner": "pod shop/cart container app", "cgroup": "-",
+           "kmalloc_bytes_per_s": 0.0, "page_bytes_per_s": 8.0 * MIB, "rss_bytes": 32 * MIB,
+           "rss_bytes_per_s": 4.0 * MIB, "error": 0.1}
+    status = {"pid": 4242, "updated": 1e12, "sample_rates": [16, 1], "events_per_s": [12000.0, 300.0],
+              "top": [row]}
+    answers = [status, status, status]
+    console = Console(record=True, width=250)
+    assert run_top(replace_interval(defaults(), 0.01), iterations=2, count=20, console=console,
+                   daemon=lambda: answers.pop(0)) == 0
+    text = console.export_text()
+    assert "from the running daemon (pid 4242" in text and "kmalloc 1-in-16" in text and "(it keeps its top 1)" in text
+    line = next(l for l in text.splitlines() if "java" in l)
+    assert "pod shop/cart container app" in line and "8.0MiB" in line
+    gone = Console(record=True, width=250)
+    assert run_top(replace_interval(defaults(), 0.01), iterations=5, console=gone,
+                   daemon=iter([status, None, None]).__next__) == 1
+    assert "the daemon stopped answering" in gone.export_text()
+
+
+def replace_interval(config, seconds):
+    from dataclasses import replace
+
+    return replace(config, sampling=replace(config.sampling, interval=seconds))

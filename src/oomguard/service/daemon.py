@@ -65,7 +65,7 @@ from .status import write_status
 
 log = logging.getLogger("oomguard")
 POLL_SLICE_MS = 200  # longest wait in the ring buffer, so signals are seen promptly
-STATUS_TOP = 10  # processes in status.json
+STATUS_TOP = 20  # processes in status.json (`status`, and `top` as the daemon's client)
 SAY_AGAIN_S = 60.0  # how often a persisting disk error, or late ticks, are logged again
 SHUTDOWN_S = 2.0  # what stopping may wait for the senders (systemd's TimeoutStopSec is 5 s)
 

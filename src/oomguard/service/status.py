@@ -114,6 +114,15 @@ def shape_problem(data: Any, now: float) -> str | None:
     return None
 
 
+def running_daemon(state_dir: Path) -> Status | None:
+    """The status of the daemon running on this state dir, None when none is (for `top` as its client)."""
+    try:
+        status = read_status(state_dir)
+    except OomguardError:
+        return None
+    return status if is_alive(status) else None
+
+
 def is_alive(status: Status, now: float | None = None) -> bool:
     """The daemon wrote within three intervals and its process exists."""
     now = time.time() if now is None else now
