@@ -77,7 +77,8 @@ def test_top_is_a_client_of_the_running_daemon_and_loads_no_programs_of_its_own(
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
             leaker = subprocess.Popen([str(workload), "leak", "200", "30"], stdout=subprocess.DEVNULL,
                                       preexec_fn=lambda: procs_file(cgroup).write_text(str(os.getpid())))
-            wait_until(lambda: str(leaker.pid) in (state / "status.json").read_text(), 15)
+            status = state / "status.json"
+            wait_until(lambda: status.exists() and f'"pid": {leaker.pid},' in status.read_text(), 15)
             started = time.monotonic()
             result = subprocess.run([sys.executable, "-m", "oomguard.cli", "top", "-c", str(policy), "-n", "2"],
                                     capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
