@@ -567,6 +567,42 @@ def engine(horizon: float = 60, cooldown: float = 300, max_per_hour: int = 30):
                        wall_clock=lambda: float(next(wall)))
 
 
+class Watch:
+    """An AlertEngine fed by its own detector, in the order the daemon's tick calls them: the subjects judged,
+    then decided on; a kill restarts the detector where it happened."""
+
+    def __init__(self, alerts, detector):
+        self.alerts, self.detector = alerts, detector
+
+    def observe(self, subjects, now):
+        from oomguard.detection.groups import judge
+
+        return self.alerts.observe(subjects, judge(self.detector, subjects, now), now)
+
+    def kill(self, report, now):
+        outcome = self.alerts.kill(report, now)
+        self.detector.restart(outcome.killed_in)
+        return outcome
+
+    def __getattr__(self, name):  # book, verdicts, warn, expire, ...: the engine's
+        return getattr(self.alerts, name)
+
+    def __setattr__(self, name, value):
+        if name in ("alerts", "detector"):
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self.alerts, name, value)
+
+
+def watch(horizon: float = 60, cooldown: float = 300, max_per_hour: int = 30) -> Watch:
+    """engine() with a detector for the same policy's horizons."""
+    from oomguard.config import from_mapping
+    from oomguard.detection.detector import CgroupDetector
+
+    config = from_mapping({"alerts": {"horizon": horizon, "cooldown": cooldown, "max_per_hour": max_per_hour}}, "t")
+    return Watch(engine(horizon, cooldown, max_per_hour), CgroupDetector.for_policy(config))
+
+
 # -- small filesystems for disk faults ----------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ def test_the_numbers_are_few_relative_and_end_at_the_alert():
 
 def test_a_chart_is_drawn_once_in_a_child_as_a_png_naming_its_cgroup(tmp_path):
     charts = ChartFiles(tmp_path / "charts", clock=lambda: 0.0)  # every deadline far ahead
-    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 1.5,
+    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 101.5,
                "chart": leak_data(eta_s=28.0, eta_interval=(22.0, 35.0))}
     (path,) = charts.for_message(message)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -50,17 +50,17 @@ def test_a_chart_is_drawn_once_in_a_child_as_a_png_naming_its_cgroup(tmp_path):
 
 def test_a_kill_chart_and_no_chart_and_a_failed_drawing(tmp_path, caplog):
     charts = ChartFiles(tmp_path / "charts", clock=lambda: 0.0)
-    killed = {"alert_id": "a1", "kind": "confirmed", "decided_at": 2.0, "chart": leak_data(killed=True)}
+    killed = {"alert_id": "a1", "kind": "confirmed", "decided_at": 102.0, "chart": leak_data(killed=True)}
     assert len(charts.for_message(killed)) == 1
     assert charts.for_message({"alert_id": "a2", "kind": "cleared", "chart": None}) == []
-    broken = {"alert_id": "a3", "kind": "pre-OOM", "decided_at": 3.0, "chart": {"who": "x"}}  # no numbers
+    broken = {"alert_id": "a3", "kind": "pre-OOM", "decided_at": 103.0, "chart": {"who": "x"}}  # no numbers
     assert charts.for_message(broken) == []
     assert "alert chart not drawn" in caplog.text and "[alerts] chart = false" in caplog.text
     charts.stop()
 
 
 def test_no_chart_when_the_daemons_cgroup_lacks_room(tmp_path, caplog):
-    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 1.0, "chart": leak_data()}
+    message = {"alert_id": "a1", "kind": "pre-OOM", "decided_at": 101.0, "chart": leak_data()}
     assert charts_with_room(tmp_path, CHART_ROOM - 1).for_message(message) == []
     assert "less than 160 MiB free" in caplog.text and not list(tmp_path.glob("*.png"))
     roomy = charts_with_room(tmp_path, CHART_ROOM)

@@ -211,7 +211,7 @@ def test_an_alert_names_the_process_that_opened_descriptors_since_its_cgroup_beg
     fds.update({10: 11_980, 11: 8_000})  # 12 s later, at the alert
     seen = replace(subject(cgroup, pids=(10, 11)), attribution=attribute(cgroup), pod=None)
     told = explained(seen, rates, owners, smoothed, climb=2 * MIB, held=lambda pid: Held(0, fds[pid]),
-                     opened=lambda pid, count: opened.rate(pid, 62.0, count))
+                     opened=opened, now=62.0)
     assert [(c.pid, c.signal, round(c.amount)) for c in told.culprits] == [(11, OPENED, 583)]
     # without the count at the climb's start, the server's 11,980 outrank the leaker's 8,000
     told = explained(seen, rates, owners, smoothed, climb=2 * MIB, held=lambda pid: Held(0, fds[pid]))
@@ -229,7 +229,7 @@ def test_the_daemon_counts_new_containers_at_their_start_and_suspects_first(daem
     limits = np.full(3, 512.0 * MIB)
 
     def tick(now, cgroups, suspects=None):
-        daemon.engine.detector.update_all(cgroups, now, np.full(len(cgroups), 100.0 * MIB), limits[:len(cgroups)])
+        daemon.detector.update_all(cgroups, now, np.full(len(cgroups), 100.0 * MIB), limits[:len(cgroups)])
         found = [subject(c, pids=(10 * i + 1, 10 * i + 2)) for i, c in enumerate(cgroups)]
         daemon._count_descriptors(found, suspects or {}, now)
 

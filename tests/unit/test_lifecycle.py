@@ -6,8 +6,8 @@ from oomguard.alerting import store
 from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
 
 from support import CGROUP, CID, MIB, UID, kill_report, subject
-from support import engine as book
 from support import verdict as forecast
+from support import watch as book
 
 
 def test_pre_oom_then_confirmed_with_lead_time():

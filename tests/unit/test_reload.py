@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from oomguard.config import SECTIONS, live_part, load, needs_restart, section_keys
+from oomguard.detection.groups import judge
 from oomguard.service.daemon import Daemon
 
 from support import CGROUP, MIB, subject
@@ -36,7 +37,8 @@ def test_every_key_is_either_live_or_restart_only():
 def leak_until_alert(daemon: Daemon) -> str:
     """Feed the engine a leak until it opens a pre-OOM alert; returns the alert id."""
     for t in range(200):
-        messages = daemon.engine.observe([subject(CGROUP, usage=(20 + 4 * t) * MIB, limit=512 * MIB)], float(t))
+        seen = [subject(CGROUP, usage=(20 + 4 * t) * MIB, limit=512 * MIB)]
+        messages = daemon.engine.observe(seen, judge(daemon.detector, seen, float(t)), float(t))
         if messages:
             return messages[0].alert_id
     raise AssertionError("the leak drew no alert")
@@ -45,8 +47,8 @@ def leak_until_alert(daemon: Daemon) -> str:
 def test_sighup_keeps_learnt_history_open_alerts_cooldowns_and_budget(daemon, caplog):
     alert_id = leak_until_alert(daemon)
     engine = daemon.engine
-    history = engine.detector._values.copy()
-    giveback = engine.detector._giveback.copy()
+    history = daemon.detector._values.copy()
+    giveback = daemon.detector._giveback.copy()
     budget = list(engine.book.recent)
     engine.book.closed_at["/cooling"] = 5.0
     path = daemon.config.source
@@ -56,10 +58,10 @@ def test_sighup_keeps_learnt_history_open_alerts_cooldowns_and_budget(daemon, ca
         daemon.reload()
     assert "policy reloaded" in caplog.text
     assert engine is daemon.engine and engine.book.open[CGROUP].id == alert_id  # the open alert stays
-    assert np.array_equal(engine.detector._values, history)  # every sample learnt stays
-    assert np.array_equal(engine.detector._giveback, giveback)  # and the falls it learnt
+    assert np.array_equal(daemon.detector._values, history)  # every sample learnt stays
+    assert np.array_equal(daemon.detector._giveback, giveback)  # and the falls it learnt
     assert list(engine.book.recent) == budget and engine.book.closed_at["/cooling"] == 5.0
-    assert engine.book.horizon_s == 90.0 and engine.book.max_per_hour == 7 and engine.detector.horizon_s == 90.0
+    assert engine.book.horizon_s == 90.0 and engine.book.max_per_hour == 7 and daemon.detector.horizon_s == 90.0
     assert all(s.sigma == 6.0 for s in daemon.screens.screens.values())
     # the open alert is still the one a kill confirms
     from support import kill_report
@@ -91,8 +93,8 @@ def test_each_section_applies_live_or_says_it_needs_a_restart(daemon, tmp_path, 
     assert config.sampling.interval == 2.0 and all(c.target_per_s == 5000 for c in daemon.collector.controllers)
     assert daemon.selection.rules.exclude_commands == ("noisy",) and daemon.tracer.filters
     assert config.alerts.horizon == 30.0 and daemon.engine.book.cooldown_s == 60.0
-    assert daemon.engine.detector.floor_fraction == 0.1 and daemon.engine.book.max_per_hour == 3
-    assert daemon.engine.detector.config.window == 300 and daemon.engine.detector.config.min_span == 8.0
+    assert daemon.detector.floor_fraction == 0.1 and daemon.engine.book.max_per_hour == 3
+    assert daemon.detector.config.window == 300 and daemon.detector.config.min_span == 8.0
     assert config.metrics.top_pids == 3 and config.metrics.max_containers == 9
     assert daemon.owners.pods.pods_dir == pods
     assert config.output.top_pids == 2

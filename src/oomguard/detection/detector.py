@@ -74,7 +74,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import DetectConfig
+from ..config import Config, DetectConfig
 from ..units import format_bytes
 
 WARNING, CRITICAL = "warning", "critical"
@@ -276,6 +276,17 @@ class CgroupDetector:
         self._giveback_at = np.zeros(0)
         self._born = np.zeros(0)  # time of each row's first sample (again after a restart)
         self._ticks = 0
+
+    @classmethod
+    def for_policy(cls, config: Config) -> CgroupDetector:
+        """The detector a policy asks for: [detect] and the horizons and floor of [alerts]."""
+        alerts = config.alerts
+        return cls(config.detect, alerts.horizon, alerts.warn_horizon, alerts.headroom_floor)
+
+    def apply_policy(self, config: Config) -> None:
+        """A reloaded policy's settings, every cgroup's history kept."""
+        alerts = config.alerts
+        self.reconfigure(config.detect, alerts.horizon, alerts.warn_horizon, alerts.headroom_floor)
 
     def reconfigure(self, config: DetectConfig, horizon_s: float, warn_horizon_s: float,
                     floor_fraction: float) -> None:

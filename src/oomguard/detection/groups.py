@@ -8,7 +8,7 @@ shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,6 +21,8 @@ from ..identity.pods import PodNames
 from ..identity.procfs import Held, held_open, meminfo
 from ..sampling.rates import Rates
 from .culprit import TOP, Culprit, Share, container_shares, name_culprits
+from .descriptors import OpenedSince
+from .detector import CgroupDetector, Verdict
 from .screen import Screens
 
 HOST = MemoryCgroup(0, "/")  # the whole machine, for processes no cgroup limits
@@ -120,12 +122,19 @@ def subject_of(group: Group, rates: Rates, sample_rates: tuple[int, int], owners
         rss_bytes=int(rates.rss_bytes[rows].sum()), sample_rates=sample_rates, notes=notes)
 
 
+def judge(detector: CgroupDetector, subjects: Sequence[Subject], now: float) -> list[Verdict]:
+    """Every subject's verdict this tick, in one vectorised pass of the detector (in the subjects' order)."""
+    return detector.update_all([s.cgroup for s in subjects], now,
+                               np.array([s.usage for s in subjects], dtype=np.float64),
+                               np.array([s.limit for s in subjects], dtype=np.float64))
+
+
 def explained(subject: Subject, rates: Rates, owners: Owners, smoothed: dict[str, np.ndarray], climb: float = 0.0,
-              held: Callable[[int], Held] = held_open,
-              opened: Callable[[int, int], float] = lambda pid, count: 0.0) -> Subject:
+              held: Callable[[int], Held] = held_open, opened: OpenedSince | None = None,
+              now: float = 0.0) -> Subject:
     """The subject with its culprits and container shares: worked out only for a subject an alert is about,
-    whose kept memory climbs `climb` bytes/s. `opened(pid, descriptors now)`: descriptors the process opened
-    per second since the climb was first seen (descriptors.OpenedSince.rate)."""
+    whose kept memory climbs `climb` bytes/s. `opened`: the descriptors each process held when the climb
+    was first seen, for what it opened per second since (at `now`)."""
     pos, found = match(rates.pid, np.array(subject.pids, dtype=rates.pid.dtype))
     rows = pos[found]
 
@@ -136,7 +145,7 @@ def explained(subject: Subject, rates: Rates, owners: Owners, smoothed: dict[str
             pid = int(pids[i])
             found = held(pid)
             shared[i], descriptors[i] = found.shared_bytes, found.descriptors
-            growth[i] = opened(pid, found.descriptors)
+            growth[i] = opened.rate(pid, now, found.descriptors) if opened is not None else 0.0
         return shared, descriptors, growth
 
     everyone = name_culprits(rates.pid[rows], smoothed["RSS"][rows], smoothed["page allocations"][rows],

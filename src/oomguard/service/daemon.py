@@ -8,7 +8,6 @@ attributed report -> alert engine -> delivery.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import socket
@@ -40,7 +39,8 @@ from ..config import (
     receivers,
 )
 from ..detection.descriptors import OpenedSince
-from ..detection.groups import Subject, explained, subjects
+from ..detection.detector import CgroupDetector
+from ..detection.groups import Subject, explained, judge, subjects
 from ..detection.screen import Screens
 from ..errors import OomguardError
 from ..evidence.capture import EvidenceCapture, section
@@ -139,6 +139,7 @@ class Daemon:
         self.opened = OpenedSince()  # descriptors each suspect held when its cgroup's climb was first seen
         self._first_read: float | None = None  # the first tick: cgroups born after it are new containers
         version = default_memory_version()
+        self.detector = CgroupDetector.for_policy(config)
         self.engine = AlertEngine(config, boot_id=store.boot_id(),
                                   count_kills=lambda cgroup: oom_kills(MemoryCgroup(version, cgroup)))
         self.state_file = config.state.dir / store.ALERTS_FILE
@@ -246,6 +247,7 @@ class Daemon:
         if self.evidence:
             self.evidence.collect()  # what the kernel sampled since the last tick, for the confirmation
         outcome = self.engine.kill(report, time.monotonic())
+        self.detector.restart(outcome.killed_in)
         self._deliver([outcome.message], decided)
         self._count_kill(report, outcome)
         if self.recorder:
@@ -289,6 +291,7 @@ class Daemon:
                                                       "(not in the kernel log)", 0, None)
             report = self.attributor.report(None, record)
             outcome = self.engine.kill(report, missed.at)
+            self.detector.restart(outcome.killed_in)
             self._count_kill(report, outcome)
             if self.outbox and self.outbox.spooled(alert.id, CONFIRMED):
                 log.info("alert %s: its confirmation was spooled before the restart; not sent again", alert.id)
@@ -316,12 +319,12 @@ class Daemon:
             # work can take seconds, and a late stamp stretches a 4 s climb into a 5 s trend.
             read_at, decided = time.monotonic(), time.time()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
-            # the screens' smoothed rates only for an alert's message (most ticks make none), once a tick however
-            # many alerts it makes: the screens change only at the next update
-            smoothed, admitted = functools.cache(self.screens.smoothed), rates
-            messages = self.engine.observe(found, read_at, lambda s, climb: explained(
-                s, admitted, self.owners, smoothed(), climb,
-                opened=lambda pid, count: self.opened.rate(pid, read_at, count)))
+            decisions = self.engine.decide(found, judge(self.detector, found, read_at), read_at)
+            # only the few subjects an alert opens or escalates on are explained (culprits, holdings)
+            smoothed = self.screens.smoothed() if decisions else {}
+            messages = [self.engine.words(d, explained(d.subject, rates, self.owners, smoothed,
+                                                       d.verdict.slope_bytes_per_s, opened=self.opened, now=read_at))
+                        for d in decisions] + self.engine.expire(read_at, {s.cgroup for s in found})
             watch.lap("detection")
             self._deliver(messages, decided)  # the warning first: evidence and charts are added as they are
             watch.lap("delivery")
@@ -417,6 +420,7 @@ class Daemon:
         self.selection.reconfigure(config.selection)
         self.tracer.set_cgroup_filter(*kernel_filter_for(self.selection.rules))
         self.screens.reconfigure(config.detect.screen_sigma)
+        self.detector.apply_policy(config)
         self.engine.reconfigure(config)
         self.pace.interval_s = config.sampling.interval
         if config.attribution != self.config.attribution:
@@ -430,7 +434,7 @@ class Daemon:
     def _with_chart(self, message: Message) -> Message:
         """The message with the numbers of its cgroup's picture (drawn later, by the sender, in a child)."""
         cgroup = message.labels.get("cgroup", "")
-        times, usage = self.engine.detector.history(cgroup)
+        times, usage = self.detector.history(cgroup)
         verdict = self.engine.verdicts.get(cgroup)
         if not len(times) or verdict is None:
             return message
@@ -453,7 +457,7 @@ class Daemon:
         is first seen, and only a count at its start shows what its processes have opened since."""
         if self._first_read is None:
             self._first_read = now
-        young = self.engine.detector.young(self._first_read, now)
+        young = self.detector.young(self._first_read, now)
         new = [s.pids for s in found if s.cgroup in young]  # a suspect's pids again: OpenedSince takes each once
         self.opened.update(now, (pid for pids in [*suspects.values(), *new] for pid in pids))
 

@@ -21,7 +21,8 @@ from ..alerting.engine import AlertEngine
 from ..alerting.messages import Message
 from ..bpf.events import OomKill
 from ..config import Config
-from ..detection.groups import Subject
+from ..detection.detector import CgroupDetector
+from ..detection.groups import Subject, judge
 from ..errors import OomguardError
 from ..identity.attribution import Attribution
 from ..identity.pods import PodNames
@@ -105,15 +106,19 @@ def replay(path: Path, config: Config, out: TextIO) -> AlertEngine:
     counter = itertools.count(1)
     engine = AlertEngine(config, host=header["host"], new_id=lambda: f"replay-{next(counter):04d}",
                          wall_clock=lambda: 0.0)
+    detector = CgroupDetector.for_policy(config)
     start = None
     for line in lines:
         now = line["t"]
         start = now if start is None else start
         if "kill" in line:
-            messages: list[Message] = [engine.kill(kill_from_json(line["kill"]), now).message]
+            outcome = engine.kill(kill_from_json(line["kill"]), now)
+            detector.restart(outcome.killed_in)
+            messages: list[Message] = [outcome.message]
         else:
             subjects = line.get("subjects") or line.get("observations") or []
-            messages = engine.observe([subject_from_json(s) for s in subjects], now)
+            seen = [subject_from_json(s) for s in subjects]
+            messages = engine.observe(seen, judge(detector, seen, now), now)
         for message in messages:
             print(f"+{now - start:7.1f}s ALERT {message.kind} {message.alert_id}: {message.title}", file=out)
     tallies = engine.book.tallies
