@@ -52,11 +52,13 @@ def test_status_says_how_late_ticks_were_and_how_fast_alerts_arrived():
     pace.started(1.0, 2.5, 1_700_000_002.5, 1.2)
     status = {"pid": 1, "started": 1.0, "updated": 2.0, "interval_s": 1.0, "policy": "p", "sample_rates": [1, 1],
               "events_per_s": [0, 0], "ringbuf_drops": 0, "processes": 1, "kills_seen": 0,
-              "ticks": pace.status(), "delivery": {"delivered": 3, "latest_s": 0.31, "slowest_s": 1.72}}
+              "ticks": pace.status(), "delivery": {"delivered": 3, "latest_s": 0.31, "slowest_s": 1.72},
+              "workloads": {"learnt": 4, "live": 2, "withheld": 1}}
     shown = format_status(status, 3.0)
     assert "ticks: 1 of 2 late (most 1.50s); widest gap between two 2.50s (interval 1s)" in shown
     assert "1.50s late: throttled: the daemon's CPU quota held it back 1.20s" in shown
     assert "delivery: 3 messages delivered; from decision to receiver: latest 0.31s, slowest 1.72s" in shown
+    assert "workloads: 4 learnt from earlier instances, 2 instances watched; 1 verdicts withheld" in shown
     assert "not of the shape" in format_status(status | {"ticks": {"late": "x"}}, 3.0)
 
 

@@ -39,9 +39,10 @@ from ..config import (
     receivers,
 )
 from ..detection.descriptors import OpenedSince
-from ..detection.detector import CgroupDetector
+from ..detection.detector import CgroupDetector, Verdict
 from ..detection.groups import Subject, explained, judge, subjects
 from ..detection.screen import Screens
+from ..detection.workloads import WorkloadMemory
 from ..errors import OomguardError
 from ..evidence.capture import EvidenceCapture, section
 from ..evidence.symbols import Symbolizer
@@ -51,11 +52,12 @@ from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
 from ..identity.selection import Selection, kernel_filter_for
+from ..identity.workload import workload_of
 from ..kills.kmsg import KernelOomRecord, KmsgReader, records_in_log
 from ..kills.report import KillAttributor, KillCorrelator, KillReport
 from ..sampling.collector import Collector, Tick
 from ..signals import Signals
-from ..text import markdown, plain
+from ..text import markdown, plain, printable
 from ..views.console import alert_line, print_kill, print_message, print_tick, sampling_line
 from ..views.table import busiest_rows
 from . import systemd
@@ -144,6 +146,11 @@ class Daemon:
                                   count_kills=lambda cgroup: oom_kills(MemoryCgroup(version, cgroup)))
         self.state_file = config.state.dir / store.ALERTS_FILE
         prepare_state_dir(config.state.dir)
+        self.workloads = WorkloadMemory()  # what each workload's earlier instances did (survives restarts)
+        self.workloads.load(config.state.dir)
+        self._workloads_saved_at = time.monotonic()
+        self._withheld: set[tuple[str, str]] = set()  # (cgroup, severity) already said in the log
+        self.withheld = 0  # instances whose verdict was withheld, since start
         # Alerts left open by an earlier boot: resolved (sent once the receivers are up), not resumed.
         self.stale = self.engine.restored(store.load(self.engine.book, self.state_file), time.monotonic())
         self.correlator = KillCorrelator()
@@ -178,6 +185,8 @@ class Daemon:
             self._deliver(self.stale, time.time())
             self._confirm_missed_kills()
             self._loop()
+            if self.workloads.changed:
+                self._save_workloads(time.monotonic())
         log.info("stopped; BPF programs detached")
         return 0
 
@@ -248,12 +257,37 @@ class Daemon:
             self.evidence.collect()  # what the kernel sampled since the last tick, for the confirmation
         outcome = self.engine.kill(report, time.monotonic())
         self.detector.restart(outcome.killed_in)
+        self.workloads.killed(outcome.killed_in)
         self._deliver([outcome.message], decided)
         self._count_kill(report, outcome)
         if self.recorder:
             self.recorder.kill(time.monotonic(), report)
         self.pace.took("an OOM kill's handling", time.perf_counter() - started)
         return outcome
+
+    def _judged(self, found: list[Subject], now: float) -> list[Verdict]:
+        """The detector's verdicts, less those of instances doing what their workload's earlier ones did."""
+        self.workloads.observe([(s.cgroup, workload_of(s.cgroup, s.attribution, s.pod, s.limit), s.usage, s.limit)
+                                for s in found], now)
+        verdicts, withheld = self.workloads.judge(judge(self.detector, found, now),
+                                                  self.config.alerts.headroom_floor, now)
+        for w in withheld:
+            if (w.cgroup, w.severity) not in self._withheld:
+                self._withheld.add((w.cgroup, w.severity))
+                self.withheld += 1
+                log.info("%s: %s withheld, as its workload's earlier instances did the same: %s (workload %s)",
+                         printable(w.cgroup), w.severity, w.why, printable(w.workload))
+        self._withheld &= {(s.cgroup, sev) for s in found for sev in ("warning", "critical")}
+        if self.workloads.changed and now - self._workloads_saved_at >= SAY_AGAIN_S:
+            self._save_workloads(now)
+        return verdicts
+
+    def _save_workloads(self, now: float) -> None:
+        self._workloads_saved_at = now
+        try:
+            self.workloads.save(self.config.state.dir)
+        except OSError as exc:
+            self._disk_error(self.config.state.dir, exc)
 
     def _late(self, late: Late | None) -> None:
         """A late tick: counted, and said in the log at most once a minute."""
@@ -319,7 +353,7 @@ class Daemon:
             # work can take seconds, and a late stamp stretches a 4 s climb into a 5 s trend.
             read_at, decided = time.monotonic(), time.time()
             found = subjects(rates, tick.sample_rates, self.owners, self.screens.update(rates))
-            decisions = self.engine.decide(found, judge(self.detector, found, read_at), read_at)
+            decisions = self.engine.decide(found, self._judged(found, read_at), read_at)
             # only the few subjects an alert opens or escalates on are explained (culprits, holdings)
             smoothed = self.screens.smoothed() if decisions else {}
             messages = [self.engine.words(d, explained(d.subject, rates, self.owners, smoothed,
@@ -528,6 +562,8 @@ class Daemon:
             "delivery": asdict(self.outbox.counts) if self.outbox else {},
             "tick_s": tick_s,
             "ticks": self.pace.status(),
+            "workloads": {"learnt": len(self.workloads.shapes), "live": len(self.workloads.live),
+                          "withheld": self.withheld},
             "self": own_usage(),
         }
         try:

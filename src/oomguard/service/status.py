@@ -37,7 +37,7 @@ FIELDS: dict[str, tuple[type, ...]] = {
 }
 OPTIONAL: dict[str, tuple[type, ...]] = {
     "tallies": (dict,), "open_alerts": (list,), "undelivered": (int,), "self": (dict,), "top": (list,),
-    "tick_s": _NUMBER, "receivers": (list,), "ticks": (dict,), "delivery": (dict,),
+    "tick_s": _NUMBER, "receivers": (list,), "ticks": (dict,), "delivery": (dict,), "workloads": (dict,),
 }
 CLOCK_SKEW_S = 60.0  # a status stamped further in the future than this was not written by this host's daemon
 
@@ -151,8 +151,8 @@ def format_status(status: Status, now: float | None = None) -> str:
         f"processes tracked: {status['processes']}; OOM kills seen: {status['kills_seen']}",
     ]
     for name, part in (("receivers", _receivers_line), ("tallies", _alerts_line), ("delivery", _delivery_line),
-                       ("ticks", _ticks_line), ("self", _self_line), ("open_alerts", _open_lines),
-                       ("top", _top_lines)):
+                       ("ticks", _ticks_line), ("workloads", _workloads_line), ("self", _self_line),
+                       ("open_alerts", _open_lines), ("top", _top_lines)):
         try:
             lines += part(status)
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
@@ -196,6 +196,14 @@ def _ticks_line(status: Status) -> list[str]:
         line += (f"\n  last late tick: {time.strftime('%H:%M:%S', time.localtime(float(last['at'])))}, "
                  f"{float(last['by_s']):.2f}s late: {printable(str(last['why']))}")
     return [line]
+
+
+def _workloads_line(status: Status) -> list[str]:
+    known = status.get("workloads")
+    if not known:
+        return []
+    return [(f"workloads: {int(known['learnt'])} learnt from earlier instances, {int(known['live'])} instances "
+             f"watched; {int(known['withheld'])} verdicts withheld as what earlier instances did")]
 
 
 def _self_line(status: Status) -> list[str]:

@@ -1,0 +1,86 @@
+"""Workload memory on the real kernel: instances of one pod template (new pod names, new cgroups, one after
+another) warm up to 80% of their limit in their first half minute. The first ones are, sample for sample,
+leaks until they stop; once two instances have done it, the next draws nothing, across a daemon restart;
+an instance that goes on climbing past its workload's usual start is alerted and confirmed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from support import Daemon, leak_policy, memory_cgroup, procs_file
+
+pytestmark = pytest.mark.kernel
+MIB = 1 << 20
+LIMIT = 256 * MIB
+SAFE = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def new_pod(root, n: int) -> tuple[str, str]:
+    """A pod of Deployment shop/web as the kubelet lays out its logs: (its cgroup under kubepods, pod name)."""
+    uid, cid = str(uuid.uuid4()), uuid.uuid4().hex + uuid.uuid4().hex
+    name = "web-7d9f5c6b8d-" + "".join(SAFE[(n * 7 + i * 3) % len(SAFE)] for i in range(5))
+    pods, containers = root / "pods", root / "containers"
+    (pods / f"shop_{name}_{uid}" / "app").mkdir(parents=True)
+    containers.mkdir(exist_ok=True)
+    (containers / f"{name}_shop_app-{cid}.log").symlink_to(pods / f"shop_{name}_{uid}" / "app")
+    return f"kubepods/burstable/pod{uid}/{cid}", name
+
+
+def instance(daemon: Daemon, root, workload, n: int, argv: list[str], seconds: float) -> tuple[int, str]:
+    """Run one instance in a new pod for `seconds` (or to its kill): (its exit code, its pod's name)."""
+    relative, name = new_pod(root, n)
+    with memory_cgroup(LIMIT, relative=f"oomguard-test-wl-{uuid.uuid4().hex[:6]}/{relative}") as cgroup:
+        process = subprocess.Popen([str(workload), *argv], stdout=subprocess.DEVNULL,
+                                   preexec_fn=lambda: procs_file(cgroup).write_text(str(os.getpid())))
+        try:
+            code = process.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            code = process.wait()
+    time.sleep(1.5)  # a tick or more sees the cgroup gone: the instance is over
+    return code, name
+
+
+def test_a_warm_up_the_workload_has_done_twice_draws_nothing_and_a_leak_past_it_is_alerted(tmp_path, workload):
+    root = tmp_path / "log"
+    state = tmp_path / "state"
+    extra = f'[attribution]\npods_log_dir = "{root / "pods"}"\ncontainers_log_dir = "{root / "containers"}"\n'
+    policy = leak_policy(tmp_path, state, extra)
+    warm = ["leak", "205", "30"]  # 205 MiB over 30 s into 256 MiB: 80% of the limit, then held
+
+    def run(instances: range, argvs: list[list[str]], seconds: float) -> tuple[list[str], list[tuple[int, str]]]:
+        daemon, ran = Daemon(policy), []
+        try:
+            daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
+            daemon.wait_for(lambda l: " sampling " in l, 10)  # its first tick: later cgroups are new instances
+            for n, argv in zip(instances, argvs, strict=True):
+                ran.append(instance(daemon, root, workload, n, argv, seconds))
+        finally:
+            code, _ = daemon.stop()
+        assert code == 0, "\n".join(daemon.seen[-30:])
+        return daemon.seen, ran
+
+    first, _ = run(range(0, 2), [warm, warm], 45)
+    learnt = json.loads((state / "workloads.json").read_text())["workloads"]
+    key = f"pod shop/web/app limit {LIMIT}"
+    assert learnt[key]["instances"] == 2 and 0.75 <= learnt[key]["peak"] <= 0.9, learnt
+    assert any(l.startswith("ALERT pre-OOM") for l in first), "the test proves nothing: no first instance alerted"
+    # a restart in between: what was learnt is read back
+    later, ran = run(range(2, 4), [warm, ["leak", "400", "58"]], 60)
+    (_, third), (leak_code, leaker) = ran
+    alerts = [l for l in later if l.startswith("ALERT ")]
+    withheld = [l for l in later if "withheld, as its workload's earlier instances did the same" in l]
+    assert withheld and "earlier instances reached" in withheld[0], "\n".join(later[-40:])
+    assert not [l for l in alerts if third in l], alerts  # the third warm-up: nothing
+    assert leak_code == -9  # past its workload's usual 80%, to the kill
+    pre = [l for l in alerts if l.startswith("ALERT pre-OOM") and leaker in l]
+    assert len(pre) == 1 and "pre-OOM critical" in pre[0], alerts
+    assert any(l.startswith("ALERT confirmed") for l in alerts), alerts
+    learnt = json.loads((state / "workloads.json").read_text())["workloads"]
+    assert learnt[key]["instances"] == 3 and learnt[key]["killed"] == 1, learnt  # the leak taught nothing
