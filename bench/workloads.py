@@ -147,11 +147,12 @@ def leaking(seeds: range, runs: int) -> list[dict[str, float]]:
             start += len(usage) + GAP_S
         healthy = instance_of(trace, jitter, SECONDS)
         t = np.arange(len(healthy) * 4)
-        usage = np.concatenate([healthy, np.full(len(t) - len(healthy), healthy[-1])])
-        usage = np.where(t > diverge, np.maximum(usage, usage[diverge] + rate * (t - diverge)), usage)
+        healthy = np.concatenate([healthy, np.full(len(t) - len(healthy), healthy[-1])])
+        usage = np.where(t > diverge, np.maximum(healthy, healthy[diverge] + rate * (t - diverge)), healthy)
         kill = int(np.flatnonzero(usage >= trace.limit)[0]) if (usage >= trace.limit).any() else None
         if kill is None:
             continue
+        diverge = int(np.flatnonzero(usage > healthy)[0])  # where it first does what this instance would not
         usage = usage[: kill + 1]
         scored = []
         for m, d in ((memory, detector), fresh()):
@@ -187,16 +188,17 @@ def cost() -> tuple[float, float]:
     """(bytes per learnt workload in the state file, ms of judging per tick at 500 cgroups, 5,000 workloads)."""
     memory = WorkloadMemory()
     memory.observe([], 0.0)
-    for w in range(5000):
-        memory.observe([(f"/c{w}", f"workload {w}", 100 << 20, 256 << 20)], 1.0 + w)
-    memory.observe([], 6000.0)
+    for round_ in range(2):  # two finished instances each: every judgement goes all the way
+        for w in range(5000):
+            memory.observe([(f"/c{w}", f"workload {w}", 100 << 20, 256 << 20)], 1.0 + w + 5000 * round_)
+        memory.observe([], 11000.0)
     per = len(json.dumps({k: vars(v) for k, v in memory.shapes.items()})) / len(memory.shapes)
     detector = CgroupDetector.for_policy(defaults())
     cgroups = [f"/c{w}" for w in range(500)]
     usage, limit = np.full(500, 200.0 * (1 << 20)), np.full(500, 256.0 * (1 << 20))
     took = []
     for t in range(60):
-        now = 7000.0 + t
+        now = 12000.0 + t
         verdicts = detector.update_all(cgroups, now, usage + t * (1 << 20), limit)
         started = time.perf_counter()
         memory.observe([(c, f"workload {i}", int(usage[i]) + t * (1 << 20), int(limit[i]))

@@ -3,7 +3,7 @@ exchange against a deadline.
 
 Work that is slow, heavy or risky for the daemon (naming stacks with bcc, drawing charts with matplotlib)
 runs in such a child: its memory goes with it, a crash or a hang costs the child, never the daemon, and it
-runs at idle priority (`lower_priority`), so on a CPU-starved node or under the daemon's CPU quota the
+runs at a lower priority (`lower_priority`), so on a CPU-starved node or under the daemon's CPU quota the
 watching loop gets the CPU first. The daemon only ever talks to it from a worker thread (see `Worker`), so
 a slow answer never holds the tick.
 """
@@ -168,10 +168,12 @@ class Worker:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def lower_priority() -> None:
-    """In a helper child: idle scheduling and the OOM killer's first choice. Under the daemon's CPU quota the
-    child then takes only what the watching loop leaves; under memory pressure it goes before the daemon."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+def lower_priority(nice: int) -> None:
+    """In a helper child: a lower CPU priority and the OOM killer's first choice. Under the daemon's CPU quota
+    the watching loop then gets most of it; under memory pressure the child goes before the daemon. Not
+    SCHED_IDLE: on a busy node (or without the cpu controller) that starves the child outright, and a
+    symbolizer must name a process's stacks while it is still alive."""
+    with contextlib.suppress(OSError):
+        os.nice(nice)
     with contextlib.suppress(OSError):
         Path("/proc/self/oom_score_adj").write_text("1000")

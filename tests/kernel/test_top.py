@@ -41,7 +41,8 @@ def test_top_names_a_process_that_lived_less_than_one_tick(tmp_path, workload):
     500 ms tick reads the maps, so only the kernel's record of its exit can name it."""
     policy = tmp_path / "policy.toml"
     policy.write_text('[sampling]\ninterval = "500ms"\ninitial_rate = 1\n')
-    top = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "top", "-c", str(policy), "-n", "8", "--count", "20"],
+    top = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "top", "-c", str(policy), "-n", "8", "--count", "20",
+                            "--trace"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                            env={**os.environ, "COLUMNS": "250"})
     spikes = []

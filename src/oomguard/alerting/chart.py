@@ -9,7 +9,7 @@ not grow and a chart is ready within its message's deadline. A chart is a
 luxury: the message never waits for it past DECORATE_WITHIN_S; it is skipped
 when the daemon's own memory cgroup has less than CHART_ROOM free (alerting
 must never need memory the steady daemon does not have); the child runs at
-idle CPU priority and volunteers as the OOM killer's first choice.
+nice 19 and volunteers as the OOM killer's first choice.
 """
 
 from __future__ import annotations
@@ -260,7 +260,7 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
 def main() -> None:
     """The child: last in line for the CPU, first for the OOM killer; answers on a copy of stdout, while
     anything a library prints goes to the daemon's log (fd 1 now points at stderr)."""
-    lower_priority()
+    lower_priority(19)  # a luxury: whatever CPU the rest leaves
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     serve(sys.stdin, answers)

@@ -33,9 +33,12 @@ from ..text import from_kernel
 
 log = logging.getLogger("oomguard")
 # A first request loads the process's and the kernel's symbol tables: ~0.5 s for a C program here, seconds
-# for a JVM's libjvm or a large perf map. The naming worker waits for it, never the tick; it is bounded so a
-# hung child cannot hold back every later stack.
-NAME_TIMEOUT_S = 10.0
+# for a JVM's libjvm or a large perf map, more on a starved node. The naming worker waits for it, never the
+# tick; it is bounded so a hung child cannot hold back every later stack.
+NAME_TIMEOUT_S = 30.0
+# Slightly below the loop (CFS weight 335 against 1024): under the daemon's CPU quota the loop gets three
+# quarters; stacks must still be named while their process lives, so not the chart renderer's 19.
+SYMBOLIZER_NICE = 5
 # After a failure, stacks get addresses without asking for this long: a child that hangs must not cost
 # every stack NAME_TIMEOUT_S, nor one that dies at start a restart per tick.
 RETRY_AFTER_S = 60.0
@@ -149,7 +152,7 @@ def serve(requests: IO[str], answers: IO[str]) -> None:
 
 if __name__ == "__main__":
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C on the daemon's terminal: the daemon stops us
-    lower_priority()  # a luxury: the watching loop first, for the CPU and for the OOM killer
+    lower_priority(SYMBOLIZER_NICE)  # the watching loop first, for the CPU and for the OOM killer
     # Answers go out on a copy of stdout; fd 1 itself now points at stderr, so anything bcc (or its C
     # library) prints lands in the daemon's log, not in the middle of an answer.
     answers = os.fdopen(os.dup(1), "w")
