@@ -67,7 +67,7 @@ vm: system-for-tests venv
 # Each prints its table with the same-run baseline; see README "Performance".
 # Every benchmark runs; the target fails if any verdict is a miss or too noisy to judge.
 bench: setup
-	@status=0; for b in kmalloc_cost tick_cost footprint controller accuracy deep_cost descriptor_cost detect; do \
+	@status=0; for b in kmalloc_cost tick_cost footprint controller accuracy deep_cost descriptor_cost detect workloads; do \
 		echo "== bench/$$b.py"; $(PY) bench/$$b.py || status=1; echo; done; exit $$status
 
 doctor: setup

@@ -261,7 +261,7 @@ def report(name: str, seeds: range, runs: int) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=12, help="workloads per benign class (leaks: twice as many)")
+    parser.add_argument("--runs", type=int, default=6, help="workloads per benign class (leaks: twice as many)")
     args = parser.parse_args()
     ok = report("train", sc.TRAIN_SEEDS, args.runs)
     ok = report("held-out", sc.HELD_OUT_SEEDS, args.runs) and ok

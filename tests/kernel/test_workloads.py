@@ -84,3 +84,7 @@ def test_a_warm_up_the_workload_has_done_twice_draws_nothing_and_a_leak_past_it_
     assert any(l.startswith("ALERT confirmed") for l in alerts), alerts
     learnt = json.loads((state / "workloads.json").read_text())["workloads"]
     assert learnt[key]["instances"] == 3 and learnt[key]["killed"] == 1, learnt  # the leak taught nothing
+    confirmed = next(l for l in alerts if l.startswith("ALERT confirmed"))
+    why = withheld[0].split("did the same: ")[1].split(" (workload")[0]
+    print(f"\nfirst two instances: {sum(l.startswith('ALERT pre-OOM') for l in first)} pre-OOM alerts; third: none, "
+          f"withheld ({why}); the leak: {pre[0].split(': ', 1)[1]}; {confirmed.split(': ', 1)[1]}")
