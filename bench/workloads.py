@@ -67,25 +67,34 @@ def instance_of(trace: sc.Trace, rng: np.random.Generator, seconds: int | None) 
     return scaled + rng.normal(0, 0.002 * trace.limit, len(usage))
 
 
-def watch(memory: WorkloadMemory | None, detector: CgroupDetector, usage: np.ndarray, limit: int, start: float,
-          cgroup: str) -> list[str]:
-    """The severity of each second of one instance, as the daemon would judge it (a kill ends it)."""
+def watch(memory: WorkloadMemory | None, detector: CgroupDetector, series: list[np.ndarray], limits: list[int],
+          workloads: list[str], names: list[str], start: float) -> list[list[str]]:
+    """Instances (one a row, each of its workload) watched together second by second as the daemon watches a
+    node's cgroups (one vectorised detector pass a second): the severity of each second of each (its kill, the
+    first sample at its limit, ends it)."""
     floor = defaults().alerts.headroom_floor
-    severities = []
-    for t, u in enumerate(usage.tolist()):
+    severities: list[list[str]] = [[] for _ in series]
+    alive = [True] * len(series)
+    for t in range(max(len(s) for s in series)):
         now = start + t
-        if u >= limit:
-            if memory:
-                memory.killed([cgroup])
-            detector.restart([cgroup])
-            break
-        verdict = detector.update(cgroup, now, max(int(u), 0), limit)
+        for i, s in enumerate(series):
+            if alive[i] and t < len(s) and s[t] >= limits[i]:
+                alive[i] = False
+                if memory:
+                    memory.killed([names[i]])
+                detector.restart([names[i]])
+        live = [i for i, s in enumerate(series) if alive[i] and t < len(s)]
+        if not live:
+            continue
+        usage = np.array([max(float(series[i][t]), 0.0) for i in live])
+        verdicts = detector.update_all([names[i] for i in live], now, usage, np.array([float(limits[i]) for i in live]))
         if memory:
-            memory.observe([(cgroup, WORKLOAD, max(int(u), 0), limit)], now)
-            verdict = memory.judge([verdict], floor, now)[0][0]
-        severities.append(verdict.severity)
+            memory.observe([(names[i], workloads[i], int(usage[j]), limits[i]) for j, i in enumerate(live)], now)
+            verdicts = memory.judge(verdicts, floor, now)[0]
+        for j, i in enumerate(live):
+            severities[i].append(verdicts[j].severity)
     if memory:
-        memory.observe([], start + len(usage) + 1)
+        memory.observe([], start + max(len(s) for s in series) + 1)
     return severities
 
 
@@ -96,29 +105,32 @@ def fresh() -> tuple[WorkloadMemory, CgroupDetector]:
 
 
 def benign(seeds: range, runs: int) -> dict[str, list[Counts]]:
-    """Per benign class: counts by instance index (0: first, 1: second, 2: seen before)."""
+    """Per benign class: counts by instance index (0: first, 1: second, 2: seen before), with memory, then
+    without."""
     out: dict[str, list[Counts]] = {}
     for make in sc.BENIGN_CLASSES:
-        rows = [Counts() for _ in range(3)]
-        plain = [Counts() for _ in range(3)]
-        for r in range(runs):
-            trace = make(np.random.default_rng([seeds[r], sc.STREAMS.index(make)]))
-            jitter = np.random.default_rng([seeds[r], 99])
-            memory, detector = fresh()
-            _, alone = fresh()
-            start = 10.0
-            for k in range(INSTANCES):
-                usage = instance_of(trace, jitter, SECONDS)
-                for into, m, d in ((rows, memory, detector), (plain, None, alone)):
-                    severities = watch(m, d, usage, trace.limit, start, f"/i{k}")
-                    c = into[min(k, 2)]
+        counts = [Counts() for _ in range(6)]
+        traces = [make(np.random.default_rng([seeds[r], sc.STREAMS.index(make)])) for r in range(runs)]
+        jitters = [np.random.default_rng([seeds[r], 99]) for r in range(runs)]
+        memory, detector = fresh()
+        _, alone = fresh()
+        workloads = [f"w{r}" for r in range(runs)]
+        limits = [trace.limit for trace in traces]
+        start = 10.0
+        for k in range(INSTANCES):
+            series = [instance_of(trace, jitter, SECONDS) for trace, jitter in zip(traces, jitters, strict=True)]
+            names = [f"/w{r}/i{k}" for r in range(runs)]
+            for offset, m, d in ((0, memory, detector), (3, None, alone)):
+                for usage, severities, limit in zip(series, watch(m, d, series, limits, workloads, names, start),
+                                                    limits, strict=True):
+                    c = counts[offset + min(k, 2)]
                     c.instances += 1
                     c.seconds += len(usage)
                     c.critical += CRITICAL in severities
                     c.warning += WARNING in severities and CRITICAL not in severities
-                    c.threshold += bool((usage > 0.9 * trace.limit).any())
-                start += len(usage) + GAP_S
-        out[make.__name__] = rows + plain
+                    c.threshold += bool((usage > 0.9 * limit).any())
+            start += SECONDS + GAP_S
+        out[make.__name__] = counts
     return out
 
 
@@ -133,54 +145,58 @@ def warm_then_leak(rng: np.random.Generator) -> tuple[sc.Trace, int, float]:
 
 def leaking(seeds: range, runs: int) -> list[dict[str, float]]:
     """Workloads whose last instance leaks after its usual start: leads with memory, and as a first instance."""
-    results = []
     horizon = defaults().alerts.horizon
-    for r in range(runs):
-        rng = np.random.default_rng([seeds[r], 1001])
-        trace, diverge, rate = warm_then_leak(rng)
-        jitter = np.random.default_rng([seeds[r], 1002])
-        memory, detector = fresh()
-        start = 10.0
-        for k in range(INSTANCES - 1):
-            usage = instance_of(trace, jitter, SECONDS)
-            watch(memory, detector, usage, trace.limit, start, f"/i{k}")
-            start += len(usage) + GAP_S
+    made = [warm_then_leak(np.random.default_rng([seeds[r], 1001])) for r in range(runs)]
+    jitters = [np.random.default_rng([seeds[r], 1002]) for r in range(runs)]
+    traces = [trace for trace, _, _ in made]
+    limits, workloads = [t.limit for t in traces], [f"w{r}" for r in range(runs)]
+    memory, detector = fresh()
+    start = 10.0
+    for k in range(INSTANCES - 1):
+        series = [instance_of(trace, jitter, SECONDS) for trace, jitter in zip(traces, jitters, strict=True)]
+        watch(memory, detector, series, limits, workloads, [f"/w{r}/i{k}" for r in range(runs)], start)
+        start += SECONDS + GAP_S
+    leaks, meta = [], []
+    for (trace, diverge, rate), jitter in zip(made, jitters, strict=True):
         healthy = instance_of(trace, jitter, SECONDS)
         t = np.arange(len(healthy) * 4)
         healthy = np.concatenate([healthy, np.full(len(t) - len(healthy), healthy[-1])])
+        diverge = min(diverge, len(healthy) - 2)
         usage = np.where(t > diverge, np.maximum(healthy, healthy[diverge] + rate * (t - diverge)), healthy)
-        kill = int(np.flatnonzero(usage >= trace.limit)[0]) if (usage >= trace.limit).any() else None
-        if kill is None:
+        over = np.flatnonzero(usage >= trace.limit)
+        kill = int(over[0]) if len(over) else len(usage)
+        leaks.append(usage[: kill + 1])
+        meta.append((trace.name, int(np.flatnonzero(usage > healthy)[0]), kill, bool(len(over))))
+    names = [f"/w{r}/leak" for r in range(runs)]
+    with_memory = watch(memory, detector, leaks, limits, workloads, names, start)
+    _, alone_detector = fresh()
+    alone = watch(None, alone_detector, leaks, limits, workloads, names, start)
+    results = []
+    for (name, diverge, kill, killed), seen, first in zip(meta, with_memory, alone, strict=True):
+        if not killed:
             continue
-        diverge = int(np.flatnonzero(usage > healthy)[0])  # where it first does what this instance would not
-        usage = usage[: kill + 1]
-        scored = []
-        for m, d in ((memory, detector), fresh()):
-            severities = watch(m, d, usage, trace.limit, start, "/leak")
-            first = severities.index(CRITICAL) if CRITICAL in severities else None
-            scored.append(None if first is None else kill - first)
-        achievable = min(kill - diverge, horizon)
-        results.append({"class": trace.name, "achievable": achievable, "lead": scored[0], "alone": scored[1],
-                        "kill": kill, "diverge": diverge})
+        scored = [kill - s.index(CRITICAL) if CRITICAL in s else None for s in (seen, first)]
+        results.append({"class": name, "achievable": min(kill - diverge, horizon), "lead": scored[0],
+                        "alone": scored[1], "kill": kill, "diverge": diverge})
     return results
 
 
 def all_leaks(seeds: range, runs: int) -> tuple[int, int, list[float]]:
     """Workloads whose every instance is a fresh leak: (alerted, instances, leads) with memory on."""
-    alerted, total, leads = 0, 0, []
-    for r in range(runs):
-        trace = sc.fresh_leak(np.random.default_rng([seeds[r], sc.STREAMS.index(sc.fresh_leak)]))
-        jitter = np.random.default_rng([seeds[r], 1003])
-        memory, detector = fresh()
-        start = 10.0
-        for k in range(INSTANCES):
-            usage = instance_of(trace, jitter, None)
-            severities = watch(memory, detector, usage, trace.limit, start, f"/i{k}")
+    traces = [sc.fresh_leak(np.random.default_rng([seeds[r], sc.STREAMS.index(sc.fresh_leak)])) for r in range(runs)]
+    jitters = [np.random.default_rng([seeds[r], 1003]) for r in range(runs)]
+    limits, workloads = [t.limit for t in traces], [f"w{r}" for r in range(runs)]
+    memory, detector = fresh()
+    alerted, total, leads, start = 0, 0, [], 10.0
+    for k in range(INSTANCES):
+        series = [instance_of(trace, jitter, None) for trace, jitter in zip(traces, jitters, strict=True)]
+        for severities in watch(memory, detector, series, limits, workloads, [f"/w{r}/i{k}" for r in range(runs)],
+                                start):
             total += 1
             if CRITICAL in severities:
                 alerted += 1
                 leads.append(len(severities) - severities.index(CRITICAL))
-            start += len(usage) + GAP_S
+        start += max(len(s) for s in series) + GAP_S
     return alerted, total, leads
 
 
@@ -215,7 +231,7 @@ def report(name: str, seeds: range, runs: int) -> bool:
     print(f"{'benign class':34} {'instance':>10}  {'critical/24h':>12} {'warning/24h':>11}  {'no memory':>9}  "
           f"{'threshold 90%':>13}")
     totals = [Counts() for _ in range(6)]
-    for cls, rows in benign(seeds, runs).items():
+    for cls, rows in benign(seeds, runs).items():  # rows: with memory (first, second, seen), then without
         for i, label in enumerate(("first", "second", "seen")):
             c, plain = rows[i], rows[3 + i]
             print(f"{cls:34} {label:>10}  {c.per_day(c.critical):>12} {c.per_day(c.warning):>11}  "
