@@ -71,6 +71,17 @@ def read_own_file(path: Path) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
+def set_aside(path: Path, suffix: str) -> str:
+    """Move a state file that is not what the daemon writes beside itself (`NAME.SUFFIX`), so the next start
+    begins afresh and the file can be inspected; never raises. Where it went, in words for the log."""
+    aside = path.with_name(f"{path.name}.{suffix}")
+    try:
+        path.rename(aside)
+    except OSError as exc:
+        return f"could not be moved aside ({exc.strerror})"
+    return f"moved aside to {aside}"
+
+
 def atomic_write(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     """Write `data` to `path` through a temporary file in the same directory and a rename.
 

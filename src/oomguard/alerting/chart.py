@@ -159,6 +159,7 @@ class ChartFiles:
         self._lock = threading.Lock()
         self._drawing: dict[Path, Future[Path | None]] = {}
         self._cold_since: float | None = None
+        self._warm = False  # a start asked for since the last close
         self._missed: dict[str, set[Path]] = {}  # alert id -> charts that missed their message
 
     def path_for(self, message: dict[str, Any]) -> Path:
@@ -206,12 +207,14 @@ class ChartFiles:
     def warm(self, wanted: bool, now: float) -> None:
         """From the tick: keep the renderer warm while something climbs; let it go KEEP_WARM_S after."""
         if wanted:
-            if self._cold_since is not None or not self.renderer.helper.running:
-                self._worker.submit(self.renderer.start)
             self._cold_since = None
+            if not self._warm:  # once: a start that fails (no room) is not retried, nor logged, every tick
+                self._warm = True
+                self._worker.submit(self.renderer.start)
         elif self._cold_since is None:
             self._cold_since = now
-        elif now - self._cold_since >= KEEP_WARM_S and self.renderer.helper.running:
+        elif self._warm and now - self._cold_since >= KEEP_WARM_S:
+            self._warm = False
             self._worker.submit(self.renderer.close)
 
     def stop(self) -> None:

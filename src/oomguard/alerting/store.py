@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from ..files import atomic_write, read_own_file
+from ..files import atomic_write, read_own_file, set_aside
 from .lifecycle import AlertBook, Closed
 
 log = logging.getLogger("oomguard")
@@ -36,12 +36,7 @@ def load(book: AlertBook, path: Path) -> list[Closed]:
     except FileNotFoundError:
         return []
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
-        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
-        try:
-            path.rename(aside)
-            moved = f"moved aside to {aside}"
-        except OSError as rename_error:
-            moved = f"could not be moved aside ({rename_error.strerror})"
+        moved = set_aside(path, f"corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
         log.error("%s unreadable (%s): %s; starting with no open alerts and zero tallies; fix: nothing needed, "
                   "inspect the moved file if the tallies matter", path, exc, moved)
         return []

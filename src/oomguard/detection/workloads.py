@@ -37,7 +37,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..files import atomic_write, read_own_file
+from ..files import atomic_write, read_own_file, set_aside
 from .detector import Verdict
 
 log = logging.getLogger("oomguard")
@@ -229,10 +229,5 @@ def shape_problem(data: Any) -> str | None:
 
 
 def _set_aside(path: Path, problem: str) -> None:
-    aside = path.with_name(f"{path.name}.bad-{int(time.time())}")
-    try:
-        path.rename(aside)
-        where = f"moved to {aside}"
-    except OSError as exc:
-        where = f"could not be moved aside ({exc.strerror})"
+    where = set_aside(path, f"bad-{int(time.time())}")
     log.error("%s is %s: %s; workloads are learnt afresh (earlier instances forgotten)", path, problem, where)

@@ -277,7 +277,7 @@ class Daemon:
                 self.withheld += 1
                 log.info("%s: %s withheld, as its workload's earlier instances did the same: %s (workload %s)",
                          printable(w.cgroup), w.severity, w.why, printable(w.workload))
-        self._withheld &= {(s.cgroup, sev) for s in found for sev in ("warning", "critical")}
+        self._withheld = {said for said in self._withheld if said[0] in self.workloads.live}
         if self.workloads.changed and now - self._workloads_saved_at >= SAY_AGAIN_S:
             self._save_workloads(now)
         return verdicts
