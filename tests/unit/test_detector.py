@@ -15,6 +15,7 @@ from oomguard.detection.detector import (
     WARNING,
     CgroupDetector,
     largest_fall,
+    tooth_top,
     watched_since,
     window_ladder,
 )
@@ -410,3 +411,47 @@ def test_a_jump_to_the_limit_in_10s_is_critical_more_than_half_of_it_ahead():
     # L starts climbing. Fitted over its flat half too (the ladder before), its first third did not climb
     # and the jump was critical 3 s ahead.
     assert kill - first(run(series, DetectConfig(min_span=5.0))[:kill], CRITICAL) == 5
+
+
+def convex_teeth(seconds: float, tall: float = 0.6, period: float = 5.0, floor_rise: float = 0.0,
+                 limit: int = 256 * MIB) -> tuple[list[float], list[int]]:
+    """An allocator doubling its buffers: each tooth rises slowly and then fast to `tall` of the limit in
+    `period` s and frees it all; sampled every 0.5 s. `floor_rise`: bytes/s its troughs climb (a leak under it)."""
+    times = [k * 0.5 for k in range(int(seconds * 2))]
+    shape = [(np.exp(3 * (t % period) / period) - 1) / (np.exp(3) - 1) for t in times]
+    return times, [int(tall * s * limit + 4 * MIB + floor_rise * t) for s, t in zip(shape, times, strict=True)]
+
+
+def test_a_tooth_no_higher_than_the_teeth_before_it_is_not_a_trend_however_fast_it_rises():
+    # Each tooth's last second is most of its rise: the level held HELD samples before its top is a third of
+    # it, so what the cgroup is known to give back (57.6 MiB) undercounts the 154 MiB tooth, and each tooth,
+    # seen from its trough, climbed 22 MiB/s to "OOM in 7s": a critical on every tooth. Its teeth reach the
+    # same height and give it all back: that is its own envelope.
+    times, usage = convex_teeth(600)
+    detector = CgroupDetector(DetectConfig(), 60, 900, 0.05)
+    verdicts = [detector.update("/saw", t, u, 256 * MIB) for t, u in zip(times, usage, strict=True)]
+    assert [t for t, v in zip(times, verdicts, strict=True) if v.warn and t >= 12] == []
+    values = np.array([usage[:100]], float)
+    low = np.minimum.accumulate(values[:, ::-1], axis=1)[:, ::-1]
+    top = tooth_top(values, low, np.array([100]))[0]
+    assert max(usage[:100]) < top < 1.2 * max(usage[:100])  # the teeth's height, plus TOOTH_MARGIN of it
+    assert tooth_top(values[:, :8], low[:, :8], np.array([8]))[0] == -np.inf  # one tooth is no pattern yet
+
+
+def test_a_leak_under_the_teeth_or_after_them_still_speaks():
+    # the same teeth over troughs rising 0.6 MiB/s: each tooth tops the last, and the cgroup is killed at ~270 s
+    times, usage = convex_teeth(400, tall=0.35, floor_rise=0.6 * MIB)
+    detector = CgroupDetector(DetectConfig(), 60, 900, 0.05)
+    verdicts = [detector.update("/saw", t, u, 256 * MIB) for t, u in zip(times, usage, strict=True)]
+    kill = next(t for t, u in zip(times, usage, strict=True) if u >= 256 * MIB)
+    critical = next(t for t, v in zip(times, verdicts, strict=True) if v.severity == CRITICAL and t >= 12)
+    assert kill - critical >= 30, (kill, critical)
+    # two minutes of teeth, then they stop at their trough and a leak of 3 MiB/s starts: judged as any leak
+    times, usage = convex_teeth(120)
+    times += [120 + 0.5 * k for k in range(1, 200)]
+    usage += [int(4 * MIB + 3 * MIB * 0.5 * k) for k in range(1, 200)]
+    detector = CgroupDetector(DetectConfig(), 60, 900, 0.05)
+    verdicts = [detector.update("/saw", t, u, 256 * MIB) for t, u in zip(times, usage, strict=True)]
+    kill = next(t for t, u in zip(times, usage, strict=True) if u >= 256 * MIB)
+    critical = next(t for t, v in zip(times, verdicts, strict=True) if v.severity == CRITICAL and t >= 120)
+    assert kill - critical >= 0.7 * 60 * 0.5, (kill, critical)

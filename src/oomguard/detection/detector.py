@@ -91,6 +91,9 @@ NEAR_SHARE = 1 / 3  # a climb too young to warn of the whole warn_horizon still 
 # this share of its age: a staircase of 10% steps a minute is 2 steps (120 s) from the limit after 5 min, and
 # its pace puts the last step at the horizon's edge; this warns it 61 s ahead. A half adds false warnings on
 # fills that stop short (train: 0.9 against 0.6 per 24 h).
+TOOTH_FALL = 0.5  # a peak is a tooth when the series gives back at least this share of its height over the window
+TOOTH_MARGIN = 0.15  # of a tooth's height: how much higher than the teeth before it a peak may be sampled
+# (a tick catches a tooth rising for 3 s at 0.5 s ticks up to a sixth of its height below its top)
 LONG_POINTS = 40  # a window longer than this is fitted on every k-th sample: L is smooth, the cost stays flat
 
 
@@ -252,6 +255,28 @@ def largest_fall(values: np.ndarray, low: np.ndarray, count: np.ndarray, held: i
     return np.maximum(held_fall, np.minimum(raw_fall, 1.5 * held_fall))
 
 
+def tooth_top(values: np.ndarray, low: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per row, the height a repeating tooth reaches: the second highest of the peaks that gave back at least
+    TOOTH_FALL of their height over the window's lowest point (so reached, and given back, twice or more),
+    plus TOOTH_MARGIN of its height for what the ticks did not catch; -inf where fewer than two teeth were seen.
+
+    A peak is a sample above the one before and after it: the highest the tick caught of a tooth. Giving
+    back is measured from that peak to the lowest point after it, not from a level held some ticks (a
+    tooth of a few ticks holds no level)."""
+    width = values.shape[1]
+    if width < 3:
+        return np.full(len(values), -np.inf)
+    mid = values[:, 1:-1]
+    real = np.arange(1, width - 1)[None, :] > (width - count)[:, None]  # the sample before it is real too
+    floor = low[np.arange(len(low)), np.clip(width - count, 0, width - 1)]  # L at the oldest sample: the window's low
+    height = mid - floor[:, None]
+    peak = (mid >= values[:, :-2]) & (mid > values[:, 2:]) & real & (height > 0)
+    given_back = mid - low[:, 2:] >= TOOTH_FALL * height
+    tops = np.where(peak & given_back, mid, -np.inf)
+    second = np.partition(tops, -2, axis=1)[:, -2]
+    return np.where(np.isfinite(second), second + TOOTH_MARGIN * (second - floor), -np.inf)
+
+
 class CgroupDetector:
     """All cgroups at once: their histories are rows of one ring of columns, fitted by numpy each tick.
 
@@ -274,6 +299,7 @@ class CgroupDetector:
         self._count = np.zeros(0, dtype=np.int64)
         self._giveback = np.zeros(0)  # the largest fall remembered, bytes, decaying from _giveback_at
         self._giveback_at = np.zeros(0)
+        self._teeth = np.zeros(0)  # the height the cgroup's repeating teeth reach (tooth_top), -inf: none
         self._born = np.zeros(0)  # time of each row's first sample (again after a restart)
         self._ticks = 0
 
@@ -333,6 +359,7 @@ class CgroupDetector:
             self._count = np.concatenate([self._count, np.zeros(len(new), dtype=np.int64)])
             self._giveback = np.concatenate([self._giveback, np.zeros(len(new))])
             self._giveback_at = np.concatenate([self._giveback_at, np.zeros(len(new))])
+            self._teeth = np.concatenate([self._teeth, np.full(len(new), -np.inf)])
             self._born = np.concatenate([self._born, np.zeros(len(new))])
         rows = np.array([self._row[c] for c in cgroups], dtype=np.intp)
         fresh = rows[self._count[rows] == 0]
@@ -376,9 +403,14 @@ class CgroupDetector:
         # Falls are looked for every MIN_WINDOW ticks (a quarter of the detector's work when done every tick):
         # a fall stays in the window for `window` ticks, and a climb after it needs min_span to be a trend.
         self._ticks += 1
-        fall = (largest_fall(values, low, count, HELD) if self._ticks % MIN_WINDOW == 1
-                else np.zeros(len(values)))
+        if self._ticks % MIN_WINDOW == 1:
+            fall = largest_fall(values, low, count, HELD)
+            self._teeth = tooth_top(values, low, count)
+        else:
+            fall = np.zeros(len(values))
         giveback = self._learnt_giveback(now, fall)
+        # a tooth no higher than the teeth before it is not a trend, however fast it rises
+        above_teeth = values[:, -1] > self._teeth
 
         watched_from = watched_since(times, count, c.min_span / 2)
         best_late = np.full(len(values), np.inf)  # the earliest confident ETA of an established window
@@ -401,7 +433,7 @@ class CgroupDetector:
                 eta = headroom / f.slope
                 early = headroom / (f.slope + c.confidence * f.stderr)
             climbs = ((f.span >= c.min_span) & f.climbs_throughout & (f.rise > GIVEBACK_MARGIN * giveback)
-                      & (f.still_to_climb > headroom) & ~levelling)
+                      & (f.still_to_climb > headroom) & ~levelling & above_teeth)
             # the longest first: a climb levelling off below the limit silences the windows inside it
             levelling |= ((f.span >= c.min_span) & f.climbs_throughout & f.slowing
                           & (f.still_to_climb <= headroom))
@@ -463,6 +495,7 @@ class CgroupDetector:
         self._low = np.delete(self._low, drop, 0)
         self._count = np.delete(self._count, drop)
         self._giveback, self._giveback_at = np.delete(self._giveback, drop), np.delete(self._giveback_at, drop)
+        self._teeth = np.delete(self._teeth, drop)
         self._born = np.delete(self._born, drop)
         keep = [r for r in range(len(self._count) + len(drop)) if r not in set(drop)]
         renumber = {old: new for new, old in enumerate(keep)}
