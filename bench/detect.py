@@ -52,7 +52,7 @@ from oomguard.alerting.lifecycle import CRITICAL, AlertBook
 from oomguard.bpf.events import OomKill
 from oomguard.config import defaults
 from oomguard.detection.culprit import name_culprits
-from oomguard.detection.detector import CgroupDetector
+from oomguard.detection.detector import CgroupDetector, Verdict
 from oomguard.detection.screen import Screens
 from oomguard.identity.attribution import attribute
 from oomguard.kills.report import KillReport
@@ -107,9 +107,11 @@ class OomguardRule:
         # explanations could use)
         self.since: dict[int, float] = {}
         self.counted: dict[int, float] = {}
+        self.verdicts: dict[str, Verdict] = {}  # the last tick's, by cgroup
 
     def step(self, rows: np.ndarray, now: float, usage: np.ndarray, limit: np.ndarray) -> list[str]:
         verdicts = self.detector.update_all([f"/t{r}" for r in rows.tolist()], now, usage, limit)
+        self.verdicts = {v.cgroup: v for v in verdicts}  # the alert book clears an alert whose climb stopped
         self.climbs = {r: v.slope_bytes_per_s for r, v in zip(rows.tolist(), verdicts, strict=True) if v.severity}
         self.counted = dict(self.since)
         young = self.detector.young(-1.0, now)  # every trace is a container started under a running daemon
@@ -164,7 +166,9 @@ def run(traces: list[Trace], make: Callable[[int], object], horizon: float) -> l
                 outcomes[r].first_alert_at = now
                 outcomes[r].first_alert_climb = getattr(rule, "climbs", {}).get(r, 0.0)
                 outcomes[r].climbing_since = getattr(rule, "counted", {}).get(r)
-        for closed in book.expire(now, {f"/t{r}" for r in np.flatnonzero(alive).tolist()}):
+        # as the daemon: oomguard's alerts also clear when their climb stops; the rules' only by the horizon
+        for closed in book.expire(now, {f"/t{r}" for r in np.flatnonzero(alive).tolist()},
+                                  getattr(rule, "verdicts", None)):
             _count_false(outcomes[int(closed.alert.cgroup[2:])], closed.alert.severity)
     for cgroup, alert in list(book.open.items()):  # open when the run ended without a kill
         _count_false(outcomes[int(cgroup[2:])], alert.severity)

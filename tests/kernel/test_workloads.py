@@ -84,11 +84,14 @@ def test_a_warm_up_the_workload_has_done_twice_draws_nothing_and_a_leak_past_it_
         assert code == 0, "\n".join(daemon.seen[-30:])
         return daemon.seen, ran
 
-    first, _ = run(range(0, 2), [warm, warm], 45)
+    first, _ = run(range(0, 2), [warm, warm], 55)  # 25 s held at 80%: the alert clears before the pod ends
     learnt = json.loads((state / "workloads.json").read_text())["workloads"]
     key = f"pod shop/web/app limit {LIMIT}"
     assert learnt[key]["instances"] == 2 and 0.75 <= learnt[key]["peak"] <= 0.9, learnt
     assert any(l.startswith("ALERT pre-OOM") for l in first), "the test proves nothing: no first instance alerted"
+    # each first instance's alert cleared when its climb stopped, saying where, not as a false alarm at its end
+    stopped = [l for l in first if l.startswith("ALERT cleared") and "stopped climbing at" in l]
+    assert len(stopped) == sum(l.startswith("ALERT pre-OOM") for l in first), first[-40:]
     # a restart in between: what was learnt is read back
     leak = ["leak", "400", "58"]  # the warm-up's pace, on past it to the kill
     later, ran = run(range(2, 5), [warm, warm, leak], 45, saw=200)
@@ -113,6 +116,7 @@ def test_a_warm_up_the_workload_has_done_twice_draws_nothing_and_a_leak_past_it_
     lead = float(re.search(r"foreseen (\d+)s ahead", confirmed).group(1))
     assert lead >= 0.7 * achievable - 0.5, (lead, achievable)  # the title rounds to a second
     why = withheld[0].split("did the same: ")[1].split(" (workload")[0]
-    print(f"\nfirst two instances: {sum(l.startswith('ALERT pre-OOM') for l in first)} pre-OOM alerts; third and "
+    print(f"\nfirst two instances: {sum(l.startswith('ALERT pre-OOM') for l in first)} pre-OOM alerts, cleared: "
+          f"{stopped[0].split(': ', 2)[2]}; third and "
           f"fourth: none, withheld ({why}); the sawtooth beside them: none; the leak: {pre[0].split(': ', 1)[1]}; "
           f"{confirmed.split(': ', 1)[1]} (achievable from its divergence {achievable:.1f}s)")

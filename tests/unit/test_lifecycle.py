@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from oomguard.alerting import store
-from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, UNFORESEEN
+from oomguard.alerting.lifecycle import CLEARED, CONFIRMED, ESCALATED, PRE_OOM, STOPPED_S, UNFORESEEN
 
 from support import CGROUP, CID, MIB, UID, kill_report, subject
 from support import verdict as forecast
@@ -152,3 +152,42 @@ def test_after_a_kill_the_dying_victims_memory_opens_no_new_alert_but_the_next_l
     again = [m for t in range(33, 80) for m in tick(float(t), 10 * MIB + 3 * MIB * (t - 33))]
     assert [m.kind for m in again] == [PRE_OOM] and again[0].alert_id != opened[0].alert_id
     assert alerts.book.killed_at == {}  # settled and forgotten
+
+
+def warm_up_then_hold(alerts, seconds: int, hold_from: int = 30, limit: int = 256 * MIB):
+    """A container warming to 80% of its limit in 30 s and holding from `hold_from` s, judged each second
+    through `alerts` (a Watch: its detector, then the engine): each second's messages, by time."""
+    sent = {}
+    for t in range(seconds):
+        usage = int(0.8 * limit * min(t, hold_from) / 30)
+        if messages := alerts.observe([subject(usage=usage, limit=limit)], float(t)):
+            sent[t] = messages
+    return sent
+
+
+def test_an_alert_clears_at_once_when_its_climb_stops_and_says_where():
+    alerts = book(horizon=60)
+    sent = warm_up_then_hold(alerts, 120)
+    (opened_at, (pre,)), (cleared_at, (cleared,)) = sent.items()  # one alert, one clearing, nothing else
+    assert pre.kind == PRE_OOM and cleared.kind == CLEARED and cleared.alert_id == pre.alert_id
+    assert opened_at < 30 and 30 + STOPPED_S <= cleared_at <= 30 + STOPPED_S + 5, sent  # not 60 s after the ETA
+    assert "it stopped climbing at 80% of its limit (204.8MiB of 256.0MiB)" in cleared.body, cleared.body
+    assert "false alarm" not in cleared.body and "consider a higher limit" in cleared.body
+    assert cleared.title.endswith("container app (container abababababab, pod 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0)"
+                                  ": stopped climbing at 80% of its limit (204.8MiB of 256.0MiB)"), cleared.title
+    tallies = alerts.book.tallies
+    assert (tallies.stopped, tallies.false_alarms) == (1, 0)
+
+
+def test_a_climb_that_goes_on_is_not_cleared_and_a_resumed_alert_waits_for_history():
+    alerts = book(horizon=60)
+    sent = warm_up_then_hold(alerts, 40, hold_from=1000, limit=1024 * MIB)  # climbing 6.8 MiB/s all along
+    assert [m.kind for ms in sent.values() for m in ms] == [PRE_OOM], sent
+    # an alert resumed after a restart: the detector has no history of its climb yet, and its verdicts are
+    # quiet; only the horizon clears it, as before
+    resumed = book(horizon=60)
+    resumed.warn(forecast(), subject(), now=0.0)
+    for t in range(1, 61):
+        assert resumed.observe([subject()], float(t)) == []
+    assert [m.kind for m in resumed.observe([subject()], 61.0)] == [CLEARED]
+    assert resumed.book.tallies.false_alarms == 1

@@ -75,7 +75,8 @@ def test_replay_is_deterministic_and_finds_the_warning_before_the_kill(tmp_path)
     # (+103 s, 76%, with trust 3 for every climb)
     assert lines[0].startswith("+   99.0s ALERT pre-OOM replay-0001: [oomguard] pre-OOM critical on node-1: OOM in ~")
     assert lines[1].startswith("+  144.0s ALERT confirmed replay-0001: ")
-    assert lines[-1] == "kills foreseen 1, unforeseen 0, false alarms 0; lead time median 45s, min 45s"
+    assert lines[-1] == ("kills foreseen 1, unforeseen 0, cleared as the climb stopped 0, false alarms 0; "
+                         "lead time median 45s, min 45s")
 
 
 def test_bad_recordings_name_the_fix(tmp_path):

@@ -98,9 +98,11 @@ class AlertEngine:
         return [messages.cleared(c, self.host, now, wall, self.runbook) for c in closed]
 
     def expire(self, now: float, live_cgroups: set[str]) -> list[Message]:
-        """Messages for the alerts that closed as false alarms (see AlertBook.expire)."""
+        """Messages for the alerts that closed without a kill, judged on the last decide's verdicts (see
+        AlertBook.expire)."""
         wall = self.wall_clock()
-        return [messages.cleared(c, self.host, now, wall, self.runbook) for c in self.book.expire(now, live_cgroups)]
+        return [messages.cleared(c, self.host, now, wall, self.runbook)
+                for c in self.book.expire(now, live_cgroups, self.verdicts)]
 
     def _decide(self, verdict: Verdict, subject: Subject, now: float) -> Decision | None:
         decision = self.book.warn(self.new_id(), subject.cgroup, subject.pids, now, verdict.severity)

@@ -1,4 +1,5 @@
-"""The alert lifecycle: pre-OOM opened, then confirmed by the kill, cleared as a false alarm, or a kill unforeseen.
+"""The alert lifecycle: pre-OOM opened, then confirmed by the kill, cleared (its climb stopped, or a false alarm),
+or a kill unforeseen.
 
 Pure and clock-injected: decisions only — which alert opens, which kill
 confirms which alert, which alert has expired. The words of each message are
@@ -13,13 +14,15 @@ hourly budget of new pre-OOM alerts. Kills are always reported.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..detection.detector import CRITICAL  # severities are the detector's; critical is never held back
+from ..detection.detector import CRITICAL, Verdict  # severities are the detector's; critical is never held back
 from ..identity.attribution import under_cgroup
 from ..kills.kmsg import KernelOomRecord
 from ..kills.report import KillReport
+from ..units import format_bytes
 
 PRE_OOM, ESCALATED, CONFIRMED, CLEARED, UNFORESEEN = "pre-OOM", "escalated", "confirmed", "cleared", "unforeseen"
 REFRESH = "refresh"  # an open alert posted again, for Alertmanager alone (it resolves alerts not re-posted)
@@ -29,6 +32,10 @@ LEAD_TIMES_KEPT = 1000
 # After an OOM kill in a cgroup, its usage is still the victim's until the exit and the OOM reaper free it
 # (the kill event comes first): alerts on that cgroup are held back this long, at any severity.
 KILL_SETTLE_S = 5.0
+# An alert whose cgroup no window sees climbing any more, this long, clears at once with where the climb
+# stopped: a warm-up that levels off at 80% is over when it levels off, not a horizon after its last warning.
+# Only for a climb this process saw (an alert resumed after a restart waits until the detector has history).
+STOPPED_S = 10.0
 
 
 @dataclass
@@ -55,8 +62,9 @@ class Alert:
 class Tallies:
     foreseen: int = 0
     unforeseen: int = 0
-    false_alarms: int = 0
+    false_alarms: int = 0  # cleared with nothing to explain them: the horizon passed, or the processes exited
     lead_times_s: list[float] = field(default_factory=list)  # the last LEAD_TIMES_KEPT
+    stopped: int = 0  # cleared because the climb stopped short of the limit (said where)
 
     def lead_time_summary(self) -> str:
         if not self.lead_times_s:
@@ -74,6 +82,7 @@ class Closed:
     critical_lead_s: float | None = None  # from when it became critical; None if it never did
     why: str = ""
     outcome_unknown: bool = False  # closed because the machine restarted, not judged
+    stopped: bool = False  # its climb stopped short of the limit: explained, not a false alarm
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,17 @@ def missed_kills(alerts: list[Alert], kills_now: dict[str, int | None], records:
     return missed
 
 
+def _stopped(verdict: Verdict, quiet_s: float) -> bool:
+    """No window has seen the cgroup climbing for STOPPED_S, and it is not under the headroom floor."""
+    return not (verdict.warn or verdict.climbing) and quiet_s >= STOPPED_S
+
+
+def stopped_at(verdict: Verdict) -> str:
+    """Where a climb stopped, in words: "stopped climbing at 80% of its limit (204.8MiB of 256.0MiB)"."""
+    return (f"stopped climbing at {verdict.usage / max(verdict.limit, 1):.0%} of its limit "
+            f"({format_bytes(verdict.usage)} of {format_bytes(verdict.limit)})")
+
+
 def _names(record: KernelOomRecord, alert: Alert) -> bool:
     """The kernel log line is about the alert's cgroup (its limit, or the victim's cgroup) or one of its pids."""
     return record.pid in alert.pids or any(
@@ -118,6 +138,8 @@ class AlertBook:
         self.closed_at: dict[str, float] = {}  # cgroup -> when its last alert closed (cooldown)
         self.recent: deque[float] = deque()  # when pre-OOM alerts were opened (hourly budget)
         self.killed_at: dict[str, float] = {}  # cgroup -> its last OOM kill (KILL_SETTLE_S)
+        # cgroup -> the last tick its open alert's climb was seen (in memory: a restart has no history yet)
+        self.climbed_at: dict[str, float] = {}
 
     def reconfigure(self, horizon_s: float, cooldown_s: float, max_per_hour: int) -> None:
         """New thresholds; what is open, cooling down and spent this hour stays."""
@@ -167,19 +189,30 @@ class AlertBook:
         """A kill happened in these cgroups: no alert on them for KILL_SETTLE_S."""
         self.killed_at.update(dict.fromkeys(cgroups, now))
 
-    def expire(self, now: float, live_cgroups: set[str]) -> list[Closed]:
-        """Close alerts whose horizon passed without a kill, or whose cgroup has no process left: false alarms."""
+    def expire(self, now: float, live_cgroups: set[str],
+               verdicts: Mapping[str, Verdict] | None = None) -> list[Closed]:
+        """Close the alerts whose cgroup has no process left or whose horizon passed without a kill (false
+        alarms), and, given this tick's verdicts by cgroup, those whose climb stopped STOPPED_S ago."""
         self._forget_settled(now)
         closed = []
         for cgroup, alert in list(self.open.items()):
-            overdue = now - alert.last_warned_at > self.horizon_s
-            gone = cgroup not in live_cgroups
-            if not (overdue or gone):
+            verdict = verdicts.get(cgroup) if verdicts is not None else None
+            if verdict is not None and (verdict.warn or verdict.climbing):
+                self.climbed_at[cgroup] = now
+            if cgroup not in live_cgroups:
+                why = "its processes exited without an OOM kill"
+            elif verdict is not None and _stopped(verdict, now - self.climbed_at.get(cgroup, now)):
+                self._close(alert, now)
+                self.tallies.stopped += 1
+                closed.append(Closed(alert, why=stopped_at(verdict), stopped=True))
+                continue
+            elif now - alert.last_warned_at > self.horizon_s:
+                why = f"no OOM kill within the {self.horizon_s:.0f}s horizon after the last warning"
+            else:
                 continue
             self._close(alert, now)
             self.tallies.false_alarms += 1
-            closed.append(Closed(alert, why="its processes exited without an OOM kill" if gone else
-                                 f"no OOM kill within the {self.horizon_s:.0f}s horizon after the last warning"))
+            closed.append(Closed(alert, why=why))
         return closed
 
     def _forget_settled(self, now: float) -> None:
@@ -189,6 +222,7 @@ class AlertBook:
 
     def _close(self, alert: Alert, now: float) -> None:
         del self.open[alert.cgroup]
+        self.climbed_at.pop(alert.cgroup, None)
         self.closed_at[alert.cgroup] = now
 
     def _match(self, report: KillReport) -> Alert | None:

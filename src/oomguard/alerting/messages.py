@@ -232,13 +232,20 @@ def cleared(closed: Closed, host: str, now: float, wall: float, runbook: str = "
     link = runbook_for(runbook, CLEARED)
     if closed.outcome_unknown:
         body = f"Pre-OOM alert {alert.id} is closed: {closed.why}.\nOpened at {utc(alert.started_wall)}.\n"
+    elif closed.stopped:
+        body = (f"Pre-OOM alert {alert.id} is cleared: it {closed.why}.\nOpen for "
+                f"{now - alert.opened_at:.0f}s, from {utc(alert.started_wall)} to {utc(wall)}.\n")
     else:
         body = (f"Pre-OOM alert {alert.id} was a false alarm: {closed.why}.\nOpen for "
                 f"{now - alert.opened_at:.0f}s, from {utc(alert.started_wall)} to {utc(wall)}.\n")
-    body += ("What to do: nothing now; if this cgroup's alerts keep clearing, see the runbook on tuning.\n"
+    todo = ("nothing now; if it holds this close to its limit, its next burst has little room: consider a higher "
+            "limit" if closed.stopped else
+            "nothing now; if this cgroup's alerts keep clearing, see the runbook on tuning")
+    body += (f"What to do: {todo}.\n"
              + (f"Runbook: {link}\n" if link else "")
              + f"\nDetails:\nalert: {untrusted(alert.title)}\ncgroup: {untrusted(alert.cgroup)}\n")
-    return Message(alert.id, CLEARED, f"[oomguard] cleared on {host}: {untrusted(subject)}", body,
+    title = f"[oomguard] cleared on {host}: {untrusted(subject)}" + (f": {closed.why}" if closed.stopped else "")
+    return Message(alert.id, CLEARED, title, body,
                    alert.labels.get("namespace"), {}, wall, _resolves(alert), runbook=link)
 
 

@@ -112,6 +112,7 @@ class Verdict:
     giveback: float = 0.0  # the largest fall the cgroup is known for, bytes
     under_floor: bool = False  # less than headroom_floor of the limit free
     climbing: bool = False  # a climb is established, whatever its ETA: a suspect for deep sampling
+    beyond: str = ""  # how it compares with its workload's earlier instances (detection/workloads.py), if known
 
     @property
     def warn(self) -> bool:
@@ -122,12 +123,14 @@ class Verdict:
         """Why, in words (built on demand: most verdicts of most ticks are never read)."""
         free = self.limit - self.usage
         if self.under_floor:
-            return f"headroom {free / max(self.limit, 1):.1%} of the limit ({format_bytes(free)} free), under the floor"
+            return (f"headroom {free / max(self.limit, 1):.1%} of the limit ({format_bytes(free)} free), under the "
+                    "floor" + (f"; {self.beyond}" if self.beyond else ""))
         if self.seconds_to_limit is None or self.eta_interval is None:
             return "no established climb toward the limit"
         # the ETA itself is the message's first line: the reason says what the forecast stands on
         return (f"kept memory climbing {format_bytes(self.slope_bytes_per_s)}/s for {self.trend_s:.0f}s, more than "
-                f"the {format_bytes(self.giveback)} it is known to give back")
+                f"the {format_bytes(self.giveback)} it is known to give back" + (f"; {self.beyond}" if self.beyond
+                                                                                else ""))
 
 
 def window_ladder(window: int) -> tuple[int, ...]:

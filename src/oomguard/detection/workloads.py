@@ -20,9 +20,11 @@ SEEN_BEFORE times or more is withheld while the instance is inside its
 envelope: its share of the limit no higher than what earlier instances had
 reached by the next age checkpoint (beyond the last, their peak), plus
 MARGIN of the limit. A climb that leaves the envelope is judged as any
-other, at once; a workload whose own peak comes within the headroom floor
-of its limit is never withheld (its normal is itself a risk), and neither is
-a verdict of less than the floor free.
+other, at once, and its alert says by how much ("40.0MiB above what any of its
+14 earlier instances had reached by 12s old"), and so is a verdict of less
+than the floor free. A workload whose own starts end within the headroom
+floor of its limit is a standing risk: an instance inside its envelope is
+warned of once a day per workload (RISK_EVERY_S), not paged per instance.
 """
 
 from __future__ import annotations
@@ -38,12 +40,15 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, read_own_file, set_aside
-from .detector import Verdict
+from ..units import format_bytes
+from .detector import WARNING, Verdict
 
 log = logging.getLogger("oomguard")
 AGES = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)  # seconds after an instance starts
 MARGIN = 0.05  # of the limit: a start-up within this of what earlier instances reached by that age is theirs
 SEEN_BEFORE = 2  # finished instances a workload needs before its envelope is trusted
+RISK_EVERY_S = 86400.0  # a workload whose own starts end within the floor is warned of once a day, not per instance
+INSIDE, BEYOND, STANDING_RISK = "inside", "beyond", "standing risk"
 MAX_WORKLOADS = 5000
 VERSION = 1
 FILE = "workloads.json"
@@ -58,6 +63,7 @@ class Shape:
     by_age: list[float] = field(default_factory=lambda: [-1.0] * len(AGES))  # -1: no instance watched that young
     peak: float = 0.0
     peak_age_s: float = 0.0  # of the instance that set the peak
+    risk_said: float = -1.0  # wall clock of its last standing-risk warning (RISK_EVERY_S); -1: never
 
     def allowed(self, age_s: float) -> float:
         """The highest share earlier instances had reached by the first checkpoint at or after this age
@@ -152,35 +158,56 @@ class WorkloadMemory:
             self.shapes.popitem(last=False)
         self.changed = True
 
-    def judge(self, verdicts: Sequence[Verdict], floor_fraction: float, now: float) -> tuple[list[Verdict],
-                                                                                               list[Withheld]]:
-        """The verdicts, with those of instances inside their workload's envelope withheld (severity "")."""
+    def judge(self, verdicts: Sequence[Verdict], floor_fraction: float, now: float,
+              wall: float | None = None) -> tuple[list[Verdict], list[Withheld]]:
+        """The verdicts, with those of instances inside their workload's envelope withheld (severity ""), and
+        those of seen-before workloads that left it saying by how much (Verdict.beyond). A workload whose
+        envelope ends within the headroom floor of its limit is a standing risk: an instance inside it is
+        warned of once a day per workload (`wall`: the wall clock, which the day is counted on), else
+        withheld."""
+        wall = time.time() if wall is None else wall
         out, withheld = [], []
         for verdict in verdicts:
-            reason = self._inside(verdict, floor_fraction, now) if verdict.warn and not verdict.under_floor else None
-            if reason is None:
+            judged = self._against_envelope(verdict, floor_fraction, now) if verdict.warn else None
+            if judged is None:
                 out.append(verdict)
                 continue
+            where, words = judged
             instance = self.live[verdict.cgroup]
-            withheld.append(Withheld(verdict.cgroup, instance.workload, verdict.severity, reason))
-            out.append(replace(verdict, severity=""))
+            shape = self.shapes[instance.workload]
+            if where == BEYOND:
+                out.append(replace(verdict, beyond=words))
+            elif where == STANDING_RISK and (shape.risk_said < 0 or wall - shape.risk_said >= RISK_EVERY_S):
+                shape.risk_said, self.changed = wall, True
+                out.append(replace(verdict, severity=WARNING, beyond=words))
+            else:
+                withheld.append(Withheld(verdict.cgroup, instance.workload, verdict.severity, words))
+                out.append(replace(verdict, severity=""))
         return out, withheld
 
-    def _inside(self, verdict: Verdict, floor_fraction: float, now: float) -> str | None:
+    def _against_envelope(self, verdict: Verdict, floor_fraction: float, now: float) -> tuple[str, str] | None:
+        """(INSIDE, BEYOND or STANDING_RISK, in words) for an instance of a seen-before workload; None
+        otherwise."""
         instance = self.live.get(verdict.cgroup)
         shape = self.shapes.get(instance.workload) if instance else None
         if instance is None or shape is None or shape.instances < SEEN_BEFORE or verdict.limit <= 0:
             return None
-        if shape.peak >= 1 - floor_fraction:  # its normal comes within the floor of its limit: never withheld
-            return None
+        share, n = verdict.usage / verdict.limit, shape.instances
         age = now - instance.born if instance.from_birth else math.inf
         allowed = shape.allowed(age)
-        share = verdict.usage / verdict.limit
-        if share > allowed + MARGIN:
-            return None
-        return (f"{share:.0%} of its limit at {age:.0f}s old; its {shape.instances} earlier instances reached "
-                f"{allowed:.0%} by then (peak {shape.peak:.0%})" if math.isfinite(age) else
-                f"{share:.0%} of its limit; its {shape.instances} earlier instances peaked at {shape.peak:.0%}")
+        risk = shape.peak >= 1 - floor_fraction  # its starts themselves end within the floor of its limit
+        # under the floor: beyond, unless its own starts end there too and it is no higher than they went
+        if share > allowed + MARGIN or (verdict.under_floor and (not risk or share > shape.peak)):
+            above = format_bytes(max(share - allowed, 0.0) * verdict.limit)
+            return BEYOND, (f"{above} above what any of its {n} earlier instances had reached by {age:.0f}s old "
+                            f"({allowed:.0%} of its limit; peak {shape.peak:.0%})" if math.isfinite(age) else
+                            f"{above} above its {n} earlier instances' peak ({shape.peak:.0%} of its limit)")
+        if risk:
+            return STANDING_RISK, (f"its {n} earlier instances level off at {shape.peak:.0%} of its limit: a "
+                                   "standing risk, said once a day; a higher limit ends it")
+        return INSIDE, (f"{share:.0%} of its limit at {age:.0f}s old; its {n} earlier instances reached "
+                        f"{allowed:.0%} by then (peak {shape.peak:.0%})" if math.isfinite(age) else
+                        f"{share:.0%} of its limit; its {n} earlier instances peaked at {shape.peak:.0%}")
 
     # -- state ----------------------------------------------------------------
 
@@ -188,7 +215,8 @@ class WorkloadMemory:
         """Write what was learnt (atomic); OSError is the caller's to report."""
         data = {"version": VERSION, "saved": time.time(),
                 "workloads": {key: {"instances": s.instances, "killed": s.killed, "by_age": s.by_age,
-                                    "peak": s.peak, "peak_age_s": s.peak_age_s} for key, s in self.shapes.items()}}
+                                    "peak": s.peak, "peak_age_s": s.peak_age_s, "risk_said": s.risk_said}
+                              for key, s in self.shapes.items()}}
         atomic_write(directory / FILE, json.dumps(data))
         self.changed = False
 
@@ -208,7 +236,7 @@ class WorkloadMemory:
             return
         for key, s in data["workloads"].items():
             self.shapes[key] = Shape(int(s["instances"]), int(s["killed"]), [float(v) for v in s["by_age"]],
-                                     float(s["peak"]), float(s["peak_age_s"]))
+                                     float(s["peak"]), float(s["peak_age_s"]), float(s.get("risk_said", -1.0)))
         while len(self.shapes) > self.max_workloads:
             self.shapes.popitem(last=False)
 
@@ -222,7 +250,8 @@ def shape_problem(data: Any) -> str | None:
               and all(isinstance(s.get(k), (int, float)) and not isinstance(s.get(k), bool)
                       for k in ("instances", "killed", "peak", "peak_age_s"))
               and isinstance(s.get("by_age"), list) and len(s["by_age"]) == len(AGES)
-              and all(isinstance(v, (int, float)) and math.isfinite(v) for v in s["by_age"]))
+              and all(isinstance(v, (int, float)) and math.isfinite(v) for v in s["by_age"])
+              and isinstance(s.get("risk_said", 0.0), (int, float)) and not isinstance(s.get("risk_said"), bool))
         if not ok:
             return f"workload {key!r} is not of the shape oomguard writes"
     return None

@@ -168,8 +168,10 @@ class Exporter:
             _gauge("oomguard_processes_tracked", "Processes with allocation data", [], [((), figures.processes)]),
             _counter("oomguard_oom_kills", "OOM kills, by whether a pre-OOM alert foresaw them", ["result"],
                      [(("foreseen",), tallies.foreseen), (("unforeseen",), tallies.unforeseen)]),
-            _counter("oomguard_false_alarms", "Pre-OOM alerts cleared without a kill", [],
-                     [((), tallies.false_alarms)]),
+            _counter("oomguard_false_alarms", "Pre-OOM alerts cleared without a kill and with nothing to explain "
+                     "them (the horizon passed, or the processes exited)", [], [((), tallies.false_alarms)]),
+            _counter("oomguard_alerts_stopped", "Pre-OOM alerts cleared because the climb stopped short of the limit",
+                     [], [((), tallies.stopped)]),
             _gauge("oomguard_open_alerts", "Pre-OOM alerts open now", [], [((), figures.open_alerts)]),
             _gauge("oomguard_alert_backlog_messages", "Alert messages waiting for delivery, all receivers", [],
                    [((), figures.backlog)]),

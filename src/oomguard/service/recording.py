@@ -122,6 +122,6 @@ def replay(path: Path, config: Config, out: TextIO) -> AlertEngine:
         for message in messages:
             print(f"+{now - start:7.1f}s ALERT {message.kind} {message.alert_id}: {message.title}", file=out)
     tallies = engine.book.tallies
-    print(f"kills foreseen {tallies.foreseen}, unforeseen {tallies.unforeseen}, false alarms {tallies.false_alarms}; "
-          f"{tallies.lead_time_summary()}", file=out)
+    print(f"kills foreseen {tallies.foreseen}, unforeseen {tallies.unforeseen}, cleared as the climb stopped "
+          f"{tallies.stopped}, false alarms {tallies.false_alarms}; {tallies.lead_time_summary()}", file=out)
     return engine

@@ -172,6 +172,7 @@ def _alerts_line(status: Status) -> list[str]:
     tallies = status.get("tallies", {})
     return [(f"alerts: {len(status.get('open_alerts', []))} open, {int(status.get('undelivered', 0))} undelivered; "
             f"kills foreseen {int(tallies.get('foreseen', 0))}, unforeseen {int(tallies.get('unforeseen', 0))}, "
+            f"cleared as the climb stopped {int(tallies.get('stopped', 0))}, "
             f"false alarms {int(tallies.get('false_alarms', 0))}; "
             f"{printable(str(tallies.get('summary', 'no lead times yet')))}")]
 
