@@ -18,7 +18,9 @@ after it (the divergence, known by construction) at 0.2-2% of its limit a
 second, to its kill; and workloads whose every instance is a leak from
 birth. Scored: recall (a critical before the kill), and the critical lead
 against min(kill - divergence, horizon), with the same series' lead as a
-first instance beside it.
+first instance beside it. A new version (a deploy) whose warm-up levels off
+20% higher or lower: the criticals on each of its first instances, so how
+many instances the memory takes to adapt.
 
 Seeds: train (bench/scenarios.py TRAIN_SEEDS) and held-out (HELD_OUT_SEEDS,
 not looked at while choosing MARGIN and SEEN_BEFORE) are reported apart.
@@ -44,6 +46,7 @@ from oomguard.detection.workloads import WorkloadMemory
 INSTANCES = 5
 SECONDS = 600  # of each benign instance
 GAP_S = 5.0  # between two instances
+VERSION_RUNS = 4  # instances of a new version, after INSTANCES - 2 of the old
 WORKLOAD = "bench workload"
 
 
@@ -90,7 +93,7 @@ def watch(memory: WorkloadMemory | None, detector: CgroupDetector, series: list[
         verdicts = detector.update_all([names[i] for i in live], now, usage, np.array([float(limits[i]) for i in live]))
         if memory:
             memory.observe([(names[i], workloads[i], int(usage[j]), limits[i]) for j, i in enumerate(live)], now)
-            verdicts = memory.judge(verdicts, floor, now)[0]
+            verdicts = memory.judge(verdicts, floor, now, wall=now)[0]
         for j, i in enumerate(live):
             severities[i].append(verdicts[j].severity)
     if memory:
@@ -181,6 +184,32 @@ def leaking(seeds: range, runs: int) -> list[dict[str, float]]:
     return results
 
 
+def new_version(seeds: range, runs: int, scale: float) -> list[int]:
+    """Workloads of a warm-up or fill whose new version (a deploy) levels off `scale` times as high (capped at
+    90% of its limit): INSTANCES - 2 instances of the old version, then VERSION_RUNS of the new. The number of
+    workloads whose k-th new instance drew a critical, for each k: how many instances the memory takes to
+    adapt."""
+    traces = []
+    for r in range(runs):
+        rng = np.random.default_rng([seeds[r], 1004])
+        trace = (sc.jvm_warmup if rng.uniform() < 0.5 else sc.fill_then_flat)(rng)
+        traces.append(trace)
+    jitters = [np.random.default_rng([seeds[r], 1005]) for r in range(runs)]
+    limits, workloads = [t.limit for t in traces], [f"w{r}" for r in range(runs)]
+    memory, detector = fresh()
+    start, criticals = 10.0, [0] * VERSION_RUNS
+    for k in range(INSTANCES - 2 + VERSION_RUNS):
+        series = [instance_of(trace, jitter, SECONDS) for trace, jitter in zip(traces, jitters, strict=True)]
+        if k >= INSTANCES - 2:
+            series = [np.minimum(u[0] + (u - u[0]) * scale, 0.9 * trace.limit)
+                      for u, trace in zip(series, traces, strict=True)]
+        severities = watch(memory, detector, series, limits, workloads, [f"/w{r}/i{k}" for r in range(runs)], start)
+        if k >= INSTANCES - 2:
+            criticals[k - INSTANCES + 2] += sum(CRITICAL in s for s in severities)
+        start += SECONDS + GAP_S
+    return criticals
+
+
 def all_leaks(seeds: range, runs: int) -> tuple[int, int, list[float]]:
     """Workloads whose every instance is a fresh leak: (alerted, instances, leads) with memory on."""
     traces = [sc.fresh_leak(np.random.default_rng([seeds[r], sc.STREAMS.index(sc.fresh_leak)])) for r in range(runs)]
@@ -266,6 +295,13 @@ def report(name: str, seeds: range, runs: int) -> bool:
     if missed or short:
         ok = False
         print("MISSED: a leak in a seen-before workload was not alerted, or late")
+    for scale, what in ((1.2, "higher"), (0.8, "lower")):
+        criticals = new_version(seeds, runs * 2, scale)
+        print(f"a new version with a {what} plateau (x{scale}, {runs * 2} workloads of {INSTANCES - 2} old "
+              f"instances): criticals on its 1st..{VERSION_RUNS}th instances: {criticals}")
+        if any(criticals[2:]):
+            ok = False
+            print("MISSED: a new version still drew criticals after two of its own instances")
     alerted, total, leads = all_leaks(seeds, runs)
     print(f"workloads whose every instance leaks: {alerted}/{total} instances alerted critical, median lead "
           f"{np.median(leads) if leads else 0:.0f}s")

@@ -482,11 +482,14 @@ def wait_for(lines: queue.Queue, predicate, seconds: float, seen: list[str]) -> 
 
 
 class Daemon:
-    """`oomguard run` as a child process, its output read line by line; SIGTERM on exit."""
+    """`oomguard run` (or `record`) as a child process, its output read line by line; SIGTERM on exit."""
 
-    def __init__(self, policy: Path, env: dict[str, str] | None = None, preexec_fn=None):
-        # --ticks always: the tests read each interval's table through a pipe, where a service would be quiet
-        self.process = subprocess.Popen([sys.executable, "-m", "oomguard.cli", "run", "--ticks", "always", "-c",
+    def __init__(self, policy: Path, env: dict[str, str] | None = None, preexec_fn=None,
+                 record_to: Path | None = None):
+        # --ticks always: the tests read each interval's table through a pipe, where a service would be quiet.
+        # record_to: `oomguard record -o FILE`, the same daemon writing what it sees to FILE
+        command = ["record", "-o", str(record_to)] if record_to else ["run"]
+        self.process = subprocess.Popen([sys.executable, "-m", "oomguard.cli", *command, "--ticks", "always", "-c",
                                          str(policy)],
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)

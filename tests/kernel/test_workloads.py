@@ -6,15 +6,21 @@ sawtooth beside them (teeth of 55% of its limit every 3 s, for minutes) draws no
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
 from contextlib import contextmanager, nullcontext
 
 import pytest
+
+from oomguard.config import load
+from oomguard.service.recording import replay
 
 from support import Daemon, leak_policy, memory_cgroup, procs_file
 
@@ -50,6 +56,17 @@ def instance(daemon: Daemon, root, workload, n: int, argv: list[str], seconds: f
     return code, name
 
 
+def replayed_alerts(lines: list[str]) -> list[tuple[str, str]]:
+    """(kind, title without its ETA) of each ALERT line, live ("ALERT kind id: title") or replayed
+    ("+  12.0s ALERT kind id: title"): what must match between the two."""
+    alerts = []
+    for line in lines:
+        found = re.search(r"ALERT (\S+) \S+: (.*)$", line)
+        if found:
+            alerts.append((found.group(1), re.sub(r"OOM in ~\d+s|foreseen \d+s|\d+(\.\d+)?MiB", "#", found.group(2))))
+    return alerts
+
+
 @contextmanager
 def sawtooth(workload, seconds: float):
     """A healthy neighbour: 140 MiB of 256 MiB allocated over 3 s and freed at once, again and again."""
@@ -70,9 +87,12 @@ def test_a_warm_up_the_workload_has_done_twice_draws_nothing_and_a_leak_past_it_
     policy = leak_policy(tmp_path, state, extra)
     warm = ["leak", "205", "30"]  # 205 MiB over 30 s into 256 MiB: 80% of the limit, then held
 
+    recordings = [tmp_path / "first.jsonl.gz", tmp_path / "later.jsonl.gz"]
+
     def run(instances: range, argvs: list[list[str]], seconds: float, saw: float = 0.0
             ) -> tuple[list[str], list[tuple[int, str]]]:
-        daemon, ran = Daemon(policy), []
+        # `oomguard record`: the daemon as `run`, also writing what it saw, replayed below
+        daemon, ran = Daemon(policy, record_to=recordings[0] if instances.start == 0 else recordings[1]), []
         try:
             daemon.wait_for(lambda l: "tracing kmalloc" in l, 60)
             daemon.wait_for(lambda l: " sampling " in l, 10)  # its first tick: later cgroups are new instances
@@ -84,7 +104,8 @@ def test_a_warm_up_the_workload_has_done_twice_draws_nothing_and_a_leak_past_it_
         assert code == 0, "\n".join(daemon.seen[-30:])
         return daemon.seen, ran
 
-    first, _ = run(range(0, 2), [warm, warm], 55)  # 25 s held at 80%: the alert clears before the pod ends
+    first, ran = run(range(0, 2), [warm, warm], 55)  # 25 s held at 80%: the alert clears before the pod ends
+    firsts = [name for _, name in ran]
     learnt = json.loads((state / "workloads.json").read_text())["workloads"]
     key = f"pod shop/web/app limit {LIMIT}"
     assert learnt[key]["instances"] == 2 and 0.75 <= learnt[key]["peak"] <= 0.9, learnt
@@ -116,6 +137,21 @@ def test_a_warm_up_the_workload_has_done_twice_draws_nothing_and_a_leak_past_it_
     lead = float(re.search(r"foreseen (\d+)s ahead", confirmed).group(1))
     assert lead >= 0.7 * achievable - 0.5, (lead, achievable)  # the title rounds to a second
     why = withheld[0].split("did the same: ")[1].split(" (workload")[0]
+    # The two recordings, one after the other (one boot's clock), replayed offline: the same alerts
+    both = tmp_path / "both.jsonl.gz"
+    with gzip.open(both, "wt") as out:
+        for i, path in enumerate(recordings):
+            with gzip.open(path, "rt") as recorded:
+                out.writelines(recorded.readlines()[1 if i else 0:])  # one header
+    if os.environ.get("OOMGUARD_KEEP_RECORDING"):  # how tests/data/workloads.jsonl.gz was made
+        shutil.copy(both, os.environ["OOMGUARD_KEEP_RECORDING"])
+    printed = io.StringIO()
+    replay(both, load(policy), printed)
+    replayed = printed.getvalue().splitlines()
+    assert replayed_alerts(replayed) == replayed_alerts([l for l in first + later if l.startswith("ALERT ")]), (
+        replayed, first, later)
+    assert [p for p in firsts + [third, fourth, leaker] if any(p in l for l in replayed if "pre-OOM" in l)] == [
+        *firsts, leaker]
     print(f"\nfirst two instances: {sum(l.startswith('ALERT pre-OOM') for l in first)} pre-OOM alerts, cleared: "
           f"{stopped[0].split(': ', 2)[2]}; third and "
           f"fourth: none, withheld ({why}); the sawtooth beside them: none; the leak: {pre[0].split(': ', 1)[1]}; "

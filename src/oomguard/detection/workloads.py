@@ -40,8 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_write, read_own_file, set_aside
+from ..identity.workload import workload_of
 from ..units import format_bytes
-from .detector import WARNING, Verdict
+from .detector import WARNING, CgroupDetector, Verdict
+from .groups import Subject, judge
 
 log = logging.getLogger("oomguard")
 AGES = (5.0, 10.0, 20.0, 40.0, 80.0, 160.0, 320.0)  # seconds after an instance starts
@@ -239,6 +241,15 @@ class WorkloadMemory:
                                      float(s["peak"]), float(s["peak_age_s"]), float(s.get("risk_said", -1.0)))
         while len(self.shapes) > self.max_workloads:
             self.shapes.popitem(last=False)
+
+
+def judged(memory: WorkloadMemory, detector: CgroupDetector, found: Sequence[Subject], floor_fraction: float,
+           now: float, wall: float | None = None) -> tuple[list[Verdict], list[Withheld]]:
+    """One tick's verdicts as the daemon and a replay take them: the detector's, judged against what each
+    workload's earlier instances did (the tick's subjects first teach and age their instances)."""
+    memory.observe([(s.cgroup, workload_of(s.cgroup, s.attribution, s.pod, s.limit), s.usage, s.limit)
+                    for s in found], now)
+    return memory.judge(judge(detector, found, now), floor_fraction, now, wall)
 
 
 def shape_problem(data: Any) -> str | None:

@@ -40,9 +40,9 @@ from ..config import (
 )
 from ..detection.descriptors import OpenedSince
 from ..detection.detector import CgroupDetector, Verdict
-from ..detection.groups import Subject, explained, judge, subjects
+from ..detection.groups import Subject, explained, subjects
 from ..detection.screen import Screens
-from ..detection.workloads import WorkloadMemory
+from ..detection.workloads import WorkloadMemory, judged
 from ..errors import OomguardError
 from ..evidence.capture import EvidenceCapture, section
 from ..evidence.symbols import Symbolizer
@@ -52,7 +52,6 @@ from ..identity.owners import Owners
 from ..identity.pods import PodDirectory
 from ..identity.procfs import ProcessDirectory
 from ..identity.selection import Selection, kernel_filter_for
-from ..identity.workload import workload_of
 from ..kills.kmsg import KernelOomRecord, KmsgReader, records_in_log
 from ..kills.report import KillAttributor, KillCorrelator, KillReport
 from ..sampling.collector import Collector, Tick
@@ -267,10 +266,7 @@ class Daemon:
 
     def _judged(self, found: list[Subject], now: float) -> list[Verdict]:
         """The detector's verdicts, less those of instances doing what their workload's earlier ones did."""
-        self.workloads.observe([(s.cgroup, workload_of(s.cgroup, s.attribution, s.pod, s.limit), s.usage, s.limit)
-                                for s in found], now)
-        verdicts, withheld = self.workloads.judge(judge(self.detector, found, now),
-                                                  self.config.alerts.headroom_floor, now)
+        verdicts, withheld = judged(self.workloads, self.detector, found, self.config.alerts.headroom_floor, now)
         for w in withheld:
             if (w.cgroup, w.severity) not in self._withheld:
                 self._withheld.add((w.cgroup, w.severity))

@@ -3,7 +3,8 @@
 A recording is gzip'd JSON lines: a header, then one line per tick (the
 observations of every limited cgroup) and one per OOM kill, each stamped
 with the daemon's monotonic clock. Replay feeds them to the same
-AlertEngine with that clock and counter-made alert ids, so it prints the
+detector, workload memory (learnt afresh from the recording's own instances)
+and AlertEngine with that clock and counter-made alert ids, so it prints the
 same alerts every time.
 """
 
@@ -22,7 +23,8 @@ from ..alerting.messages import Message
 from ..bpf.events import OomKill
 from ..config import Config
 from ..detection.detector import CgroupDetector
-from ..detection.groups import Subject, judge
+from ..detection.groups import Subject
+from ..detection.workloads import WorkloadMemory, judged
 from ..errors import OomguardError
 from ..identity.attribution import Attribution
 from ..identity.pods import PodNames
@@ -107,6 +109,7 @@ def replay(path: Path, config: Config, out: TextIO) -> AlertEngine:
     engine = AlertEngine(config, host=header["host"], new_id=lambda: f"replay-{next(counter):04d}",
                          wall_clock=lambda: 0.0)
     detector = CgroupDetector.for_policy(config)
+    workloads = WorkloadMemory()  # learnt afresh from the recording's own instances
     start = None
     for line in lines:
         now = line["t"]
@@ -114,11 +117,13 @@ def replay(path: Path, config: Config, out: TextIO) -> AlertEngine:
         if "kill" in line:
             outcome = engine.kill(kill_from_json(line["kill"]), now)
             detector.restart(outcome.killed_in)
+            workloads.killed(outcome.killed_in)
             messages: list[Message] = [outcome.message]
         else:
             subjects = line.get("subjects") or line.get("observations") or []
             seen = [subject_from_json(s) for s in subjects]
-            messages = engine.observe(seen, judge(detector, seen, now), now)
+            verdicts, _ = judged(workloads, detector, seen, config.alerts.headroom_floor, now, wall=now)
+            messages = engine.observe(seen, verdicts, now)
         for message in messages:
             print(f"+{now - start:7.1f}s ALERT {message.kind} {message.alert_id}: {message.title}", file=out)
     tallies = engine.book.tallies
