@@ -6,6 +6,8 @@ import dataclasses
 import gzip
 import io
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +89,22 @@ def test_bad_recordings_name_the_fix(tmp_path):
     with pytest.raises(OomguardError, match="not an oomguard recording") as caught:
         replayed(junk)
     assert "oomguard record -o FILE" in caught.value.fix
+
+
+def test_a_recorded_workload_replays_its_learning_and_its_leak(tmp_path):
+    """tests/data/workloads.jsonl.gz: tests/kernel/test_workloads.py's two daemon runs, recorded on the real
+    kernel (OOMGUARD_KEEP_RECORDING): five pods of Deployment shop/web warming to 80% of 256 MiB, the fifth
+    leaking on past it to its kill, beside a sawtooth of 140 MiB every 3 s. Replayed offline, the workload is
+    learnt from the recording itself: the first two pods alert and clear where they stopped, the third and
+    fourth (seen twice before) and the sawtooth draw nothing, and the leak is alerted and confirmed."""
+    lines = replayed(Path(__file__).parent.parent / "data" / "workloads.jsonl.gz").splitlines()
+    alerts = [line.split(" ALERT ")[1].split(": ", 1) for line in lines if " ALERT " in line]
+    kinds = [(head.split()[0], re.search(r"pod \S+|OOM kill of \S+ foreseen \d+s", title).group(0))
+             for head, title in alerts]
+    assert kinds == [("pre-OOM", "pod shop/web-7d9f5c6b8d-bfjmq"), ("cleared", "pod shop/web-7d9f5c6b8d-bfjmq"),
+                     ("pre-OOM", "pod shop/web-7d9f5c6b8d-knrvz"), ("cleared", "pod shop/web-7d9f5c6b8d-knrvz"),
+                     ("pre-OOM", "pod shop/web-7d9f5c6b8d-cgknr"), ("confirmed", "OOM kill of ogworkload foreseen 5s")
+                     ], kinds
+    assert alerts[1][1].endswith("stopped climbing at 80% of its limit (205.8MiB of 256.0MiB)")
+    assert lines[-1] == ("kills foreseen 1, unforeseen 0, cleared as the climb stopped 2, false alarms 0; "
+                         "lead time median 5s, min 5s")
