@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pytest
 
 from oomguard.config import defaults
@@ -178,3 +179,43 @@ def test_the_number_of_workloads_is_capped_least_recently_seen_first():
 
 def test_the_margin_is_a_share_of_the_limit():
     assert 0 < MARGIN <= 0.1
+
+
+def test_replicas_still_running_past_their_start_up_teach_the_next_rollout():
+    # two replicas of a Deployment start together and run for weeks: neither ends, yet once past their
+    # start-up (AGES[-1]) they teach it; a third replica of the next rollout is then not paged for the same
+    # warm-up, and a leak in it still is
+    memory = WorkloadMemory()
+    memory.observe([], 0.0)
+    detector = CgroupDetector.for_policy(defaults())
+    floor = defaults().alerts.headroom_floor
+    replicas = ["/rs-a", "/rs-b"]
+    first_rollout = []
+    for t in range(int(AGES[-1]) + 2):
+        now = 10.0 + t
+        seen = [(c, "pod shop/web/app", warm_up(float(t)), LIMIT) for c in replicas]
+        memory.observe(seen, now)
+        verdicts, _ = memory.judge([detector.update_all(replicas, now, np.array([float(warm_up(float(t)))] * 2),
+                                                        np.array([float(LIMIT)] * 2))][0], floor, now, wall=now)
+        first_rollout += [v.severity for v in verdicts]
+    assert CRITICAL in first_rollout  # first instances: a leak until they stop (the forced floor)
+    shape = memory.shapes["pod shop/web/app"]
+    assert shape.instances == 2 and shape.peak == pytest.approx(0.8, abs=0.01) and set(memory.live) == set(replicas)
+    start = 10.0 + AGES[-1] + 2
+
+    def beside_the_replicas(t: float, usage, new: str = "/rs-c") -> str:
+        """A new replica (and the two old ones, holding) at second t of its life: its severity."""
+        now = start + t
+        cgroups = [*replicas, new]
+        levels = [warm_up(1000.0), warm_up(1000.0), usage(t)]
+        memory.observe([(c, "pod shop/web/app", u, LIMIT) for c, u in zip(cgroups, levels, strict=True)], now)
+        verdicts, _ = memory.judge(detector.update_all(cgroups, now, np.array(levels, float),
+                                                       np.full(3, float(LIMIT))), floor, now, wall=now)
+        return verdicts[2].severity
+
+    assert {beside_the_replicas(float(t), warm_up) for t in range(120)} == {""}
+    memory.observe([(c, "pod shop/web/app", warm_up(1000.0), LIMIT) for c in replicas], start + 200)  # it ended
+    start += 300
+    leak = [beside_the_replicas(float(t), leak_after_warm_up, "/rs-d") for t in range(52)]  # killed at ~53 s
+    assert CRITICAL in leak and leak.index(CRITICAL) > 40, leak
+    assert memory.shapes["pod shop/web/app"].instances == 3  # the old replicas counted once, the third on its end

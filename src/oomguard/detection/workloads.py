@@ -10,7 +10,11 @@ from its finished instances:
   from the instances watched from their start;
 - its **peak**: the highest share any instance reached, at any age.
 
-An instance the kernel OOM-killed never teaches "normal". The envelope is
+An instance teaches when it ends, or once it runs past its start-up (the
+last age, 320 s): a Deployment's replicas that run for weeks teach the next
+rollout. An instance the kernel OOM-killed never teaches "normal" (one
+killed after it taught its start-up is counted killed; its peak is not
+learnt). The envelope is
 exact maxima (a handful of floats per workload), not an estimate, so it
 needs no statistics library; memory is bounded by a cap on workloads, the
 least recently seen forgotten first.
@@ -76,14 +80,17 @@ class Shape:
         return self.peak
 
     def learn(self, instance: Instance) -> None:
+        """A finished instance (or one past its start-up, still running: `taught` after this), once."""
         if instance.killed:
             self.killed += 1
             return
-        self.instances += 1
-        if instance.from_birth:
-            self.by_age = [max(old, new) for old, new in zip(self.by_age, instance.by_age, strict=True)]
+        if not instance.taught:
+            self.instances += 1
+            if instance.from_birth:
+                self.by_age = [max(old, new) for old, new in zip(self.by_age, instance.by_age, strict=True)]
         if instance.peak >= self.peak:
             self.peak, self.peak_age_s = instance.peak, instance.peak_age_s
+        instance.taught = True
 
 
 @dataclass
@@ -97,6 +104,7 @@ class Instance:
     peak: float = 0.0
     peak_age_s: float = 0.0
     killed: bool = False
+    taught: bool = False  # its start-up already taught its workload (a replica running past AGES[-1])
 
     def see(self, share: float, now: float) -> None:
         age = now - self.born
@@ -142,6 +150,8 @@ class WorkloadMemory:
                     self._finish(instance)
                 instance = self.live[cgroup] = Instance(workload, now, not self._first_tick)
             instance.see(usage / limit, now)
+            if not instance.taught and now - instance.born > AGES[-1]:
+                self._teach(instance)  # replicas that run for weeks teach their start-up without ending
         self._first_tick = False
 
     def killed(self, cgroups: Sequence[str]) -> None:
@@ -153,6 +163,9 @@ class WorkloadMemory:
                 self._finish(instance)
 
     def _finish(self, instance: Instance) -> None:
+        self._teach(instance)
+
+    def _teach(self, instance: Instance) -> None:
         shape = self.shapes.pop(instance.workload, None) or Shape()
         shape.learn(instance)
         self.shapes[instance.workload] = shape  # now the most recently seen
