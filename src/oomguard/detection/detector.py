@@ -122,15 +122,15 @@ class Verdict:
     def reason(self) -> str:
         """Why, in words (built on demand: most verdicts of most ticks are never read)."""
         free = self.limit - self.usage
+        beyond = f"; {self.beyond}" if self.beyond else ""
         if self.under_floor:
             return (f"headroom {free / max(self.limit, 1):.1%} of the limit ({format_bytes(free)} free), under the "
-                    "floor" + (f"; {self.beyond}" if self.beyond else ""))
+                    f"floor{beyond}")
         if self.seconds_to_limit is None or self.eta_interval is None:
             return "no established climb toward the limit"
         # the ETA itself is the message's first line: the reason says what the forecast stands on
         return (f"kept memory climbing {format_bytes(self.slope_bytes_per_s)}/s for {self.trend_s:.0f}s, more than "
-                f"the {format_bytes(self.giveback)} it is known to give back" + (f"; {self.beyond}" if self.beyond
-                                                                                else ""))
+                f"the {format_bytes(self.giveback)} it is known to give back{beyond}")
 
 
 def window_ladder(window: int) -> tuple[int, ...]:
